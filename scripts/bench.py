@@ -1,0 +1,145 @@
+"""Side-by-side benchmark on a synthesized tiny model, all measured in one run.
+
+Prints: HTTP end-to-end (POST /sdcpp/v1/img_gen + polling) vs the direct library call for the same
+request (median of several, as a ratio), the server's time from start to healthy, and its RSS
+when idle (before and after the model is loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("bench")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _http(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"content-type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        return json.loads(resp.read())  # type: ignore[no-any-return]
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def direct_times(model: Path, request: dict[str, Any], runs: int, threads: int) -> list[float]:
+    """The baseline: the binding called directly, no server."""
+    import stable_diffusion_cpp
+
+    sd = stable_diffusion_cpp.StableDiffusion(model_path=str(model), n_threads=threads)
+    times = []
+    for _ in range(runs + 1):  # the first run warms up
+        start = time.perf_counter()
+        sd.generate_image(
+            prompt=request["prompt"], width=request["width"], height=request["height"],
+            seed=request["seed"], sample_steps=request["sample_params"]["sample_steps"],
+            cfg_scale=request["sample_params"]["guidance"]["txt_cfg"],
+            progress_callback=lambda *_: None,
+        )  # fmt: skip
+        times.append(time.perf_counter() - start)
+    return times[1:]
+
+
+def http_times(base: str, request: dict[str, Any], runs: int, poll: float) -> list[float]:
+    """Submit, poll until completed, fetch the result: what a client sees."""
+    times = []
+    for _ in range(runs + 1):
+        start = time.perf_counter()
+        job = _http("POST", f"{base}/sdcpp/v1/img_gen", request)
+        while True:
+            state = _http("GET", f"{base}/sdcpp/v1/jobs/{job['id']}")
+            if state["status"] in ("completed", "failed", "cancelled"):
+                break
+            time.sleep(poll)
+        if state["status"] != "completed":
+            raise RuntimeError(f"job failed: {state['error']}")
+        times.append(time.perf_counter() - start)
+    return times[1:]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--poll", type=float, default=0.005, help="poll interval (s)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    from sdrest.testing import build_models_dir
+
+    work = Path(tempfile.mkdtemp(prefix="sdrest-bench-"))
+    models = build_models_dir(work / "models")
+    request = {"prompt": "a lovely cat", "width": args.size, "height": args.size, "seed": 42,
+               "sample_params": {"sample_steps": args.steps, "sample_method": "euler",
+                                 "guidance": {"txt_cfg": 1.0}}}  # fmt: skip
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "SDREST_THREADS": str(args.threads)}
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sdrest", "serve", "--port", str(port), "--log-level", "warning",
+         "--models-dir", str(models.root), "--data-dir", str(work / "data"),
+         "--model", models.checkpoint.stem],
+        env=env,
+    )  # fmt: skip
+    try:
+        while True:
+            try:
+                _http("GET", f"{base}/api/health")
+                break
+            except OSError:
+                if server.poll() is not None or time.perf_counter() - started > 60:
+                    raise RuntimeError("server did not become healthy") from None
+                time.sleep(0.01)
+        to_healthy = time.perf_counter() - started
+        time.sleep(0.5)
+        rss_idle = _rss_mib(server.pid)
+        via_http = http_times(base, request, args.runs, args.poll)
+        rss_loaded = _rss_mib(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    direct = direct_times(models.checkpoint, request, args.runs, args.threads)
+
+    med_http, med_direct = statistics.median(via_http), statistics.median(direct)
+    logger.info("model: %s (%d x %d, %d steps, %d threads, %d runs)", models.checkpoint.name,
+                args.size, args.size, args.steps, args.threads, args.runs)  # fmt: skip
+    logger.info("direct library call  median %.4f s  (%s)", med_direct,
+                ", ".join(f"{t:.3f}" for t in direct))  # fmt: skip
+    logger.info("HTTP img_gen + poll  median %.4f s  (%s)", med_http,
+                ", ".join(f"{t:.3f}" for t in via_http))  # fmt: skip
+    logger.info("ratio HTTP / direct  %.3f  (goal <= 1.05)", med_http / med_direct)
+    logger.info("start to healthy     %.3f s", to_healthy)
+    logger.info("server RSS idle      %.1f MiB (after jobs, model loaded: %.1f MiB)",
+                rss_idle, rss_loaded)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""HTTP API families: each one a thin translation onto the one service."""

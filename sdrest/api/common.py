@@ -1,0 +1,90 @@
+"""Pieces every API family shares: JSON responses, body decoding, error rendering hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sdrest.errors import InvalidRequestError, SdrestError
+
+T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
+
+MAX_JSON_BODY = 64 * 1024 * 1024
+"""Largest JSON body accepted (base64 images included)."""
+
+
+class JSONResponse(Response):
+    """A JSON response encoded once, by msgspec."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return _encoder.encode(content)
+
+
+async def read_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
+    """The request body, refusing (413) anything larger than ``limit`` before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"request body over {limit // (1024 * 1024)} MiB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"request body over {limit // (1024 * 1024)} MiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class PayloadTooLargeError(SdrestError):
+    """The body is larger than the server accepts (413)."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+    """Decode a body with a typed decoder; malformed JSON and type errors become 400s."""
+    if not body.strip():
+        raise InvalidRequestError("request body is empty; expected a JSON object")
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequestError(f"invalid request: {exc}", field=_field_of(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(f"malformed JSON: {exc}") from exc
+
+
+def convert(value: Any, type_: type[T]) -> T:
+    """msgspec.convert with the same 400 mapping as :func:`decode_json`."""
+    try:
+        return msgspec.convert(value, type_)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequestError(f"invalid request: {exc}", field=_field_of(exc)) from exc
+
+
+def _field_of(exc: msgspec.ValidationError) -> str | None:
+    text = str(exc)
+    marker = " - at `$."
+    if marker in text:
+        return text.split(marker, 1)[1].rstrip("`")
+    return None
+
+
+def error_status(exc: Exception) -> tuple[int, str, str]:
+    """(status, code, message) for a domain error or a Starlette HTTPException."""
+    if isinstance(exc, SdrestError):
+        return exc.status, exc.code, exc.message
+    if isinstance(exc, HTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return exc.status_code, code, str(exc.detail)
+    return 500, "internal_error", "internal server error"
+
+
+ErrorRenderer = Callable[[int, str, str, str | None], dict[str, Any]]

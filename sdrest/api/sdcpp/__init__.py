@@ -1,0 +1,1 @@
+"""The native async API of stable-diffusion.cpp: ``/sdcpp/v1``."""

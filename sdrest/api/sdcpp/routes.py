@@ -1,0 +1,109 @@
+"""``/sdcpp/v1``: capabilities, async img_gen jobs, polling and cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sdrest.api.common import JSONResponse, error_status, read_body
+from sdrest.api.sdcpp import translate
+from sdrest.errors import InvalidRequestError, NotImplementedFeatureError, SdrestError
+from sdrest.models import UnknownModelError
+from sdrest.service import SdrestService
+
+
+def _service(request: Request) -> SdrestService:
+    service: SdrestService = request.app.state.service
+    return service
+
+
+async def capabilities(request: Request) -> Response:
+    service = _service(request)
+    try:
+        name: str | None = service.default_model()
+    except InvalidRequestError:
+        name = None  # no model yet: still describe the server
+    entry = None
+    if name is not None:
+        try:
+            entry = service.registry.get(name)
+        except UnknownModelError:
+            entry = None  # a preset
+    defaults = service.request_defaults(name) if name else {}
+    body = translate.capabilities(
+        service.settings, entry, name, service.registry.list("lora"), defaults,
+        service.registry.models_dir / "lora",
+    )  # fmt: skip
+    return JSONResponse(body)
+
+
+async def img_gen(request: Request) -> Response:
+    service = _service(request)
+    body = await read_body(request)
+    gen_request = translate.to_request(body, service.request_defaults)
+    job = await service.submit(gen_request, owner=request.scope.get("sdrest.user", ""),
+                               family="sdcpp")  # fmt: skip
+    return JSONResponse(translate.job_created(job), status_code=202)
+
+
+async def _job_response(service: SdrestService, job_id: str) -> Response:
+    job = await service.get(job_id)
+    view = await asyncio.to_thread(
+        translate.job_view, job, service.queue_position(job.id), service.output_dir
+    )
+    return JSONResponse(view)
+
+
+async def get_job(request: Request) -> Response:
+    return await _job_response(_service(request), request.path_params["job_id"])
+
+
+async def cancel_job(request: Request) -> Response:
+    service = _service(request)
+    job = await service.cancel(request.path_params["job_id"])
+    return await _job_response(service, job.id)
+
+
+async def vid_gen(request: Request) -> Response:
+    service = _service(request)
+    try:
+        name = service.default_model()
+        arch = service.registry.get(name).architecture
+    except (SdrestError, UnknownModelError):
+        name, arch = "the default model", "unknown"
+    if arch == "wan":
+        reason = f"{name} is a Wan video model, but video jobs are not implemented in sdrest yet"
+    else:
+        reason = f"{name} ({arch}) cannot make video; vid_gen needs a Wan model"
+    raise NotImplementedFeatureError(f"vid_gen is not available: {reason}")
+
+
+def _render_error(request: Request, exc: Exception) -> Response:
+    status, code, message = error_status(exc)
+    body: dict[str, Any] = {"error": message, "code": code}
+    field = getattr(exc, "field", None)
+    if field:
+        body["field"] = field
+    return JSONResponse(body, status_code=status)
+
+
+def create_sdcpp_app(service: SdrestService) -> Starlette:
+    """The /sdcpp/v1 family; errors render as ``{"error": message, "code", "field"}``."""
+    app = Starlette(
+        routes=[
+            Route("/capabilities", capabilities, methods=["GET"]),
+            Route("/img_gen", img_gen, methods=["POST"]),
+            Route("/vid_gen", vid_gen, methods=["POST"]),
+            Route("/jobs/{job_id}", get_job, methods=["GET"]),
+            Route("/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+        ],
+        exception_handlers={Exception: _render_error, SdrestError: _render_error,
+                            404: _render_error, 405: _render_error},  # fmt: skip
+    )
+    app.state.service = service
+    return app

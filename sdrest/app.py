@@ -1,0 +1,58 @@
+"""``create_app``: the Starlette application, a view over one :class:`SdrestService`."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from sdrest import __version__
+from sdrest.api.common import JSONResponse
+from sdrest.api.sdcpp.routes import create_sdcpp_app
+from sdrest.service import SdrestService
+from sdrest.settings import Settings
+
+
+async def health(request: Request) -> Response:
+    """Public and cheap: no database, no native call."""
+    service: SdrestService = request.app.state.service
+    engine = service._engine
+    return JSONResponse({
+        "status": "healthy",
+        "version": __version__,
+        "uptime": round(time.time() - service.started_at, 3),
+        "model_loaded": engine is not None and engine.loaded_model is not None,
+        "queue_length": len(service.queued_ids()),
+    })  # fmt: skip
+
+
+def create_app(config: Settings | SdrestService) -> Starlette:
+    """Build the app. Given settings, the app owns a new service and starts/stops it with the
+    lifespan; given a service, the caller owns its lifecycle (embedding)."""
+    owns = isinstance(config, Settings)
+    service = SdrestService(config) if isinstance(config, Settings) else config
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if owns:
+            await service.start()
+        try:
+            yield
+        finally:
+            if owns:
+                await service.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/api/health", health, methods=["GET"]),
+            Mount("/sdcpp/v1", app=create_sdcpp_app(service)),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app

@@ -1,0 +1,100 @@
+"""The engine boundary: what the job system asks of a backend, with no native import.
+
+Tests may put a double behind :class:`Engine` for pure HTTP behaviour; the product uses
+:class:`sdrest.engine.native.NativeEngine`, the only module that imports the native library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from PIL import Image
+
+from sdrest.schemas import ImgGenRequest, Progress
+from sdrest.settings import LoadOptions
+
+ProgressFn = Callable[[Progress], None]
+"""Called on the engine thread; implementations hop to the event loop themselves."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that decides which native context is loaded. Equal specs share a context."""
+
+    name: str
+    model_path: str = ""
+    diffusion_model_path: str = ""
+    vae_path: str = ""
+    taesd_path: str = ""
+    clip_l_path: str = ""
+    clip_g_path: str = ""
+    t5xxl_path: str = ""
+    llm_path: str = ""
+    clip_vision_path: str = ""
+    control_net_path: str = ""
+    lora_dir: str = ""
+    options: LoadOptions = field(default_factory=LoadOptions)
+
+
+@dataclass(frozen=True)
+class ResolvedLora:
+    """A structured LoRA resolved to an absolute path inside the LoRA folder."""
+
+    path: str
+    multiplier: float
+    is_high_noise: bool = False
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """A validated request with its images decoded and its names resolved to files."""
+
+    model: ModelSpec
+    request: ImgGenRequest
+    seed: int
+    init_image: Image.Image | None = None
+    mask_image: Image.Image | None = None
+    control_image: Image.Image | None = None
+    ref_images: tuple[Image.Image, ...] = ()
+    loras: tuple[ResolvedLora, ...] = ()
+
+
+@dataclass(frozen=True)
+class UpscalePlan:
+    """Upscale ``image`` with the ESRGAN file ``upscaler_path``, ``repeats`` times."""
+
+    upscaler_path: str
+    image: Image.Image
+    repeats: int = 1
+    threads: int = 0
+
+
+class Engine(Protocol):
+    """A backend that runs one native call at a time."""
+
+    @property
+    def loaded_model(self) -> str | None:
+        """Name of the model whose context is loaded, if any."""
+        ...
+
+    async def generate(self, plan: GenerationPlan, on_progress: ProgressFn) -> list[Image.Image]:
+        """Run one generation; raises :class:`sdrest.errors.EngineError` on failure."""
+        ...
+
+    async def upscale(self, plan: UpscalePlan, on_progress: ProgressFn) -> Image.Image:
+        """Upscale one image with an ESRGAN model."""
+        ...
+
+    async def load(self, spec: ModelSpec) -> None:
+        """Load (or keep) the context for ``spec`` without generating."""
+        ...
+
+    async def unload(self) -> None:
+        """Free the loaded context."""
+        ...
+
+    async def close(self) -> None:
+        """Free everything and stop the engine thread."""
+        ...

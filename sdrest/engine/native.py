@@ -1,0 +1,418 @@
+"""The native engine: the ONLY module that imports ``stable_diffusion_cpp``.
+
+All native calls run on one dedicated thread, because a context is not thread-safe and the
+library's progress and log callbacks are process-global. The loaded context is kept between jobs
+and rebuilt only when the :class:`ModelSpec` (files or load options) changes.
+
+Hazards of the pinned 0.4.7 wrapper that this module defends against (measured, see
+shared/tiny-models/README.md):
+
+* a failed load returns an object with a NULL context whose destructor SIGSEGVs: we null the
+  pointers before dropping it and raise :class:`ModelLoadError`;
+* the wrapper frees its ctypes progress callback when ``generate_image`` returns, so the next call
+  without one would jump into freed memory: we pass a callback on every call and reset it to NULL;
+* ``verbose=False`` redirects the whole process's stdout/stderr: we keep ``verbose=True`` and route
+  native logs into Python logging through our own log callback;
+* LoRAs come only from the structured list: the wrapper's prompt-tag parser is replaced, so a
+  ``<lora:...>`` in a user's prompt is plain text and can never name a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ctypes
+import ctypes.util
+import logging
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import stable_diffusion_cpp as sd_binding
+import stable_diffusion_cpp.stable_diffusion_cpp as sd_cpp
+from PIL import Image
+from stable_diffusion_cpp import StableDiffusion
+
+from sdrest.engine.base import GenerationPlan, ModelSpec, ProgressFn, ResolvedLora, UpscalePlan
+from sdrest.errors import EngineError, InvalidRequestError, ModelLoadError
+from sdrest.schemas import Progress
+
+logger = logging.getLogger(__name__)
+native_logger = logging.getLogger("sdrest.native")
+
+T = TypeVar("T")
+
+# sd_log_level_t -> logging level (the wrapper's own table is inverted, so we keep ours).
+_NATIVE_LEVELS = {0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
+
+
+def _forward_native_log(level: int, text: bytes | None, _data: ctypes.c_void_p) -> None:
+    if text:
+        message = text.decode("utf-8", errors="replace").rstrip()
+        if message:
+            native_logger.log(_NATIVE_LEVELS.get(level, logging.INFO), "%s", message)
+
+
+# A module-level constant (not state): the C library keeps this pointer for the whole process,
+# so the ctypes thunk must never be garbage collected.
+_NATIVE_LOG_CALLBACK = sd_cpp.sd_log_callback(_forward_native_log)
+sd_cpp.sd_set_log_callback(_NATIVE_LOG_CALLBACK, ctypes.c_void_p(0))
+# The wrapper's log_event() prints to stdout whenever its logger allows; silence it for good.
+_WRAPPER_LOGGER = logging.getLogger("stable-diffusion-cpp-python")
+
+# cache_option keys ("key=value,...") and the wrapper keyword each one sets.
+CACHE_OPTION_TYPES: dict[str, type] = {
+    "reuse_threshold": float, "start_percent": float, "end_percent": float,
+    "error_decay_rate": float, "use_relative_threshold": bool, "reset_error_on_compute": bool,
+    "Fn_compute_blocks": int, "Bn_compute_blocks": int, "residual_diff_threshold": float,
+    "max_warmup_steps": int, "max_continuous_cached_steps": int,
+    "taylorseer_n_derivatives": int, "taylorseer_skip_interval": int,
+}  # fmt: skip
+
+
+def library_version() -> str:
+    """Version of the binding and the commit of the native library it was built from."""
+    try:
+        commit = sd_cpp.sd_commit().decode()
+    except (AttributeError, OSError):
+        commit = "unknown"
+    return f"stable-diffusion-cpp-python {sd_binding.__version__} (sd.cpp {commit})"
+
+
+def system_info() -> str:
+    """The native library's build and CPU feature summary."""
+    return str(sd_cpp.sd_get_system_info().decode("utf-8", errors="replace")).strip()
+
+
+class _StructuredLoraDiffusion(StableDiffusion):  # type: ignore[misc]
+    """The wrapper, with its prompt-tag LoRA parser replaced by our structured list."""
+
+    sdrest_loras: tuple[ResolvedLora, ...] = ()
+
+    def _extract_and_build_loras(self, prompt: str, lora_model_dir: str) -> tuple[Any, ...]:
+        loras = self.sdrest_loras
+        array = (sd_cpp.sd_lora_t * len(loras))()
+        buffers = []  # the C side reads these strings during the call: keep them alive
+        for slot, lora in zip(array, loras):
+            buffer = ctypes.create_string_buffer(lora.path.encode("utf-8"))
+            buffers.append(buffer)
+            slot.is_high_noise = lora.is_high_noise
+            slot.multiplier = lora.multiplier
+            slot.path = ctypes.cast(buffer, ctypes.c_char_p)
+        return prompt, array, len(loras), buffers
+
+
+def _progress_thunk(on_step: Callable[[int, int, float], None]) -> Callable[..., None]:
+    def report(step: int, steps: int, seconds: float) -> None:
+        try:
+            on_step(int(step), int(steps), float(seconds))
+        except Exception:  # an exception must never unwind through C frames
+            logger.exception("progress callback failed")
+
+    return report
+
+
+def _reset_progress_callback() -> None:
+    # A NULL function pointer: the library stops calling the (now freed) wrapper thunk.
+    sd_cpp.sd_set_progress_callback(sd_cpp.sd_progress_callback(), ctypes.c_void_p(0))
+
+
+def parse_cache_option(text: str) -> dict[str, Any]:
+    """Parse ``"key=value,key=value"`` into wrapper keywords; unknown keys are a 400."""
+    out: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key not in CACHE_OPTION_TYPES:
+            raise InvalidRequestError(
+                f"cache_option: unknown entry {item!r}; keys: {', '.join(CACHE_OPTION_TYPES)}",
+                field="cache_option",
+            )
+        kind = CACHE_OPTION_TYPES[key]
+        try:
+            value: Any = raw.strip().lower() in ("1", "true") if kind is bool else kind(raw)
+        except ValueError as exc:
+            raise InvalidRequestError(
+                f"cache_option: {key} must be {kind.__name__}", field="cache_option"
+            ) from exc
+        out["cache_" + key] = value
+    return out
+
+
+def generation_kwargs(plan: GenerationPlan) -> dict[str, Any]:
+    """Map the canonical request onto the wrapper's ``generate_image`` keywords (pure)."""
+    req = plan.request
+    sample = req.sample_params
+    guidance = sample.guidance
+    tiling = req.vae_tiling_params
+    kwargs: dict[str, Any] = {
+        "prompt": req.prompt,
+        "negative_prompt": req.negative_prompt,
+        "clip_skip": req.clip_skip,
+        "init_image": plan.init_image,
+        "ref_images": list(plan.ref_images) or None,
+        "auto_resize_ref_image": req.auto_resize_ref_image,
+        "increase_ref_index": req.increase_ref_index,
+        "mask_image": plan.mask_image,
+        "width": req.width,
+        "height": req.height,
+        "cfg_scale": guidance.txt_cfg,
+        "image_cfg_scale": guidance.img_cfg,
+        "guidance": guidance.distilled_guidance,
+        # "default" and INFINITY are the library's own "unset": the model's defaults apply.
+        "scheduler": sample.scheduler or "default",
+        "sample_method": sample.sample_method or "default",
+        "sample_steps": sample.sample_steps,
+        "eta": math.inf if sample.eta is None else sample.eta,
+        "timestep_shift": sample.shifted_timestep,
+        "sigmas": ",".join(repr(s) for s in sample.custom_sigmas) or None,
+        "flow_shift": math.inf if sample.flow_shift is None else sample.flow_shift,
+        "skip_layers": list(guidance.slg.layers),
+        "skip_layer_start": guidance.slg.layer_start,
+        "skip_layer_end": guidance.slg.layer_end,
+        "slg_scale": guidance.slg.scale,
+        "strength": req.strength,
+        "seed": plan.seed,
+        "batch_count": req.batch_count,
+        "control_image": plan.control_image,
+        "control_strength": req.control_strength,
+        "vae_tiling": tiling.enabled,
+        "vae_tile_overlap": tiling.target_overlap,
+        "vae_tile_size": f"{tiling.tile_size_x}x{tiling.tile_size_y}",
+        "vae_relative_tile_size": f"{tiling.rel_size_x}x{tiling.rel_size_y}",
+        "cache_mode": req.cache_mode,
+        "scm_mask": req.scm_mask,
+        "scm_policy": "dynamic" if req.scm_policy_dynamic else "static",
+    }
+    kwargs.update(parse_cache_option(req.cache_option))
+    return kwargs
+
+
+def _load_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    opts = spec.options
+    return {
+        "model_path": spec.model_path,
+        "diffusion_model_path": spec.diffusion_model_path,
+        "vae_path": spec.vae_path,
+        "taesd_path": spec.taesd_path,
+        "clip_l_path": spec.clip_l_path,
+        "clip_g_path": spec.clip_g_path,
+        "t5xxl_path": spec.t5xxl_path,
+        "llm_path": spec.llm_path,
+        "clip_vision_path": spec.clip_vision_path,
+        "control_net_path": spec.control_net_path,
+        "lora_model_dir": spec.lora_dir,
+        "vae_decode_only": opts.vae_decode_only,
+        "n_threads": opts.threads if opts.threads > 0 else -1,
+        "wtype": opts.weight_type,
+        "rng_type": opts.rng,
+        "lora_apply_mode": opts.lora_apply_mode,
+        "offload_params_to_cpu": opts.offload_to_cpu,
+        "enable_mmap": opts.mmap,
+        "keep_clip_on_cpu": opts.clip_on_cpu,
+        "keep_control_net_on_cpu": opts.control_net_on_cpu,
+        "keep_vae_on_cpu": opts.vae_on_cpu,
+        "flash_attn": opts.flash_attn,
+        "diffusion_flash_attn": opts.diffusion_flash_attn,
+        "diffusion_conv_direct": opts.diffusion_conv_direct,
+        "vae_conv_direct": opts.vae_conv_direct,
+        "verbose": True,  # never the wrapper's process-wide stdout redirection
+    }
+
+
+class _RecentNativeLines(logging.Handler):
+    """Keeps the last native log lines so a failure can say what the library said."""
+
+    def __init__(self, size: int = 20) -> None:
+        super().__init__(level=logging.INFO)
+        self.lines: collections.deque[str] = collections.deque(maxlen=size)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def take(self) -> str:
+        text = " | ".join(line for line in self.lines if line.strip())
+        self.lines.clear()
+        return text
+
+
+class NativeEngine:
+    """:class:`sdrest.engine.base.Engine` over the real library, on one native thread."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdrest-native")
+        self._sd: _StructuredLoraDiffusion | None = None
+        self._spec: ModelSpec | None = None
+        self._upscaler: Any = None
+        self._upscaler_key: tuple[str, int] | None = None
+        self._recent = _RecentNativeLines()
+        native_logger.addHandler(self._recent)
+
+    @property
+    def loaded_model(self) -> str | None:
+        return self._spec.name if self._spec is not None else None
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    # -- model context (engine thread only) ---------------------------------------------------
+
+    def _load_now(self, spec: ModelSpec, emit: Callable[[Progress], None]) -> StableDiffusion:
+        if self._sd is not None and self._spec == spec:
+            return self._sd
+        self._unload_now()
+        for label, path in (("model", spec.model_path), ("diffusion model", spec.diffusion_model_path)):
+            if path and not Path(path).is_file():
+                raise ModelLoadError(f"model load failed: {label} file not found: {path}")
+        logger.info("loading model %s", spec.name)
+        self._recent.take()
+        # Bound to a local so the thunk outlives the native call that may invoke it.
+        thunk = sd_cpp.sd_progress_callback(
+            lambda step, steps, _t, _d: emit(Progress("loading", int(step), int(steps)))
+        )
+        sd_cpp.sd_set_progress_callback(thunk, ctypes.c_void_p(0))
+        try:
+            sd = _StructuredLoraDiffusion(**_load_kwargs(spec))
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelLoadError(f"model load failed: {exc}") from exc
+        finally:
+            _reset_progress_callback()
+        _WRAPPER_LOGGER.setLevel(logging.CRITICAL)
+        if not sd._model.model:
+            # NULL context: null the pointers first, or the destructor's free() crashes.
+            sd._model.model = None
+            sd._upscaler.upscaler = None
+            detail = self._recent.take()
+            raise ModelLoadError(
+                f"model load failed: {spec.name}" + (f" ({detail})" if detail else "")
+            )
+        self._sd, self._spec = sd, spec
+        return sd
+
+    def _unload_now(self) -> None:
+        if self._sd is not None:
+            logger.info("unloading model %s", self.loaded_model)
+            self._sd.close()
+        self._sd, self._spec = None, None
+
+    def _generate_now(self, plan: GenerationPlan, emit: Callable[[Progress], None]) -> list[Image.Image]:
+        sd = self._load_now(plan.model, emit)
+        kwargs = generation_kwargs(plan)
+        sd.sdrest_loras = plan.loras
+        self._recent.take()
+
+        def on_step(step: int, steps: int, seconds: float) -> None:
+            emit(Progress("sampling", step, steps, seconds))
+
+        try:
+            images: list[Image.Image] = sd.generate_image(
+                progress_callback=_progress_thunk(on_step), **kwargs
+            )
+        except (ValueError, RuntimeError, TypeError, MemoryError) as exc:
+            raise EngineError(f"generation failed: {exc}") from exc
+        finally:
+            sd.sdrest_loras = ()
+            _reset_progress_callback()
+        if not images or any(img.width == 0 or img.height == 0 for img in images):
+            detail = self._recent.take()
+            raise EngineError(
+                "generate_image returned empty results" + (f" ({detail})" if detail else "")
+            )
+        return images
+
+    def _upscale_now(self, plan: UpscalePlan, emit: Callable[[Progress], None]) -> Image.Image:
+        key = (plan.upscaler_path, plan.threads)
+        if self._upscaler_key != key:
+            self._free_upscaler()
+            ctx = sd_cpp.new_upscaler_ctx(
+                plan.upscaler_path.encode("utf-8"), False, False,
+                plan.threads if plan.threads > 0 else 1, 128,
+            )  # fmt: skip
+            if not ctx:
+                raise ModelLoadError(f"model load failed: upscaler {Path(plan.upscaler_path).name}")
+            self._upscaler, self._upscaler_key = ctx, key
+        image = plan.image.convert("RGB")
+        for _ in range(plan.repeats):
+            image = _run_upscale(self._upscaler, image, emit)
+        return image
+
+    def _free_upscaler(self) -> None:
+        if self._upscaler:
+            sd_cpp.free_upscaler_ctx(self._upscaler)
+        self._upscaler, self._upscaler_key = None, None
+
+    # -- Engine protocol ---------------------------------------------------------------------
+
+    async def generate(self, plan: GenerationPlan, on_progress: ProgressFn) -> list[Image.Image]:
+        emit = _loop_hop(on_progress)
+        return await self._call(lambda: self._generate_now(plan, emit))
+
+    async def upscale(self, plan: UpscalePlan, on_progress: ProgressFn) -> Image.Image:
+        emit = _loop_hop(on_progress)
+        return await self._call(lambda: self._upscale_now(plan, emit))
+
+    async def load(self, spec: ModelSpec) -> None:
+        await self._call(lambda: self._load_now(spec, lambda _p: None))
+
+    async def unload(self) -> None:
+        await self._call(self._unload_now)
+
+    async def close(self) -> None:
+        def shutdown() -> None:
+            self._unload_now()
+            self._free_upscaler()
+
+        await self._call(shutdown)
+        self._executor.shutdown(wait=True)
+        native_logger.removeHandler(self._recent)
+
+
+def _loop_hop(on_progress: ProgressFn) -> Callable[[Progress], None]:
+    """Deliver progress on the event loop thread, whatever thread reports it."""
+    loop = asyncio.get_running_loop()
+
+    def emit(progress: Progress) -> None:
+        loop.call_soon_threadsafe(on_progress, progress)
+
+    return emit
+
+
+def _libc_free() -> Callable[[Any], None] | None:
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    free = ctypes.CDLL(name).free
+    free.argtypes = [ctypes.c_void_p]
+    free.restype = None
+    return free  # type: ignore[no-any-return]
+
+
+_FREE = _libc_free()
+
+
+def _run_upscale(ctx: Any, image: Image.Image, emit: Callable[[Progress], None]) -> Image.Image:
+    raw = image.tobytes()
+    buffer = (ctypes.c_uint8 * len(raw)).from_buffer_copy(raw)
+    source = sd_cpp.sd_image_t(
+        width=image.width, height=image.height, channel=3,
+        data=ctypes.cast(buffer, ctypes.POINTER(ctypes.c_uint8)),
+    )  # fmt: skip
+    thunk = sd_cpp.sd_progress_callback(
+        lambda step, steps, seconds, _d: emit(Progress("upscaling", int(step), int(steps), seconds))
+    )
+    sd_cpp.sd_set_progress_callback(thunk, ctypes.c_void_p(0))
+    try:
+        result = sd_cpp.upscale(ctx, source, 1)
+    finally:
+        _reset_progress_callback()
+    if not result.data or result.width == 0:
+        raise EngineError("upscale returned no image")
+    size = result.width * result.height * result.channel
+    data = ctypes.string_at(result.data, size)
+    if _FREE is not None:
+        # The library mallocs the output; the wrapper leaks it, we give it back.
+        _FREE(ctypes.cast(result.data, ctypes.c_void_p))
+    mode = {3: "RGB", 4: "RGBA", 1: "L"}[result.channel]
+    return Image.frombytes(mode, (result.width, result.height), data)

@@ -1,0 +1,7 @@
+"""The one job system: queue, durable store and event bus."""
+
+from sdrest.jobs.events import EventBus, JobEvent
+from sdrest.jobs.queue import JobQueue
+from sdrest.jobs.store import JobStore
+
+__all__ = ["EventBus", "JobEvent", "JobQueue", "JobStore"]

@@ -1,0 +1,52 @@
+"""An in-process event bus: job updates fan out to pollers, streams and /ws.
+
+Subscribers get a bounded queue each; a slow subscriber loses its oldest events instead of
+slowing the job system down (a progress stream only needs the latest state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from sdrest.schemas import Job
+
+
+class JobEvent(msgspec.Struct, frozen=True):
+    """A job changed: ``type`` is ``state`` (status change) or ``progress`` (a step)."""
+
+    type: str
+    job: Job
+
+
+class EventBus:
+    """Fan-out of :class:`JobEvent` to any number of subscribers; used on the loop thread."""
+
+    def __init__(self, queue_size: int = 256) -> None:
+        self._queue_size = queue_size
+        self._subscribers: set[asyncio.Queue[JobEvent]] = set()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, event: JobEvent) -> None:
+        """Deliver to every subscriber without waiting."""
+        for queue in self._subscribers:
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(event)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[JobEvent]]:
+        """``async with bus.subscribe() as events: await events.get()``."""
+        queue: asyncio.Queue[JobEvent] = asyncio.Queue(self._queue_size)
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)

@@ -1,0 +1,183 @@
+"""From a canonical request to an engine plan: names resolved to files, images decoded.
+
+Everything here runs before a job is queued, so bad input (unknown names, sizes past the limits,
+undecodable images, paths outside the models folder) is a 4xx and never reaches the engine.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from sdrest.engine.base import GenerationPlan, ModelSpec, ResolvedLora
+from sdrest.errors import InvalidRequestError, NotFoundError
+from sdrest.images import ImageInputError, decode_image_field
+from sdrest.models import ModelEntry, ModelPreset, ModelRegistry, PathNotAllowedError
+from sdrest.models import UnknownModelError
+from sdrest.schemas import ImgGenRequest
+from sdrest.settings import Limits, Settings
+
+MAX_SEED = 2**32 - 1
+# Roles a user can pick as "the model" and the ModelSpec field each one fills.
+_ROLE_FIELD = {"checkpoint": "model_path", "diffusion_model": "diffusion_model_path"}
+_PRESET_COMPONENTS = {
+    "vae": "vae_path", "taesd": "taesd_path", "clip_l": "clip_l_path", "clip_g": "clip_g_path",
+    "t5xxl": "t5xxl_path", "llm": "llm_path", "clip_vision": "clip_vision_path",
+}  # fmt: skip
+
+
+def default_model_name(settings: Settings, registry: ModelRegistry) -> str:
+    """The configured default model, or the only model there is."""
+    if settings.model:
+        return settings.model
+    names = [m.name for m in registry.generation_models()]
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise InvalidRequestError(
+            f"no model available: put a model file in {settings.models_path}", field="model"
+        )
+    raise InvalidRequestError(
+        f"several models exist ({', '.join(sorted(names))}): name one in `model`"
+        " or start the server with --model",
+        field="model",
+    )
+
+
+def request_defaults(name: str, registry: ModelRegistry) -> dict[str, Any]:
+    """A preset's default generation parameters (canonical field names), else nothing."""
+    preset = _find_preset(registry, name)
+    return dict(preset.defaults) if preset is not None else {}
+
+
+def _find_preset(registry: ModelRegistry, name: str) -> ModelPreset | None:
+    try:
+        return registry.preset(name)
+    except (KeyError, LookupError):
+        return None
+
+
+def _component_path(registry: ModelRegistry, kind: str, value: str) -> str:
+    try:
+        return registry.get(value).path
+    except UnknownModelError:
+        pass
+    candidate = (registry.models_dir / value).resolve()
+    root = registry.models_dir.resolve()
+    if not candidate.is_relative_to(root) or not candidate.is_file():
+        raise NotFoundError(f"preset {kind} {value!r} is not a model in the models folder")
+    return str(candidate)
+
+
+def model_spec(name: str, settings: Settings, registry: ModelRegistry) -> ModelSpec:
+    """The files and load options that make up the model (or preset) called ``name``."""
+    lora_dir = str(registry.models_dir / "lora")
+    preset = _find_preset(registry, name)
+    if preset is not None:
+        fields: dict[str, str] = {}
+        main = preset.model or preset.diffusion_model
+        if main:
+            key = "model_path" if preset.model else "diffusion_model_path"
+            fields[key] = _component_path(registry, "model", main)
+        for attr, field_name in _PRESET_COMPONENTS.items():
+            value = getattr(preset, attr)
+            if value:
+                fields[field_name] = _component_path(registry, attr, value)
+        return ModelSpec(name=name, lora_dir=lora_dir, options=settings.load, **fields)
+    try:
+        entry: ModelEntry = registry.get(name)
+    except UnknownModelError as exc:
+        raise NotFoundError(str(exc), field="model") from exc
+    field_name = _ROLE_FIELD.get(entry.role) or _ROLE_FIELD.get(entry.type)
+    if field_name is None:
+        raise InvalidRequestError(
+            f"{name!r} is a {entry.type} ({entry.role}), not a model that generates images",
+            field="model",
+        )
+    return ModelSpec(name=name, lora_dir=lora_dir, options=settings.load, **{field_name: entry.path})
+
+
+def check_limits(request: ImgGenRequest, limits: Limits) -> None:
+    """Enforce the configured limits (the ones capabilities advertise)."""
+    for field_name in ("width", "height"):
+        value = getattr(request, field_name)
+        if not limits.min_size <= value <= limits.max_size:
+            raise InvalidRequestError(
+                f"{field_name} must be between {limits.min_size} and {limits.max_size},"
+                f" got {value}",
+                field=field_name,
+            )
+    if request.batch_count > limits.max_batch:
+        raise InvalidRequestError(
+            f"batch_count must be at most {limits.max_batch}", field="batch_count"
+        )
+    if request.sample_params.sample_steps > limits.max_steps:
+        raise InvalidRequestError(
+            f"sample_steps must be at most {limits.max_steps}", field="sample_params.sample_steps"
+        )
+
+
+def _decode(value: str | None, field_name: str, mode: str, limits: Limits) -> Image.Image | None:
+    if value is None:
+        return None
+    try:
+        image = decode_image_field(
+            value, field_name, max_bytes=limits.max_image_bytes, max_pixels=limits.max_input_pixels
+        )
+    except ImageInputError as exc:
+        raise InvalidRequestError(str(exc), field=field_name) from exc
+    return image.convert(mode)
+
+
+def resolve_loras(request: ImgGenRequest, registry: ModelRegistry) -> tuple[ResolvedLora, ...]:
+    """Structured LoRAs: a registry LoRA name or a path inside the LoRA folder, nothing else."""
+    resolved = []
+    for index, lora in enumerate(request.lora):
+        field_name = f"lora[{index}].path"
+        try:
+            path = registry.get(lora.path, type="lora").path
+        except UnknownModelError:
+            try:
+                path = str(registry.resolve_relative("lora", lora.path))
+            except PathNotAllowedError as exc:
+                raise InvalidRequestError(f"{field_name}: {exc}", field=field_name) from exc
+            except (UnknownModelError, FileNotFoundError) as exc:
+                raise NotFoundError(f"{field_name}: unknown LoRA {lora.path!r}", field=field_name) from exc
+            if not Path(path).is_file():
+                raise NotFoundError(f"{field_name}: unknown LoRA {lora.path!r}", field=field_name)
+        resolved.append(ResolvedLora(path, lora.multiplier, lora.is_high_noise))
+    return tuple(resolved)
+
+
+def plan_generation(
+    request: ImgGenRequest, model_name: str, settings: Settings, registry: ModelRegistry
+) -> GenerationPlan:
+    """Validate and resolve a request into a plan. CPU work (image decoding): run off the loop."""
+    check_limits(request, settings.limits)
+    spec = model_spec(model_name, settings, registry)
+    if spec.options.vae_decode_only and (request.init_image or request.ref_images):
+        raise InvalidRequestError(
+            "this server loads models with vae_decode_only: init_image and ref_images are"
+            " unavailable",
+            field="init_image",
+        )
+    limits = settings.limits
+    refs = tuple(
+        img
+        for i, value in enumerate(request.ref_images)
+        if (img := _decode(value, f"ref_images[{i}]", "RGB", limits)) is not None
+    )
+    seed = request.seed if request.seed >= 0 else secrets.randbelow(2**31)
+    return GenerationPlan(
+        model=spec,
+        request=request,
+        seed=min(seed, MAX_SEED),
+        init_image=_decode(request.init_image, "init_image", "RGB", limits),
+        mask_image=_decode(request.mask_image, "mask_image", "L", limits),
+        control_image=_decode(request.control_image, "control_image", "RGB", limits),
+        ref_images=refs,
+        loras=resolve_loras(request, registry),
+    )

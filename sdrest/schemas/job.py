@@ -1,0 +1,85 @@
+"""Job records: what the queue, the store and every family's status endpoint share."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from sdrest.schemas.request import ImgGenRequest
+
+JobStatus = Literal["queued", "generating", "completed", "failed", "cancelled"]
+JobKind = Literal["img_gen", "upscale"]
+FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+
+class JobError(msgspec.Struct, frozen=True):
+    """Why a job failed or was cancelled; ``code`` is stable, ``message`` is for people."""
+
+    code: str
+    message: str
+
+
+class ImageRef(msgspec.Struct, frozen=True):
+    """One output image, stored as ``{output_dir}/{job_id}/{filename}``."""
+
+    index: int
+    filename: str
+    width: int
+    height: int
+    seed: int
+
+
+class JobResult(msgspec.Struct, frozen=True):
+    """What a completed job produced."""
+
+    output_format: str
+    images: list[ImageRef]
+    infotexts: list[str] = msgspec.field(default_factory=list)
+
+
+class Progress(msgspec.Struct, frozen=True):
+    """Native progress: ``phase`` is loading, sampling, decoding or upscaling."""
+
+    phase: str = "queued"
+    step: int = 0
+    steps: int = 0
+    seconds_per_step: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / self.steps) if self.steps > 0 else 0.0
+
+
+class UpscaleRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """An ESRGAN upscale job: the image (base64) and the registry upscaler name."""
+
+    image: str
+    upscaler: str
+    repeats: int = 1
+    output_format: str = "png"
+    output_compression: int = 100
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """One accepted job, whichever family sent it. Timestamps are Unix seconds (float)."""
+
+    id: str
+    kind: JobKind
+    status: JobStatus = "queued"
+    created: float
+    started: float | None = None
+    completed: float | None = None
+    owner: str = ""
+    family: str = "sdcpp"
+    model: str = ""
+    request: ImgGenRequest | None = None
+    upscale: UpscaleRequest | None = None
+    result: JobResult | None = None
+    error: JobError | None = None
+    progress: Progress = msgspec.field(default_factory=Progress)
+    expired: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED

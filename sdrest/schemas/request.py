@@ -1,0 +1,150 @@
+"""The ONE canonical generation request: the sdcpp native schema of stable-diffusion.cpp.
+
+Every API family translates its own body onto :class:`ImgGenRequest`. Optional sampling fields
+that the spec says must stay unset (scheduler, sample_method, eta, flow_shift, img_cfg) are
+``None`` until the engine hands them to the library, which then applies the model's defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+# Names the native library knows (stable-diffusion.cpp as vendored by the pinned binding);
+# tests/native checks that these match the binding's own tables exactly.
+SAMPLE_METHODS: tuple[str, ...] = (
+    "euler", "euler_a", "heun", "dpm2", "dpm++2s_a", "dpm++2m", "dpm++2mv2", "ipndm",
+    "ipndm_v", "lcm", "ddim_trailing", "tcd", "res_multistep", "res_2s", "er_sde",
+)  # fmt: skip
+SCHEDULERS: tuple[str, ...] = (
+    "discrete", "karras", "exponential", "ays", "gits", "sgm_uniform", "simple",
+    "smoothstep", "kl_optimal", "lcm", "bong_tangent",
+)  # fmt: skip
+CACHE_MODES: tuple[str, ...] = (
+    "disabled", "easycache", "ucache", "dbcache", "taylorseer", "cachedit", "spectrum",
+)  # fmt: skip
+OUTPUT_FORMATS: tuple[str, ...] = ("png", "jpeg", "webp")
+
+OutputFormat = Literal["png", "jpeg", "webp"]
+NonNegInt = Annotated[int, Meta(ge=0)]
+Unit = Annotated[float, Meta(ge=0.0, le=1.0)]
+
+
+class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base: unknown fields are a 400 naming the field, so typos never pass silently."""
+
+
+class SlgParams(_Strict):
+    """Skip-layer guidance."""
+
+    layers: list[NonNegInt] = msgspec.field(default_factory=lambda: [7, 8, 9])
+    layer_start: Unit = 0.01
+    layer_end: Unit = 0.2
+    scale: Annotated[float, Meta(ge=0.0)] = 0.0
+
+
+class GuidanceParams(_Strict):
+    """Classifier-free and distilled guidance."""
+
+    txt_cfg: Annotated[float, Meta(ge=0.0, le=100.0)] = 7.0
+    img_cfg: Annotated[float, Meta(ge=0.0, le=100.0)] | None = None
+    distilled_guidance: Annotated[float, Meta(ge=0.0, le=100.0)] = 3.5
+    slg: SlgParams = msgspec.field(default_factory=SlgParams)
+
+
+class SampleParams(_Strict):
+    """Sampler settings; None means "the model's default"."""
+
+    scheduler: str | None = None
+    sample_method: str | None = None
+    sample_steps: Annotated[int, Meta(ge=1)] = 20
+    eta: Annotated[float, Meta(ge=0.0)] | None = None
+    shifted_timestep: Annotated[int, Meta(ge=0, le=1000)] = 0
+    custom_sigmas: list[Annotated[float, Meta(ge=0.0)]] = msgspec.field(default_factory=list)
+    flow_shift: float | None = None
+    guidance: GuidanceParams = msgspec.field(default_factory=GuidanceParams)
+
+    def __post_init__(self) -> None:
+        # Lower-cased so "Karras" and "karras" mean the same, as clients expect.
+        if self.sample_method is not None:
+            self.sample_method = self.sample_method.strip().lower()
+            if self.sample_method in ("", "default"):
+                self.sample_method = None
+            elif self.sample_method not in SAMPLE_METHODS:
+                raise ValueError(
+                    f"unknown sample_method {self.sample_method!r}; "
+                    f"valid: {', '.join(SAMPLE_METHODS)}"
+                )
+        if self.scheduler is not None:
+            self.scheduler = self.scheduler.strip().lower()
+            if self.scheduler in ("", "default"):
+                self.scheduler = None
+            elif self.scheduler not in SCHEDULERS:
+                raise ValueError(
+                    f"unknown scheduler {self.scheduler!r}; valid: {', '.join(SCHEDULERS)}"
+                )
+
+
+class LoraSpec(_Strict):
+    """One structured LoRA: a registry name or a path relative to the LoRA folder."""
+
+    path: Annotated[str, Meta(min_length=1, max_length=1024)]
+    multiplier: Annotated[float, Meta(ge=-100.0, le=100.0)] = 1.0
+    is_high_noise: bool = False
+
+
+class VaeTilingParams(_Strict):
+    """Decode the latent in tiles to bound memory."""
+
+    enabled: bool = False
+    tile_size_x: NonNegInt = 0
+    tile_size_y: NonNegInt = 0
+    target_overlap: Unit = 0.5
+    rel_size_x: Annotated[float, Meta(ge=0.0)] = 0.0
+    rel_size_y: Annotated[float, Meta(ge=0.0)] = 0.0
+
+
+class ImgGenRequest(_Strict):
+    """``POST /sdcpp/v1/img_gen``: the canonical request every family translates onto."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    clip_skip: Annotated[int, Meta(ge=-1, le=12)] = -1
+    width: Annotated[int, Meta(ge=1)] = 512
+    height: Annotated[int, Meta(ge=1)] = 512
+    strength: Unit = 0.75
+    seed: int = -1
+    batch_count: Annotated[int, Meta(ge=1)] = 1
+    auto_resize_ref_image: bool = True
+    increase_ref_index: bool = False
+    control_strength: Annotated[float, Meta(ge=0.0, le=10.0)] = 0.9
+    embed_image_metadata: bool = True
+    init_image: str | None = None
+    ref_images: list[str] = msgspec.field(default_factory=list)
+    mask_image: str | None = None
+    control_image: str | None = None
+    sample_params: SampleParams = msgspec.field(default_factory=SampleParams)
+    lora: list[LoraSpec] = msgspec.field(default_factory=list)
+    vae_tiling_params: VaeTilingParams = msgspec.field(default_factory=VaeTilingParams)
+    cache_mode: str = "disabled"
+    cache_option: str = ""
+    scm_mask: str = ""
+    scm_policy_dynamic: bool = True
+    output_format: OutputFormat = "png"
+    output_compression: Annotated[int, Meta(ge=0, le=100)] = 100
+    model: str | None = None
+    """sdrest extension: a registry model or preset name; None = the server's default model."""
+
+    def __post_init__(self) -> None:
+        if self.cache_mode not in CACHE_MODES:
+            raise ValueError(
+                f"unknown cache_mode {self.cache_mode!r}; valid: {', '.join(CACHE_MODES)}"
+            )
+        if self.mask_image is not None and self.init_image is None:
+            raise ValueError("mask_image needs an init_image")
+        if len(self.ref_images) > 16:
+            raise ValueError("at most 16 ref_images")
+        if len(self.lora) > 16:
+            raise ValueError("at most 16 lora entries")

@@ -1,0 +1,321 @@
+"""The facade every API family (and an embedding app) calls: submit, get, cancel, wait, subscribe.
+
+One :class:`SdrestService` owns the registry, the engine, the queue, the store and the event bus;
+the Starlette app is only a view over it. Jobs run one at a time in FIFO order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import msgspec
+
+from sdrest import outputs, planning
+from sdrest.engine.base import Engine, GenerationPlan, UpscalePlan
+from sdrest.errors import ConflictError, GoneError, NotFoundError, SdrestError
+from sdrest.images import build_infotext
+from sdrest.jobs import EventBus, JobEvent, JobQueue, JobStore
+from sdrest.models import ModelRegistry
+from sdrest.schemas import ImgGenRequest, Job, JobError, JobResult, Progress
+from sdrest.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Plan = GenerationPlan | UpscalePlan
+_RECENT_FINISHED = 256
+_EXPIRY_INTERVAL = 60.0
+
+
+def new_job_id() -> str:
+    """Sortable by time, unguessable by the random part (outputs are served by id)."""
+    return f"job_{time.time_ns() // 1_000_000:x}_{secrets.token_hex(10)}"
+
+
+class SdrestService:
+    """The library object: build it from settings, ``await start()``, then submit jobs.
+
+    ``engine`` may be given (a test double, or a custom backend); by default the real native
+    engine is created on start. Use as ``async with SdrestService(settings) as service:``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        registry: ModelRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or ModelRegistry(
+            settings.models_path,
+            settings.presets,
+            hash_cache_path=settings.data_path / "hashes.json",
+        )
+        self.events = EventBus()
+        self.store = JobStore(settings.data_path / "sdrest.sqlite3")
+        self.output_dir = settings.output_path
+        self.started_at = time.time()
+        self._engine = engine
+        self._queue = JobQueue(settings.limits.max_queue)
+        self._active: dict[str, Job] = {}
+        self._recent: OrderedDict[str, Job] = OrderedDict()
+        self._plans: dict[str, Plan] = {}
+        self._done: dict[str, asyncio.Event] = {}
+        self._current: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("service not started")
+        return self._engine
+
+    async def start(self) -> None:
+        """Scan models, open the store, recover unfinished jobs, start the consumer."""
+        if self._engine is None:
+            from sdrest.engine.native import NativeEngine  # the native library loads here
+
+            self._engine = NativeEngine()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self.registry.scan)
+        self.registry.start_hashing()
+        await self.store.open()
+        await self._recover()
+        self._tasks = [
+            asyncio.create_task(self._consume(), name="sdrest-consumer"),
+            asyncio.create_task(self._expire_periodically(), name="sdrest-expiry"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop consuming, free the model, close the store. Queued jobs stay queued on disk."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        self.registry.stop_hashing()
+        if self._engine is not None:
+            await self._engine.close()
+        await self.store.close()
+
+    async def __aenter__(self) -> SdrestService:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # -- models ----------------------------------------------------------------------------
+
+    def default_model(self) -> str:
+        """Name of the model used when a request names none."""
+        return planning.default_model_name(self.settings, self.registry)
+
+    def request_defaults(self, model: str | None) -> dict[str, Any]:
+        """Default generation fields of a model (its preset's), for families to merge under."""
+        return planning.request_defaults(model or self.default_model(), self.registry)
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    async def submit(self, request: ImgGenRequest, *, owner: str = "", family: str = "sdcpp") -> Job:
+        """Validate, plan and queue a generation. Raises a 4xx :class:`SdrestError` on bad input."""
+        model = request.model or self.default_model()
+        has_images = bool(request.init_image or request.ref_images or request.control_image)
+        if has_images:  # decoding images is CPU work: keep it off the event loop
+            plan = await asyncio.to_thread(
+                planning.plan_generation, request, model, self.settings, self.registry
+            )
+        else:
+            plan = planning.plan_generation(request, model, self.settings, self.registry)
+        stored = msgspec.structs.replace(request, model=model, seed=plan.seed)
+        job = Job(id=new_job_id(), kind="img_gen", created=time.time(), owner=owner,
+                  family=family, model=model, request=stored)  # fmt: skip
+        return await self._enqueue(job, plan)
+
+    async def _enqueue(self, job: Job, plan: Plan, *, recovered: bool = False) -> Job:
+        self._queue.push(job.id, force=recovered)  # raises QueueFullError first: nothing stored
+        self._active[job.id] = job
+        self._plans[job.id] = plan
+        self._done[job.id] = asyncio.Event()
+        if not recovered:
+            try:
+                await self.store.insert(job)
+            except Exception:
+                self._forget(job.id)
+                self._queue.remove(job.id)
+                raise
+        self._publish("state", job)
+        return job
+
+    def queue_position(self, job_id: str) -> int:
+        """1-based queue position; 0 when not queued."""
+        return self._queue.position(job_id)
+
+    def queued_ids(self) -> list[str]:
+        """Waiting jobs, next first."""
+        return self._queue.ids()
+
+    @property
+    def current_job(self) -> Job | None:
+        """The job the engine is working on."""
+        return self._active.get(self._current) if self._current else None
+
+    async def get(self, job_id: str) -> Job:
+        """A job by id: 404 if unknown, 410 once its retention has passed."""
+        job = self._active.get(job_id) or self._recent.get(job_id)
+        if job is None:
+            job = await self.store.get(job_id)
+        if job is None:
+            raise NotFoundError(f"job not found: {job_id}")
+        if job.expired:
+            raise GoneError(f"job {job_id} has expired")
+        return job
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a queued job. A running one cannot be stopped in-process: 409."""
+        job = await self.get(job_id)
+        if job.finished:
+            return job
+        if job.status == "generating":
+            raise ConflictError("the job is already generating and cannot be cancelled")
+        self._queue.remove(job_id)
+        await self._finish(job, "cancelled", error=JobError("cancelled", "job cancelled by client"))
+        return job
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Wait until the job has finished and return it."""
+        done = self._done.get(job_id)
+        if done is not None:
+            await asyncio.wait_for(done.wait(), timeout)
+        return await self.get(job_id)
+
+    def _publish(self, kind: str, job: Job) -> None:
+        self.events.publish(JobEvent(kind, job))
+
+    # -- the consumer ----------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while True:
+            job_id = await self._queue.pop()
+            job, plan = self._active.get(job_id), self._plans.get(job_id)
+            if job is None or plan is None or job.status != "queued":
+                continue
+            self._current = job_id
+            try:
+                await self._run(job, plan)
+            except asyncio.CancelledError:
+                raise
+            except SdrestError as exc:
+                await self._finish(job, "failed", error=JobError(exc.code, exc.message))
+            except Exception as exc:  # never let one job kill the consumer
+                logger.exception("job %s failed unexpectedly", job_id)
+                await self._finish(job, "failed", error=JobError("internal_error", str(exc)))
+            finally:
+                self._current = None
+
+    async def _run(self, job: Job, plan: Plan) -> None:
+        job.status, job.started = "generating", time.time()
+        job.progress = Progress("loading")
+        await self.store.update(job)
+        self._publish("state", job)
+
+        def on_progress(progress: Progress) -> None:
+            if job.status == "generating":
+                job.progress = progress
+                self._publish("progress", job)
+
+        if isinstance(plan, UpscalePlan):
+            image = await self.engine.upscale(plan, on_progress)
+            images, seeds, infos = [image], [0], [None]
+            fmt, quality = (job.upscale.output_format, job.upscale.output_compression) if job.upscale else ("png", 100)
+        else:
+            images = await self.engine.generate(plan, on_progress)
+            request = plan.request
+            seeds = [plan.seed + i for i in range(len(images))]
+            infos = [
+                build_infotext(request.prompt, request.negative_prompt,
+                               outputs.infotext_params(request, s, img.width, img.height, job.model))
+                if request.embed_image_metadata else None
+                for s, img in zip(seeds, images)
+            ]  # fmt: skip
+            fmt, quality = request.output_format, request.output_compression
+        job.progress = Progress("encoding", job.progress.steps, job.progress.steps)
+        refs = await asyncio.to_thread(
+            outputs.write_images, self.output_dir, job.id, images, seeds, fmt, quality, infos
+        )
+        result = JobResult(fmt, refs, [i for i in infos if i is not None])
+        await self._finish(job, "completed", result=result)
+
+    async def _finish(
+        self, job: Job, status: str, *, result: JobResult | None = None, error: JobError | None = None
+    ) -> None:
+        job.status = status  # type: ignore[assignment]
+        job.completed = time.time()
+        job.result, job.error = result, error
+        if status == "completed":
+            job.progress = Progress("done", job.progress.steps, job.progress.steps)
+        await self.store.update(job)
+        self._forget(job.id)
+        self._recent[job.id] = job
+        while len(self._recent) > _RECENT_FINISHED:
+            self._recent.popitem(last=False)
+        self._publish("state", job)
+        done = self._done.pop(job.id, None)
+        if done is not None:
+            done.set()
+
+    def _forget(self, job_id: str) -> None:
+        self._active.pop(job_id, None)
+        self._plans.pop(job_id, None)
+
+    # -- durability ------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        """Re-queue jobs a previous process accepted; fail the one it was running."""
+        for job in await self.store.unfinished():
+            if job.status == "generating" or job.request is None:
+                await self._finish(job, "failed", error=JobError(
+                    "server_restarted", "the server stopped while this job was running"))  # fmt: skip
+                continue
+            try:
+                plan = await asyncio.to_thread(
+                    planning.plan_generation, job.request, job.model, self.settings, self.registry
+                )
+            except SdrestError as exc:
+                await self._finish(job, "failed", error=JobError(exc.code, exc.message))
+                continue
+            await self._enqueue(job, plan, recovered=True)
+            logger.info("recovered queued job %s", job.id)
+
+    async def expire_now(self) -> list[str]:
+        """Expire finished jobs older than the retention time and delete their files."""
+        ids = await self.store.expire(time.time() - self.settings.job_ttl)
+        for job_id in ids:
+            self._recent.pop(job_id, None)
+            await asyncio.to_thread(outputs.remove_job_files, self.output_dir, job_id)
+        return ids
+
+    async def _expire_periodically(self) -> None:
+        while True:
+            try:
+                await self.expire_now()
+            except Exception:
+                logger.exception("expiring old jobs failed")
+            await asyncio.sleep(_EXPIRY_INTERVAL)
+
+    def output_file(self, job_id: str, filename: str) -> Path:
+        """Path of one output image (ValueError for anything outside the job's folder)."""
+        return outputs.output_path(self.output_dir, job_id, filename)

@@ -1,0 +1,216 @@
+"""Settings: typed structs loaded from flags, environment, a TOML file and defaults.
+
+Precedence is flags > environment > config file > defaults. Every leaf setting has one name that
+is used everywhere: ``--some-name`` on the command line, ``SDREST_SOME_NAME`` in the environment
+and ``some_name`` in the TOML file (load options under ``[load]``, limits under ``[limits]``).
+The four ``STABLE_DIFFUSION_*`` variables of the stable-diffusion.cpp-rest server are honoured too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from sdrest.errors import InvalidRequestError
+from sdrest.models import ModelPreset
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on 3.10
+    import tomli as tomllib
+
+logger = logging.getLogger(__name__)
+
+WeightType = Literal[
+    "default", "f32", "f16", "bf16", "q8_0", "q5_0", "q5_1", "q4_0", "q4_1",
+    "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q8_k",
+]  # fmt: skip
+LoraApplyMode = Literal["auto", "immediately", "at_runtime"]
+RngType = Literal["cuda", "cpu"]
+
+
+class LoadOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Options that take effect when a model is loaded: changing one reloads the model."""
+
+    threads: int = 0
+    """Native threads; 0 = the library's choice (half the CPUs)."""
+    offload_to_cpu: bool = False
+    """Keep weights in RAM and move them to VRAM only when needed."""
+    clip_on_cpu: bool = False
+    vae_on_cpu: bool = False
+    control_net_on_cpu: bool = False
+    flash_attn: bool = False
+    diffusion_flash_attn: bool = False
+    diffusion_conv_direct: bool = False
+    vae_conv_direct: bool = False
+    mmap: bool = False
+    vae_decode_only: bool = False
+    """Skip the VAE encoder (txt2img only; img2img and inpainting then fail)."""
+    weight_type: WeightType = "default"
+    lora_apply_mode: LoraApplyMode = "auto"
+    rng: RngType = "cuda"
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What requests may ask for; enforced before anything reaches the queue."""
+
+    min_size: int = 64
+    max_size: int = 4096
+    max_batch: int = 8
+    max_steps: int = 150
+    max_queue: int = 64
+    max_image_mb: float = 32.0
+    """Largest decoded input image, in MiB."""
+    max_input_pixels: int = 4096 * 4096
+
+    @property
+    def max_image_bytes(self) -> int:
+        return int(self.max_image_mb * 1024 * 1024)
+
+
+def default_data_dir() -> Path:
+    """The user's data folder for sdrest (XDG on Linux, the usual places elsewhere)."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return base / "sdrest"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything the server and the library need, with defaults that work with no config."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    models_dir: str = "models"
+    output_dir: str = ""
+    """Where job images are written; empty = ``{data_dir}/outputs``."""
+    data_dir: str = ""
+    """SQLite database and state; empty = the user's data folder."""
+    model: str = ""
+    """Default model name; empty = the only model when exactly one exists."""
+    job_ttl: float = 86400.0
+    """Seconds a finished job (and its images) is kept before it answers 410 Gone."""
+    log_level: str = "info"
+    load: LoadOptions = msgspec.field(default_factory=LoadOptions)
+    limits: Limits = msgspec.field(default_factory=Limits)
+    presets: dict[str, ModelPreset] = msgspec.field(default_factory=dict)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
+
+    @property
+    def output_path(self) -> Path:
+        return Path(self.output_dir).expanduser() if self.output_dir else self.data_path / "outputs"
+
+    @property
+    def models_path(self) -> Path:
+        return Path(self.models_dir).expanduser()
+
+
+# Sections of the TOML file and the struct each one fills.
+_SECTIONS: dict[str, type[msgspec.Struct]] = {"load": LoadOptions, "limits": Limits}
+_TOP_LEVEL_SKIP = {"load", "limits", "presets"}
+_REST_ENV = {
+    "STABLE_DIFFUSION_HOST": "host",
+    "STABLE_DIFFUSION_PORT": "port",
+    "STABLE_DIFFUSION_MODELS_DIR": "models_dir",
+    "STABLE_DIFFUSION_OUTPUT_DIR": "output_dir",
+}
+
+
+def setting_fields() -> dict[str, tuple[str | None, msgspec.structs.FieldInfo]]:
+    """Every leaf setting: name -> (section or None, field info). Used to derive CLI flags."""
+    out: dict[str, tuple[str | None, msgspec.structs.FieldInfo]] = {}
+    for info in msgspec.structs.fields(Settings):
+        if info.name not in _TOP_LEVEL_SKIP:
+            out[info.name] = (None, info)
+    for section, struct in _SECTIONS.items():
+        for info in msgspec.structs.fields(struct):
+            out[info.name] = (section, info)
+    return out
+
+
+def _place(tree: dict[str, Any], section: str | None, name: str, value: Any) -> None:
+    if section is None:
+        tree[name] = value
+    else:
+        tree.setdefault(section, {})[name] = value
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    fields = setting_fields()
+    for var, name in _REST_ENV.items():
+        if var in env:
+            _place(tree, None, name, env[var])
+    for name, (section, _info) in fields.items():
+        var = "SDREST_" + name.upper()
+        if var in env:
+            _place(tree, section, name, env[var])
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML config file; a clear error when it is missing or malformed."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise InvalidRequestError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidRequestError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> Settings:
+    """Build settings from (flags > environment > config file > defaults).
+
+    ``flags`` maps leaf setting names (as in :func:`setting_fields`) to values; None values are
+    treated as "not given". ``env`` defaults to ``os.environ``. The config file may also be named
+    by ``SDREST_CONFIG``.
+    """
+    env = os.environ if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    config_path = config_file or env.get("SDREST_CONFIG")
+    tree: dict[str, Any] = read_config_file(Path(config_path)) if config_path else {}
+    presets = tree.pop("presets", {})
+    if isinstance(presets, dict):
+        # A preset's name is its table key; the struct wants it inside as well.
+        presets = {name: {"name": name, **dict(body)} for name, body in presets.items()}
+    tree = _merge(tree, _env_values(env))
+    fields = setting_fields()
+    flag_tree: dict[str, Any] = {}
+    for name, value in flags.items():
+        if name not in fields:
+            raise InvalidRequestError(f"unknown setting: {name}")
+        _place(flag_tree, fields[name][0], name, value)
+    tree = _merge(tree, flag_tree)
+    tree["presets"] = presets
+    try:
+        # strict=False lets environment strings ("8080", "true") become ints and bools.
+        return msgspec.convert(tree, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequestError(f"invalid settings: {exc}") from exc

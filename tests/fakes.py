@@ -1,0 +1,88 @@
+"""Test doubles at the engine boundary, for pure HTTP behaviour (no native library)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from pathlib import Path
+
+from PIL import Image
+
+from sdrest.engine.base import GenerationPlan, ModelSpec, ProgressFn, UpscalePlan
+from sdrest.errors import EngineError
+from sdrest.schemas import Progress
+
+
+class FakeEngine:
+    """Solid-colour images whose colour depends on the seed; can be held to keep a job running."""
+
+    def __init__(self) -> None:
+        self.calls: list[GenerationPlan] = []
+        self.hold: asyncio.Event | None = None
+        self.started = asyncio.Event()
+        self.fail_with: str | None = None
+        self._loaded: str | None = None
+
+    @property
+    def loaded_model(self) -> str | None:
+        return self._loaded
+
+    async def generate(self, plan: GenerationPlan, on_progress: ProgressFn) -> list[Image.Image]:
+        self.calls.append(plan)
+        self._loaded = plan.model.name
+        self.started.set()
+        steps = plan.request.sample_params.sample_steps
+        for step in range(1, steps + 1):
+            on_progress(Progress("sampling", step, steps, 0.01))
+            await asyncio.sleep(0)
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.fail_with:
+            raise EngineError(self.fail_with)
+        req = plan.request
+        return [
+            Image.new("RGB", (req.width, req.height), ((plan.seed + i) % 256, 0, 0))
+            for i in range(req.batch_count)
+        ]
+
+    async def upscale(self, plan: UpscalePlan, on_progress: ProgressFn) -> Image.Image:
+        return plan.image.resize((plan.image.width * 2, plan.image.height * 2), Image.NEAREST)
+
+    async def load(self, spec: ModelSpec) -> None:
+        self._loaded = spec.name
+
+    async def unload(self) -> None:
+        self._loaded = None
+
+    async def close(self) -> None:
+        self._loaded = None
+
+
+def write_safetensors_header(path: Path, names: list[str]) -> Path:
+    """A valid safetensors file whose tensors are one f32 zero each (header-level fixtures)."""
+    header: dict[str, object] = {}
+    for i, name in enumerate(names):
+        header[name] = {"dtype": "F32", "shape": [1], "data_offsets": [i * 4, i * 4 + 4]}
+    raw = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * (4 * len(names)))
+    return path
+
+
+def write_fake_checkpoint(path: Path) -> Path:
+    """A file the registry detects as a full checkpoint (diffusion model + VAE tensors)."""
+    return write_safetensors_header(path, [
+        "model.diffusion_model.double_stream_modulation_img.lin.weight",
+        "model.diffusion_model.single_blocks.0.linear1.weight",
+        "first_stage_model.decoder.conv_in.weight",
+        "text_encoders.llm.model.embed_tokens.weight",
+    ])  # fmt: skip
+
+
+def write_fake_lora(path: Path) -> Path:
+    """A file the registry detects as a LoRA."""
+    return write_safetensors_header(path, [
+        "model.diffusion_model.img_in.lora_down.weight",
+        "model.diffusion_model.img_in.lora_up.weight",
+    ])  # fmt: skip

@@ -1,0 +1,60 @@
+"""The bounded queue and the SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from sdrest.errors import QueueFullError
+from sdrest.jobs import JobQueue, JobStore
+from sdrest.schemas import ImgGenRequest, Job, JobError
+
+
+async def test_queue_fifo_bound_positions_and_removal() -> None:
+    queue = JobQueue(capacity=2)
+    queue.push("a")
+    queue.push("b")
+    with pytest.raises(QueueFullError):
+        queue.push("c")
+    queue.push("r", force=True)  # recovered jobs are never refused
+    assert [queue.position(i) for i in ("a", "b", "r", "x")] == [1, 2, 3, 0]
+    assert queue.remove("b") and not queue.remove("b")
+    assert await queue.pop() == "a"
+    waiter = asyncio.create_task(queue.pop())
+    assert await waiter == "r"
+    late = asyncio.create_task(queue.pop())
+    await asyncio.sleep(0)
+    queue.push("z")
+    assert await asyncio.wait_for(late, 1) == "z"
+
+
+async def test_store_round_trip_and_expiry(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "db.sqlite3")
+    await store.open()
+    job = Job(id="job_1_aa", kind="img_gen", created=time.time(),
+              request=ImgGenRequest(prompt="p", init_image="AAAA"))  # fmt: skip
+    await store.insert(job)
+    job.status, job.completed, job.error = "failed", time.time() - 100, JobError("x", "y")
+    await store.update(job)
+    loaded = await store.get(job.id, with_request=True)
+    assert loaded is not None and loaded.status == "failed" and loaded.error == JobError("x", "y")
+    assert loaded.request is not None and loaded.request.init_image == "AAAA"
+    assert (await store.get(job.id)).request is None  # type: ignore[union-attr]
+    assert await store.expire(time.time() - 50) == [job.id]
+    assert (await store.get(job.id)).expired  # type: ignore[union-attr]
+    assert await store.expire(time.time()) == []
+    await store.close()
+
+
+async def test_store_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    store = JobStore(path)
+    await store.insert(Job(id="job_2_bb", kind="img_gen", created=1.0, request=ImgGenRequest()))
+    await store.close()
+    again = JobStore(path)
+    pending = await again.unfinished()
+    assert [j.id for j in pending] == ["job_2_bb"] and pending[0].request == ImgGenRequest()
+    await again.close()
