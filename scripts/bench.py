@@ -32,8 +32,9 @@ def _free_port() -> int:
 
 def _http(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"content-type": "application/json"})  # fmt: skip
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"content-type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=120) as resp:
         return json.loads(resp.read())  # type: ignore[no-any-return]
 
@@ -54,11 +55,14 @@ def direct_times(model: Path, request: dict[str, Any], runs: int, threads: int) 
     for _ in range(runs + 1):  # the first run warms up
         start = time.perf_counter()
         sd.generate_image(
-            prompt=request["prompt"], width=request["width"], height=request["height"],
-            seed=request["seed"], sample_steps=request["sample_params"]["sample_steps"],
+            prompt=request["prompt"],
+            width=request["width"],
+            height=request["height"],
+            seed=request["seed"],
+            sample_steps=request["sample_params"]["sample_steps"],
             cfg_scale=request["sample_params"]["guidance"]["txt_cfg"],
             progress_callback=lambda *_: None,
-        )  # fmt: skip
+        )
         times.append(time.perf_counter() - start)
     return times[1:]
 
@@ -94,20 +98,41 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="sdrest-bench-"))
     models = build_models_dir(work / "models")
-    request = {"prompt": "a lovely cat", "width": args.size, "height": args.size, "seed": 42,
-               "sample_params": {"sample_steps": args.steps, "sample_method": "euler",
-                                 "guidance": {"txt_cfg": 1.0}}}  # fmt: skip
+    request = {
+        "prompt": "a lovely cat",
+        "width": args.size,
+        "height": args.size,
+        "seed": 42,
+        "sample_params": {
+            "sample_steps": args.steps,
+            "sample_method": "euler",
+            "guidance": {"txt_cfg": 1.0},
+        },
+    }
 
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "SDREST_THREADS": str(args.threads)}
     started = time.perf_counter()
     server = subprocess.Popen(
-        [sys.executable, "-m", "sdrest", "serve", "--port", str(port), "--log-level", "warning",
-         "--models-dir", str(models.root), "--data-dir", str(work / "data"),
-         "--model", models.checkpoint.stem],
+        [
+            sys.executable,
+            "-m",
+            "sdrest",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--models-dir",
+            str(models.root),
+            "--data-dir",
+            str(work / "data"),
+            "--model",
+            models.checkpoint.stem,
+        ],
         env=env,
-    )  # fmt: skip
+    )
     try:
         while True:
             try:
@@ -128,16 +153,30 @@ def main() -> int:
     direct = direct_times(models.checkpoint, request, args.runs, args.threads)
 
     med_http, med_direct = statistics.median(via_http), statistics.median(direct)
-    logger.info("model: %s (%d x %d, %d steps, %d threads, %d runs)", models.checkpoint.name,
-                args.size, args.size, args.steps, args.threads, args.runs)  # fmt: skip
-    logger.info("direct library call  median %.4f s  (%s)", med_direct,
-                ", ".join(f"{t:.3f}" for t in direct))  # fmt: skip
-    logger.info("HTTP img_gen + poll  median %.4f s  (%s)", med_http,
-                ", ".join(f"{t:.3f}" for t in via_http))  # fmt: skip
+    logger.info(
+        "model: %s (%d x %d, %d steps, %d threads, %d runs)",
+        models.checkpoint.name,
+        args.size,
+        args.size,
+        args.steps,
+        args.threads,
+        args.runs,
+    )
+    logger.info(
+        "direct library call  median %.4f s  (%s)",
+        med_direct,
+        ", ".join(f"{t:.3f}" for t in direct),
+    )
+    logger.info(
+        "HTTP img_gen + poll  median %.4f s  (%s)",
+        med_http,
+        ", ".join(f"{t:.3f}" for t in via_http),
+    )
     logger.info("ratio HTTP / direct  %.3f  (goal <= 1.05)", med_http / med_direct)
     logger.info("start to healthy     %.3f s", to_healthy)
-    logger.info("server RSS idle      %.1f MiB (after jobs, model loaded: %.1f MiB)",
-                rss_idle, rss_loaded)  # fmt: skip
+    logger.info(
+        "server RSS idle      %.1f MiB (after jobs, model loaded: %.1f MiB)", rss_idle, rss_loaded
+    )
     return 0
 
 

@@ -14,10 +14,10 @@ The public library API::
 __version__ = "0.1.0"
 
 # __version__ comes first: sdrest.app reads it while this package is still importing.
-from sdrest.app import create_app  # noqa: E402
-from sdrest.schemas import ImgGenRequest, Job  # noqa: E402
-from sdrest.service import SdrestService  # noqa: E402
-from sdrest.settings import Limits, LoadOptions, Settings, load_settings  # noqa: E402
+from sdrest.app import create_app
+from sdrest.schemas import ImgGenRequest, Job
+from sdrest.service import SdrestService
+from sdrest.settings import Limits, LoadOptions, Settings, load_settings
 
 __all__ = [
     "ImgGenRequest",

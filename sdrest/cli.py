@@ -44,12 +44,23 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         env = "SDREST_" + name.upper()
         if info.type is bool:
-            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
-                               default=None, help=f"(env {env})")  # fmt: skip
+            group.add_argument(
+                flag,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"(env {env})",
+            )
             continue
         kind, choices = _flag_type(info.type)
-        group.add_argument(flag, dest=name, type=kind, choices=choices, default=None,
-                           help=f"(env {env}; default {info.default!r})")  # fmt: skip
+        group.add_argument(
+            flag,
+            dest=name,
+            type=kind,
+            choices=choices,
+            default=None,
+            help=f"(env {env}; default {info.default!r})",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,10 +100,16 @@ def serve(settings: Settings) -> int:
     if not _is_loopback(settings.host):
         logger.warning(
             "binding %s with no authentication: anyone who can reach this address can use the"
-            " server", settings.host,
-        )  # fmt: skip
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                            log_level=settings.log_level, lifespan="on")  # fmt: skip
+            " server",
+            settings.host,
+        )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        lifespan="on",
+    )
     uvicorn.Server(config).run()
     return 0
 
@@ -103,14 +120,16 @@ def list_models(settings: Settings, as_json: bool) -> int:
 
     registry = ModelRegistry(settings.models_path, settings.presets)
     report = registry.scan()
-    entries = registry.list()
+    entries = registry.entries()
     if as_json:
         sys.stdout.write(msgspec.json.encode(entries).decode() + "\n")
         return 0
     lines = [f"{'NAME':30} {'TYPE':16} {'ARCH':12} {'ROLE':16} SIZE"]
     for e in entries:
-        lines.append(f"{e.name:30} {e.type:16} {e.architecture:12} {e.role:16} {e.size}"
-                     + (f"  ! {e.error}" if e.error else ""))  # fmt: skip
+        lines.append(
+            f"{e.name:30} {e.type:16} {e.architecture:12} {e.role:16} {e.size}"
+            + (f"  ! {e.error}" if e.error else "")
+        )
     for preset in registry.presets():
         lines.append(f"{preset.name:30} {'preset':16}")
     for warning in getattr(report, "warnings", []):
@@ -127,8 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SdrestError as exc:
         sys.stderr.write(f"sdrest: {exc.message}\n")
         return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "serve":
         return serve(settings)
     if args.command == "models":

@@ -16,7 +16,9 @@ _JOB_ID = re.compile(r"^job_[0-9a-f]+_[0-9a-f]+$")
 _FILENAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\.(png|jpg|webp)$")
 
 
-def infotext_params(request: ImgGenRequest, seed: int, width: int, height: int, model: str) -> dict[str, object]:
+def infotext_params(
+    request: ImgGenRequest, seed: int, width: int, height: int, model: str
+) -> dict[str, object]:
     """The ``Key: value`` part of an AUTOMATIC1111 infotext for one image."""
     sample = request.sample_params
     params: dict[str, object] = {"Steps": sample.sample_steps}
@@ -55,7 +57,7 @@ def write_images(
     folder = job_dir(output_dir, job_id)
     folder.mkdir(parents=True, exist_ok=True)
     refs = []
-    for index, (image, seed, info) in enumerate(zip(images, seeds, infotexts)):
+    for index, (image, seed, info) in enumerate(zip(images, seeds, infotexts, strict=True)):
         filename = f"{index}.{extension(fmt)}"
         data = encode_image(image, fmt, quality=quality, infotext=info)
         tmp = folder / f".{filename}.tmp"

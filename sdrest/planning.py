@@ -7,26 +7,35 @@ undecodable images, paths outside the models folder) is a 4xx and never reaches 
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from sdrest.engine.base import GenerationPlan, ModelSpec, ResolvedLora
+from sdrest.engine.base import GenerationPlan, ModelSpec, ResolvedLora, UpscalePlan
 from sdrest.errors import InvalidRequestError, NotFoundError
 from sdrest.images import ImageInputError, decode_image_field
-from sdrest.models import ModelEntry, ModelPreset, ModelRegistry, PathNotAllowedError
-from sdrest.models import UnknownModelError
-from sdrest.schemas import ImgGenRequest
+from sdrest.models import (
+    ModelEntry,
+    ModelPreset,
+    ModelRegistry,
+    PathNotAllowedError,
+    UnknownModelError,
+)
+from sdrest.schemas import ImgGenRequest, Job, UpscaleRequest
 from sdrest.settings import Limits, Settings
 
 MAX_SEED = 2**32 - 1
 # Roles a user can pick as "the model" and the ModelSpec field each one fills.
 _ROLE_FIELD = {"checkpoint": "model_path", "diffusion_model": "diffusion_model_path"}
 _PRESET_COMPONENTS = {
-    "vae": "vae_path", "taesd": "taesd_path", "clip_l": "clip_l_path", "clip_g": "clip_g_path",
-    "t5xxl": "t5xxl_path", "llm": "llm_path", "clip_vision": "clip_vision_path",
-}  # fmt: skip
+    "vae": "vae_path",
+    "taesd": "taesd_path",
+    "clip_l": "clip_l_path",
+    "clip_g": "clip_g_path",
+    "t5xxl": "t5xxl_path",
+    "llm": "llm_path",
+    "clip_vision": "clip_vision_path",
+}
 
 
 def default_model_name(settings: Settings, registry: ModelRegistry) -> str:
@@ -91,13 +100,15 @@ def model_spec(name: str, settings: Settings, registry: ModelRegistry) -> ModelS
         entry: ModelEntry = registry.get(name)
     except UnknownModelError as exc:
         raise NotFoundError(str(exc), field="model") from exc
-    field_name = _ROLE_FIELD.get(entry.role) or _ROLE_FIELD.get(entry.type)
-    if field_name is None:
+    field_name = _ROLE_FIELD.get(entry.role, _ROLE_FIELD.get(entry.type, ""))
+    if not field_name:
         raise InvalidRequestError(
             f"{name!r} is a {entry.type} ({entry.role}), not a model that generates images",
             field="model",
         )
-    return ModelSpec(name=name, lora_dir=lora_dir, options=settings.load, **{field_name: entry.path})
+    return ModelSpec(
+        name=name, lora_dir=lora_dir, options=settings.load, **{field_name: entry.path}
+    )
 
 
 def check_limits(request: ImgGenRequest, limits: Limits) -> None:
@@ -132,24 +143,27 @@ def _decode(value: str | None, field_name: str, mode: str, limits: Limits) -> Im
     return image.convert(mode)
 
 
+def _lora_path(registry: ModelRegistry, path: str, field_name: str) -> str:
+    try:
+        return registry.get(path, type="lora").path
+    except UnknownModelError:
+        pass  # not a registry name: try it as a path inside the LoRA folder
+    try:
+        return str(registry.resolve_relative("lora", path))
+    except PathNotAllowedError as exc:
+        raise InvalidRequestError(f"{field_name}: {exc}", field=field_name) from exc
+    except UnknownModelError as exc:
+        raise NotFoundError(f"{field_name}: unknown LoRA {path!r}", field=field_name) from exc
+
+
 def resolve_loras(request: ImgGenRequest, registry: ModelRegistry) -> tuple[ResolvedLora, ...]:
     """Structured LoRAs: a registry LoRA name or a path inside the LoRA folder, nothing else."""
-    resolved = []
-    for index, lora in enumerate(request.lora):
-        field_name = f"lora[{index}].path"
-        try:
-            path = registry.get(lora.path, type="lora").path
-        except UnknownModelError:
-            try:
-                path = str(registry.resolve_relative("lora", lora.path))
-            except PathNotAllowedError as exc:
-                raise InvalidRequestError(f"{field_name}: {exc}", field=field_name) from exc
-            except (UnknownModelError, FileNotFoundError) as exc:
-                raise NotFoundError(f"{field_name}: unknown LoRA {lora.path!r}", field=field_name) from exc
-            if not Path(path).is_file():
-                raise NotFoundError(f"{field_name}: unknown LoRA {lora.path!r}", field=field_name)
-        resolved.append(ResolvedLora(path, lora.multiplier, lora.is_high_noise))
-    return tuple(resolved)
+    return tuple(
+        ResolvedLora(
+            _lora_path(registry, lora.path, f"lora[{i}].path"), lora.multiplier, lora.is_high_noise
+        )
+        for i, lora in enumerate(request.lora)
+    )
 
 
 def plan_generation(
@@ -181,3 +195,34 @@ def plan_generation(
         ref_images=refs,
         loras=resolve_loras(request, registry),
     )
+
+
+def plan_upscale(
+    request: UpscaleRequest, settings: Settings, registry: ModelRegistry
+) -> UpscalePlan:
+    """Resolve the upscaler by registry name and decode the image."""
+    try:
+        entry = registry.get(request.upscaler, type="upscaler")
+    except UnknownModelError as exc:
+        raise NotFoundError(str(exc), field="upscaler") from exc
+    if not 1 <= request.repeats <= 4:
+        raise InvalidRequestError("repeats must be between 1 and 4", field="repeats")
+    image = _decode(request.image, "image", "RGB", settings.limits)
+    assert image is not None
+    return UpscalePlan(
+        upscaler_path=entry.path,
+        image=image,
+        repeats=request.repeats,
+        threads=settings.load.threads,
+    )
+
+
+def plan_for_job(
+    job: Job, settings: Settings, registry: ModelRegistry
+) -> GenerationPlan | UpscalePlan:
+    """Re-plan a stored job (after a restart)."""
+    if job.upscale is not None:
+        return plan_upscale(job.upscale, settings, registry)
+    if job.request is None:
+        raise InvalidRequestError("the stored job has no request")
+    return plan_generation(job.request, job.model, settings, registry)

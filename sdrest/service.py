@@ -24,7 +24,7 @@ from sdrest.errors import ConflictError, GoneError, NotFoundError, SdrestError
 from sdrest.images import build_infotext
 from sdrest.jobs import EventBus, JobEvent, JobQueue, JobStore
 from sdrest.models import ModelRegistry
-from sdrest.schemas import ImgGenRequest, Job, JobError, JobResult, Progress
+from sdrest.schemas import ImgGenRequest, Job, JobError, JobResult, Progress, UpscaleRequest
 from sdrest.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,10 @@ class SdrestService:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop()
 
@@ -130,7 +133,9 @@ class SdrestService:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    async def submit(self, request: ImgGenRequest, *, owner: str = "", family: str = "sdcpp") -> Job:
+    async def submit(
+        self, request: ImgGenRequest, *, owner: str = "", family: str = "sdcpp"
+    ) -> Job:
         """Validate, plan and queue a generation. Raises a 4xx :class:`SdrestError` on bad input."""
         model = request.model or self.default_model()
         has_images = bool(request.init_image or request.ref_images or request.control_image)
@@ -141,8 +146,31 @@ class SdrestService:
         else:
             plan = planning.plan_generation(request, model, self.settings, self.registry)
         stored = msgspec.structs.replace(request, model=model, seed=plan.seed)
-        job = Job(id=new_job_id(), kind="img_gen", created=time.time(), owner=owner,
-                  family=family, model=model, request=stored)  # fmt: skip
+        job = Job(
+            id=new_job_id(),
+            kind="img_gen",
+            created=time.time(),
+            owner=owner,
+            family=family,
+            model=model,
+            request=stored,
+        )
+        return await self._enqueue(job, plan)
+
+    async def submit_upscale(
+        self, request: UpscaleRequest, *, owner: str = "", family: str = "sdcpp"
+    ) -> Job:
+        """Queue an ESRGAN upscale of one image with a registry upscaler."""
+        plan = await asyncio.to_thread(planning.plan_upscale, request, self.settings, self.registry)
+        job = Job(
+            id=new_job_id(),
+            kind="upscale",
+            created=time.time(),
+            owner=owner,
+            family=family,
+            model=request.upscaler,
+            upscale=request,
+        )
         return await self._enqueue(job, plan)
 
     async def _enqueue(self, job: Job, plan: Plan, *, recovered: bool = False) -> Job:
@@ -239,18 +267,27 @@ class SdrestService:
 
         if isinstance(plan, UpscalePlan):
             image = await self.engine.upscale(plan, on_progress)
-            images, seeds, infos = [image], [0], [None]
-            fmt, quality = (job.upscale.output_format, job.upscale.output_compression) if job.upscale else ("png", 100)
+            images, seeds = [image], [0]
+            infos: list[str | None] = [None]
+            fmt, quality = (
+                (job.upscale.output_format, job.upscale.output_compression)
+                if job.upscale
+                else ("png", 100)
+            )
         else:
             images = await self.engine.generate(plan, on_progress)
             request = plan.request
             seeds = [plan.seed + i for i in range(len(images))]
             infos = [
-                build_infotext(request.prompt, request.negative_prompt,
-                               outputs.infotext_params(request, s, img.width, img.height, job.model))
-                if request.embed_image_metadata else None
-                for s, img in zip(seeds, images)
-            ]  # fmt: skip
+                build_infotext(
+                    request.prompt,
+                    request.negative_prompt,
+                    outputs.infotext_params(request, s, img.width, img.height, job.model),
+                )
+                if request.embed_image_metadata
+                else None
+                for s, img in zip(seeds, images, strict=True)
+            ]
             fmt, quality = request.output_format, request.output_compression
         job.progress = Progress("encoding", job.progress.steps, job.progress.steps)
         refs = await asyncio.to_thread(
@@ -260,7 +297,12 @@ class SdrestService:
         await self._finish(job, "completed", result=result)
 
     async def _finish(
-        self, job: Job, status: str, *, result: JobResult | None = None, error: JobError | None = None
+        self,
+        job: Job,
+        status: str,
+        *,
+        result: JobResult | None = None,
+        error: JobError | None = None,
     ) -> None:
         job.status = status  # type: ignore[assignment]
         job.completed = time.time()
@@ -286,13 +328,18 @@ class SdrestService:
     async def _recover(self) -> None:
         """Re-queue jobs a previous process accepted; fail the one it was running."""
         for job in await self.store.unfinished():
-            if job.status == "generating" or job.request is None:
-                await self._finish(job, "failed", error=JobError(
-                    "server_restarted", "the server stopped while this job was running"))  # fmt: skip
+            if job.status == "generating" or (job.request is None and job.upscale is None):
+                await self._finish(
+                    job,
+                    "failed",
+                    error=JobError(
+                        "server_restarted", "the server stopped while this job was running"
+                    ),
+                )
                 continue
             try:
                 plan = await asyncio.to_thread(
-                    planning.plan_generation, job.request, job.model, self.settings, self.registry
+                    planning.plan_for_job, job, self.settings, self.registry
                 )
             except SdrestError as exc:
                 await self._finish(job, "failed", error=JobError(exc.code, exc.message))

@@ -28,9 +28,22 @@ else:  # pragma: no cover - exercised only on 3.10
 logger = logging.getLogger(__name__)
 
 WeightType = Literal[
-    "default", "f32", "f16", "bf16", "q8_0", "q5_0", "q5_1", "q4_0", "q4_1",
-    "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q8_k",
-]  # fmt: skip
+    "default",
+    "f32",
+    "f16",
+    "bf16",
+    "q8_0",
+    "q5_0",
+    "q5_1",
+    "q4_0",
+    "q4_1",
+    "q2_k",
+    "q3_k",
+    "q4_k",
+    "q5_k",
+    "q6_k",
+    "q8_k",
+]
 LoraApplyMode = Literal["auto", "immediately", "at_runtime"]
 RngType = Literal["cuda", "cpu"]
 

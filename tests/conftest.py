@@ -25,10 +25,14 @@ def models_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(tmp_path: Path, models_dir: Path) -> Settings:
     return load_settings(
-        {"models_dir": str(models_dir), "data_dir": str(tmp_path / "data"),
-         "output_dir": str(tmp_path / "outputs"), "max_queue": 3},
+        {
+            "models_dir": str(models_dir),
+            "data_dir": str(tmp_path / "data"),
+            "output_dir": str(tmp_path / "outputs"),
+            "max_queue": 3,
+        },
         env={},
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture

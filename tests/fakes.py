@@ -72,17 +72,23 @@ def write_safetensors_header(path: Path, names: list[str]) -> Path:
 
 def write_fake_checkpoint(path: Path) -> Path:
     """A file the registry detects as a full checkpoint (diffusion model + VAE tensors)."""
-    return write_safetensors_header(path, [
-        "model.diffusion_model.double_stream_modulation_img.lin.weight",
-        "model.diffusion_model.single_blocks.0.linear1.weight",
-        "first_stage_model.decoder.conv_in.weight",
-        "text_encoders.llm.model.embed_tokens.weight",
-    ])  # fmt: skip
+    return write_safetensors_header(
+        path,
+        [
+            "model.diffusion_model.double_stream_modulation_img.lin.weight",
+            "model.diffusion_model.single_blocks.0.linear1.weight",
+            "first_stage_model.decoder.conv_in.weight",
+            "text_encoders.llm.model.embed_tokens.weight",
+        ],
+    )
 
 
 def write_fake_lora(path: Path) -> Path:
     """A file the registry detects as a LoRA."""
-    return write_safetensors_header(path, [
-        "model.diffusion_model.img_in.lora_down.weight",
-        "model.diffusion_model.img_in.lora_up.weight",
-    ])  # fmt: skip
+    return write_safetensors_header(
+        path,
+        [
+            "model.diffusion_model.img_in.lora_down.weight",
+            "model.diffusion_model.img_in.lora_up.weight",
+        ],
+    )

@@ -64,12 +64,20 @@ _WRAPPER_LOGGER = logging.getLogger("stable-diffusion-cpp-python")
 
 # cache_option keys ("key=value,...") and the wrapper keyword each one sets.
 CACHE_OPTION_TYPES: dict[str, type] = {
-    "reuse_threshold": float, "start_percent": float, "end_percent": float,
-    "error_decay_rate": float, "use_relative_threshold": bool, "reset_error_on_compute": bool,
-    "Fn_compute_blocks": int, "Bn_compute_blocks": int, "residual_diff_threshold": float,
-    "max_warmup_steps": int, "max_continuous_cached_steps": int,
-    "taylorseer_n_derivatives": int, "taylorseer_skip_interval": int,
-}  # fmt: skip
+    "reuse_threshold": float,
+    "start_percent": float,
+    "end_percent": float,
+    "error_decay_rate": float,
+    "use_relative_threshold": bool,
+    "reset_error_on_compute": bool,
+    "Fn_compute_blocks": int,
+    "Bn_compute_blocks": int,
+    "residual_diff_threshold": float,
+    "max_warmup_steps": int,
+    "max_continuous_cached_steps": int,
+    "taylorseer_n_derivatives": int,
+    "taylorseer_skip_interval": int,
+}
 
 
 def library_version() -> str:
@@ -95,7 +103,7 @@ class _StructuredLoraDiffusion(StableDiffusion):  # type: ignore[misc]
         loras = self.sdrest_loras
         array = (sd_cpp.sd_lora_t * len(loras))()
         buffers = []  # the C side reads these strings during the call: keep them alive
-        for slot, lora in zip(array, loras):
+        for slot, lora in zip(array, loras, strict=True):
             buffer = ctypes.create_string_buffer(lora.path.encode("utf-8"))
             buffers.append(buffer)
             slot.is_high_noise = lora.is_high_noise
@@ -263,7 +271,10 @@ class NativeEngine:
         if self._sd is not None and self._spec == spec:
             return self._sd
         self._unload_now()
-        for label, path in (("model", spec.model_path), ("diffusion model", spec.diffusion_model_path)):
+        for label, path in (
+            ("model", spec.model_path),
+            ("diffusion model", spec.diffusion_model_path),
+        ):
             if path and not Path(path).is_file():
                 raise ModelLoadError(f"model load failed: {label} file not found: {path}")
         logger.info("loading model %s", spec.name)
@@ -297,7 +308,9 @@ class NativeEngine:
             self._sd.close()
         self._sd, self._spec = None, None
 
-    def _generate_now(self, plan: GenerationPlan, emit: Callable[[Progress], None]) -> list[Image.Image]:
+    def _generate_now(
+        self, plan: GenerationPlan, emit: Callable[[Progress], None]
+    ) -> list[Image.Image]:
         sd = self._load_now(plan.model, emit)
         kwargs = generation_kwargs(plan)
         sd.sdrest_loras = plan.loras
@@ -327,9 +340,12 @@ class NativeEngine:
         if self._upscaler_key != key:
             self._free_upscaler()
             ctx = sd_cpp.new_upscaler_ctx(
-                plan.upscaler_path.encode("utf-8"), False, False,
-                plan.threads if plan.threads > 0 else 1, 128,
-            )  # fmt: skip
+                plan.upscaler_path.encode("utf-8"),
+                False,
+                False,
+                plan.threads if plan.threads > 0 else 1,
+                128,
+            )
             if not ctx:
                 raise ModelLoadError(f"model load failed: upscaler {Path(plan.upscaler_path).name}")
             self._upscaler, self._upscaler_key = ctx, key
@@ -386,7 +402,7 @@ def _libc_free() -> Callable[[Any], None] | None:
     free = ctypes.CDLL(name).free
     free.argtypes = [ctypes.c_void_p]
     free.restype = None
-    return free  # type: ignore[no-any-return]
+    return free
 
 
 _FREE = _libc_free()
@@ -396,9 +412,11 @@ def _run_upscale(ctx: Any, image: Image.Image, emit: Callable[[Progress], None])
     raw = image.tobytes()
     buffer = (ctypes.c_uint8 * len(raw)).from_buffer_copy(raw)
     source = sd_cpp.sd_image_t(
-        width=image.width, height=image.height, channel=3,
+        width=image.width,
+        height=image.height,
+        channel=3,
         data=ctypes.cast(buffer, ctypes.POINTER(ctypes.c_uint8)),
-    )  # fmt: skip
+    )
     thunk = sd_cpp.sd_progress_callback(
         lambda step, steps, seconds, _d: emit(Progress("upscaling", int(step), int(steps), seconds))
     )

@@ -143,7 +143,9 @@ class JobStore:
                 )
             ]
             # The request payload is dropped too: an expired job keeps only a tombstone.
-            db.executemany("UPDATE jobs SET expired = 1, request = NULL WHERE id = ?", [(i,) for i in ids])
+            db.executemany(
+                "UPDATE jobs SET expired = 1, request = NULL WHERE id = ?", [(i,) for i in ids]
+            )
             return ids
 
         return await self._run(run)

@@ -15,16 +15,44 @@ from msgspec import Meta
 # Names the native library knows (stable-diffusion.cpp as vendored by the pinned binding);
 # tests/native checks that these match the binding's own tables exactly.
 SAMPLE_METHODS: tuple[str, ...] = (
-    "euler", "euler_a", "heun", "dpm2", "dpm++2s_a", "dpm++2m", "dpm++2mv2", "ipndm",
-    "ipndm_v", "lcm", "ddim_trailing", "tcd", "res_multistep", "res_2s", "er_sde",
-)  # fmt: skip
+    "euler",
+    "euler_a",
+    "heun",
+    "dpm2",
+    "dpm++2s_a",
+    "dpm++2m",
+    "dpm++2mv2",
+    "ipndm",
+    "ipndm_v",
+    "lcm",
+    "ddim_trailing",
+    "tcd",
+    "res_multistep",
+    "res_2s",
+    "er_sde",
+)
 SCHEDULERS: tuple[str, ...] = (
-    "discrete", "karras", "exponential", "ays", "gits", "sgm_uniform", "simple",
-    "smoothstep", "kl_optimal", "lcm", "bong_tangent",
-)  # fmt: skip
+    "discrete",
+    "karras",
+    "exponential",
+    "ays",
+    "gits",
+    "sgm_uniform",
+    "simple",
+    "smoothstep",
+    "kl_optimal",
+    "lcm",
+    "bong_tangent",
+)
 CACHE_MODES: tuple[str, ...] = (
-    "disabled", "easycache", "ucache", "dbcache", "taylorseer", "cachedit", "spectrum",
-)  # fmt: skip
+    "disabled",
+    "easycache",
+    "ucache",
+    "dbcache",
+    "taylorseer",
+    "cachedit",
+    "spectrum",
+)
 OUTPUT_FORMATS: tuple[str, ...] = ("png", "jpeg", "webp")
 
 OutputFormat = Literal["png", "jpeg", "webp"]

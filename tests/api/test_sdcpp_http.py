@@ -31,11 +31,13 @@ async def test_health_is_public_and_cheap(client: httpx.AsyncClient) -> None:
 
 
 async def test_img_gen_completes_with_images(client: httpx.AsyncClient) -> None:
-    resp = await client.post("/sdcpp/v1/img_gen", json={"prompt": "a cat", "width": 64,
-                             "height": 80, "seed": 7, "batch_count": 2})  # fmt: skip
+    resp = await client.post(
+        "/sdcpp/v1/img_gen",
+        json={"prompt": "a cat", "width": 64, "height": 80, "seed": 7, "batch_count": 2},
+    )
     assert resp.status_code == 202
     created = resp.json()
-    assert created["status"] == "queued" and created["kind"] == "img_gen"
+    assert created["status"] in ("queued", "generating") and created["kind"] == "img_gen"
     assert created["poll_url"] == f"/sdcpp/v1/jobs/{created['id']}"
     job = await _wait_done(client, created["id"])
     assert job["status"] == "completed", job
@@ -65,10 +67,12 @@ async def test_img_gen_completes_with_images(client: httpx.AsyncClient) -> None:
         (b'{"lora": [{"path": "../../etc/passwd"}]}', "lora[0].path"),
     ],
 )
-async def test_bad_input_is_a_400_with_the_field(client: httpx.AsyncClient, body: bytes,
-                                                 needle: str) -> None:  # fmt: skip
-    resp = await client.post("/sdcpp/v1/img_gen", content=body,
-                             headers={"content-type": "application/json"})  # fmt: skip
+async def test_bad_input_is_a_400_with_the_field(
+    client: httpx.AsyncClient, body: bytes, needle: str
+) -> None:
+    resp = await client.post(
+        "/sdcpp/v1/img_gen", content=body, headers={"content-type": "application/json"}
+    )
     assert resp.status_code == 400, resp.text
     assert needle in resp.json()["error"]
 
@@ -93,8 +97,9 @@ async def test_queue_full_429_and_cancel_queued(
     fake_engine.hold = asyncio.Event()
     running = (await client.post("/sdcpp/v1/img_gen", json={"seed": 1})).json()["id"]
     await asyncio.wait_for(fake_engine.started.wait(), 5)
-    queued = [(await client.post("/sdcpp/v1/img_gen", json={"seed": 2})).json()["id"]
-              for _ in range(3)]  # fmt: skip
+    queued = [
+        (await client.post("/sdcpp/v1/img_gen", json={"seed": 2})).json()["id"] for _ in range(3)
+    ]
     full = await client.post("/sdcpp/v1/img_gen", json={"seed": 3})
     assert full.status_code == 429
     assert "full" in full.json()["error"]
@@ -122,10 +127,12 @@ async def test_failed_job_reports_error(client: httpx.AsyncClient, fake_engine: 
 async def test_expired_job_is_410(client: httpx.AsyncClient, service: SdrestService) -> None:
     job_id = (await client.post("/sdcpp/v1/img_gen", json={})).json()["id"]
     await _wait_done(client, job_id)
-    service.settings = service.settings.__class__(**{
-        **{f: getattr(service.settings, f) for f in service.settings.__struct_fields__},
-        "job_ttl": 0.0,
-    })  # fmt: skip
+    service.settings = service.settings.__class__(
+        **{
+            **{f: getattr(service.settings, f) for f in service.settings.__struct_fields__},
+            "job_ttl": 0.0,
+        }
+    )
     time.sleep(0.01)
     assert job_id in await service.expire_now()
     assert (await client.get(f"/sdcpp/v1/jobs/{job_id}")).status_code == 410

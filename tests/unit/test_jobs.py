@@ -34,8 +34,12 @@ async def test_queue_fifo_bound_positions_and_removal() -> None:
 async def test_store_round_trip_and_expiry(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "db.sqlite3")
     await store.open()
-    job = Job(id="job_1_aa", kind="img_gen", created=time.time(),
-              request=ImgGenRequest(prompt="p", init_image="AAAA"))  # fmt: skip
+    job = Job(
+        id="job_1_aa",
+        kind="img_gen",
+        created=time.time(),
+        request=ImgGenRequest(prompt="p", init_image="AAAA"),
+    )
     await store.insert(job)
     job.status, job.completed, job.error = "failed", time.time() - 100, JobError("x", "y")
     await store.update(job)

@@ -26,8 +26,12 @@ def test_precedence(tmp_path: Path) -> None:
         "[limits]\nmax_queue = 5\n"
         '[presets.flux]\ndiffusion_model = "d"\nvae = "v"\ndefaults = { width = 1024 }\n'
     )
-    env = {"STABLE_DIFFUSION_PORT": "2000", "SDREST_MODELS_DIR": "from-env",
-           "SDREST_THREADS": "4", "SDREST_MAX_QUEUE": "6"}  # fmt: skip
+    env = {
+        "STABLE_DIFFUSION_PORT": "2000",
+        "SDREST_MODELS_DIR": "from-env",
+        "SDREST_THREADS": "4",
+        "SDREST_MAX_QUEUE": "6",
+    }
     settings = load_settings({"port": 3000}, env=env, config_file=config)
     assert settings.port == 3000  # flag beats env beats file
     assert settings.models_dir == "from-env"
@@ -53,9 +57,23 @@ def test_bad_values_are_clear(tmp_path: Path) -> None:
 
 def test_cli_flags_are_derived_from_settings() -> None:
     args = build_parser().parse_args(
-        ["serve", "--port", "9000", "--offload-to-cpu", "--weight-type", "q8_0", "--no-mmap",
-         "--max-batch", "2"]
-    )  # fmt: skip
+        [
+            "serve",
+            "--port",
+            "9000",
+            "--offload-to-cpu",
+            "--weight-type",
+            "q8_0",
+            "--no-mmap",
+            "--max-batch",
+            "2",
+        ]
+    )
     assert (args.port, args.offload_to_cpu, args.weight_type, args.mmap, args.max_batch) == (
-        9000, True, "q8_0", False, 2)  # fmt: skip
+        9000,
+        True,
+        "q8_0",
+        False,
+        2,
+    )
     assert args.host is None  # not given: lower-precedence sources decide

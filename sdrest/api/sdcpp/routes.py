@@ -36,9 +36,13 @@ async def capabilities(request: Request) -> Response:
             entry = None  # a preset
     defaults = service.request_defaults(name) if name else {}
     body = translate.capabilities(
-        service.settings, entry, name, service.registry.list("lora"), defaults,
+        service.settings,
+        entry,
+        name,
+        service.registry.entries("lora"),
+        defaults,
         service.registry.models_dir / "lora",
-    )  # fmt: skip
+    )
     return JSONResponse(body)
 
 
@@ -46,8 +50,9 @@ async def img_gen(request: Request) -> Response:
     service = _service(request)
     body = await read_body(request)
     gen_request = translate.to_request(body, service.request_defaults)
-    job = await service.submit(gen_request, owner=request.scope.get("sdrest.user", ""),
-                               family="sdcpp")  # fmt: skip
+    job = await service.submit(
+        gen_request, owner=request.scope.get("sdrest.user", ""), family="sdcpp"
+    )
     return JSONResponse(translate.job_created(job), status_code=202)
 
 
@@ -102,8 +107,12 @@ def create_sdcpp_app(service: SdrestService) -> Starlette:
             Route("/jobs/{job_id}", get_job, methods=["GET"]),
             Route("/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
         ],
-        exception_handlers={Exception: _render_error, SdrestError: _render_error,
-                            404: _render_error, 405: _render_error},  # fmt: skip
+        exception_handlers={
+            Exception: _render_error,
+            SdrestError: _render_error,
+            404: _render_error,
+            405: _render_error,
+        },
     )
     app.state.service = service
     return app

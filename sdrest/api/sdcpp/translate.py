@@ -29,7 +29,9 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def to_request(body: bytes, defaults_for: Callable[[str | None], Mapping[str, Any]]) -> ImgGenRequest:
+def to_request(
+    body: bytes, defaults_for: Callable[[str | None], Mapping[str, Any]]
+) -> ImgGenRequest:
     """Decode an img_gen body; fields the client left out take the model's preset defaults."""
     request = decode_json(body, _request_decoder)
     defaults = defaults_for(request.model)
@@ -41,8 +43,13 @@ def to_request(body: bytes, defaults_for: Callable[[str | None], Mapping[str, An
 
 def job_created(job: Job) -> dict[str, Any]:
     """The 202 body of ``POST /img_gen``."""
-    return {"id": job.id, "kind": job.kind, "status": job.status, "created": int(job.created),
-            "poll_url": f"/sdcpp/v1/jobs/{job.id}"}  # fmt: skip
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "created": int(job.created),
+        "poll_url": f"/sdcpp/v1/jobs/{job.id}",
+    }
 
 
 def _ts(value: float | None) -> int | None:
@@ -50,14 +57,21 @@ def _ts(value: float | None) -> int | None:
 
 
 def job_view(job: Job, queue_position: int, output_dir: Path) -> dict[str, Any]:
-    """The job document of ``GET /jobs/{id}``, images inlined as base64. Reads files: run off-loop."""
+    """The job document of ``GET /jobs/{id}``, images inlined as base64 (reads files)."""
     result = None
     if job.status == "completed" and job.result is not None:
         images = []
         for ref in job.result.images:
             data = (output_dir / job.id / ref.filename).read_bytes()
-            images.append({"index": ref.index, "b64_json": base64.b64encode(data).decode("ascii"),
-                           "width": ref.width, "height": ref.height, "seed": ref.seed})  # fmt: skip
+            images.append(
+                {
+                    "index": ref.index,
+                    "b64_json": base64.b64encode(data).decode("ascii"),
+                    "width": ref.width,
+                    "height": ref.height,
+                    "seed": ref.seed,
+                }
+            )
         result = {"output_format": job.result.output_format, "images": images}
     progress = job.progress
     return {
@@ -69,11 +83,17 @@ def job_view(job: Job, queue_position: int, output_dir: Path) -> dict[str, Any]:
         "completed": _ts(job.completed),
         "queue_position": queue_position,
         "result": result,
-        "error": None if job.error is None else {"code": job.error.code, "message": job.error.message},
+        "error": None
+        if job.error is None
+        else {"code": job.error.code, "message": job.error.message},
         "model": job.model,
-        "progress": {"phase": progress.phase, "step": progress.step, "steps": progress.steps,
-                     "fraction": progress.fraction,
-                     "seconds_per_step": progress.seconds_per_step},  # fmt: skip
+        "progress": {
+            "phase": progress.phase,
+            "step": progress.step,
+            "steps": progress.steps,
+            "fraction": progress.fraction,
+            "seconds_per_step": progress.seconds_per_step,
+        },
     }
 
 
@@ -101,27 +121,46 @@ def capabilities(
     limits = settings.limits
     can_encode = not settings.load.vae_decode_only
     return {
-        "model": None if model_name is None else {
+        "model": None
+        if model_name is None
+        else {
             "name": model_name,
             "stem": Path(model.path).stem if model else model_name,
             "path": model.path if model else "",
             "architecture": model.architecture if model else "preset",
         },
         "defaults": _request_defaults(defaults),
-        "loras": [{"name": e.name, "path": str(Path(e.path).relative_to(lora_dir))
-                   if Path(e.path).is_relative_to(lora_dir) else e.name} for e in loras],
+        "loras": [
+            {
+                "name": e.name,
+                "path": str(Path(e.path).relative_to(lora_dir))
+                if Path(e.path).is_relative_to(lora_dir)
+                else e.name,
+            }
+            for e in loras
+        ],
         "samplers": list(SAMPLE_METHODS),
         "schedulers": list(SCHEDULERS),
         "output_formats": list(OUTPUT_FORMATS),
         "limits": {
-            "min_width": limits.min_size, "max_width": limits.max_size,
-            "min_height": limits.min_size, "max_height": limits.max_size,
-            "max_batch_count": limits.max_batch, "max_queue_size": limits.max_queue,
+            "min_width": limits.min_size,
+            "max_width": limits.max_size,
+            "min_height": limits.min_size,
+            "max_height": limits.max_size,
+            "max_batch_count": limits.max_batch,
+            "max_queue_size": limits.max_queue,
             "max_sample_steps": limits.max_steps,
         },
         "features": {
-            "init_image": can_encode, "mask_image": can_encode, "control_image": False,
-            "ref_images": can_encode, "lora": True, "vae_tiling": True, "cache": True,
-            "cancel_queued": True, "cancel_generating": False, "vid_gen": False,
+            "init_image": can_encode,
+            "mask_image": can_encode,
+            "control_image": False,
+            "ref_images": can_encode,
+            "lora": True,
+            "vae_tiling": True,
+            "cache": True,
+            "cancel_queued": True,
+            "cancel_generating": False,
+            "vid_gen": False,
         },
-    }  # fmt: skip
+    }

@@ -1,0 +1,34 @@
+"""Fixtures for tests through the real native library on synthesized tiny models."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from sdrest.service import SdrestService
+from sdrest.settings import Settings, load_settings
+from sdrest.testing import TinyModelSet, build_models_dir, write_garbage_model
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModelSet:
+    models = build_models_dir(tmp_path_factory.mktemp("tiny") / "models")
+    write_garbage_model(models.root / "checkpoints" / "broken.safetensors")
+    return models
+
+
+@pytest.fixture
+def native_settings(tmp_path: Path, tiny_models: TinyModelSet) -> Settings:
+    return load_settings(
+        {"models_dir": str(tiny_models.root), "data_dir": str(tmp_path / "data"),
+         "model": "tiny-flux2", "threads": 2},
+        env={},
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def native_service(native_settings: Settings) -> AsyncIterator[SdrestService]:
+    async with SdrestService(native_settings) as service:
+        yield service

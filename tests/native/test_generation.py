@@ -1,0 +1,105 @@
+"""Generation through the real stable-diffusion.cpp library on synthesized models."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from PIL import Image
+
+from sdrest.schemas import LoraSpec, UpscaleRequest
+from sdrest.service import SdrestService
+from tests.native.helpers import output_bytes, output_pixels, png_b64, quick, run
+
+pytestmark = pytest.mark.native
+
+
+async def test_txt2img_same_seed_is_byte_identical(native_service: SdrestService) -> None:
+    first = await run(native_service, quick(seed=5))
+    again = await run(native_service, quick(seed=5))
+    other = await run(native_service, quick(seed=6))
+    assert first.status == again.status == other.status == "completed", first.error
+    assert output_bytes(native_service, first) == output_bytes(native_service, again)
+    assert output_pixels(native_service, first) != output_pixels(native_service, other)
+    assert first.result is not None and first.result.images[0].width == 64
+
+
+async def test_batch_has_consecutive_seeds(native_service: SdrestService) -> None:
+    job = await run(native_service, quick(seed=9, batch_count=2))
+    assert job.result is not None and [i.seed for i in job.result.images] == [9, 10]
+    single = await run(native_service, quick(seed=10))
+    assert output_pixels(native_service, job, 1) == output_pixels(native_service, single)
+
+
+async def test_img2img_and_inpainting_use_the_image(native_service: SdrestService) -> None:
+    white, black = Image.new("RGB", (64, 64), "white"), Image.new("RGB", (64, 64), "black")
+    from_white = await run(native_service, quick(steps=2, strength=0.4, init_image=png_b64(white)))
+    from_black = await run(native_service, quick(steps=2, strength=0.4, init_image=png_b64(black)))
+    assert from_white.status == from_black.status == "completed", from_white.error
+    assert output_pixels(native_service, from_white) != output_pixels(native_service, from_black)
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))
+    inpaint = await run(native_service, quick(steps=2, strength=0.4, init_image=png_b64(white),
+                                              mask_image=png_b64(mask)))  # fmt: skip
+    assert inpaint.status == "completed", inpaint.error
+
+
+async def test_structured_lora_changes_the_image_and_tags_do_nothing(
+    native_service: SdrestService, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = await run(native_service, quick(seed=3))
+    with caplog.at_level(logging.INFO, logger="sdrest.native"):
+        tagged = await run(native_service, quick(seed=3, prompt="a lovely cat<lora:tiny-lora:1>"))
+    assert tagged.status == "completed"
+    assert "LoRA tensors have been applied" not in caplog.text  # prompt text is only text
+    lora = await run(
+        native_service, quick(seed=3, lora=[LoraSpec(path="tiny-lora", multiplier=1.0)])
+    )
+    assert lora.status == "completed", lora.error
+    assert output_pixels(native_service, lora) != output_pixels(native_service, base)
+    again = await run(native_service, quick(seed=3))
+    assert output_pixels(native_service, again) == output_pixels(native_service, base)
+
+
+async def test_esrgan_identity_is_exact_nearest_neighbour(native_service: SdrestService) -> None:
+    source = Image.new("RGB", (16, 12))
+    source.putdata([((x * 16) % 256, (y * 20) % 256, (x * y) % 256)
+                    for y in range(12) for x in range(16)])  # fmt: skip
+    job = await native_service.submit_upscale(
+        UpscaleRequest(image=png_b64(source), upscaler="tiny-esrgan-x2")
+    )
+    job = await native_service.wait(job.id, timeout=60)
+    assert job.status == "completed", job.error
+    result = Image.open(__import__("io").BytesIO(output_bytes(native_service, job))).convert("RGB")
+    assert result.size == (32, 24)
+    assert result.tobytes() == source.resize((32, 24), Image.Resampling.NEAREST).tobytes()
+
+
+async def test_broken_model_fails_its_job_and_the_next_succeeds(
+    native_service: SdrestService,
+) -> None:
+    broken = await run(native_service, quick(model="broken"))
+    assert broken.status == "failed"
+    assert broken.error is not None and broken.error.code == "model_load_failed"
+    assert "model load failed" in broken.error.message
+    healthy = await run(native_service, quick())
+    assert healthy.status == "completed", healthy.error
+
+
+async def test_progress_of_a_multi_step_job_is_observed(native_service: SdrestService) -> None:
+    seen: list[tuple[str, int, int]] = []
+    async with native_service.events.subscribe() as events:
+        job = await native_service.submit(quick(steps=3))
+        while True:
+            event = await asyncio.wait_for(events.get(), 60)
+            if event.job.id != job.id:
+                continue
+            progress = event.job.progress
+            if event.type == "progress":
+                seen.append((progress.phase, progress.step, progress.steps))
+            if event.job.finished:
+                break
+    sampling = [s for s in seen if s[0] == "sampling"]
+    assert [step for _, step, _ in sampling][-3:] == [1, 2, 3]
+    assert all(steps == 3 for _, _, steps in sampling)
