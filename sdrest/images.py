@@ -67,12 +67,10 @@ def open_image_bytes(data: bytes, field: str, *, max_pixels: int) -> Image.Image
             image.load()
     except ImageInputError:
         raise
-    except (
-        UnidentifiedImageError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
-        raise ImageInputError(field, f"not a usable image ({exc})") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageInputError(field, f"image too large ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageInputError(field, "not a usable image (unknown format)") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt data
         raise ImageInputError(field, f"corrupt image data ({exc})") from exc
     return image

@@ -23,7 +23,10 @@ class Detection:
 
 @dataclass(frozen=True)
 class Rule:
-    """Matches when each ``all_of`` substring occurs in a tensor name and no ``none_of`` does."""
+    """Matches when each ``all_of`` substring occurs in a tensor name and no ``none_of`` does.
+
+    A pattern starting with a newline must match at the start of a name.
+    """
 
     architecture: str
     all_of: tuple[str, ...]
@@ -42,11 +45,11 @@ COMPONENT_RULES: dict[str, tuple[Rule, ...]] = {
     "taesd": (
         Rule(
             "taesd",
-            ("decoder.layers.",),
+            ("\ndecoder.layers.",),
             ("first_stage_model", "diffusion_model"),
             why="Tiny AutoEncoder: a plain Sequential of layers",
         ),
-        Rule("taesd", ("encoder.layers.",), ("first_stage_model", "diffusion_model")),
+        Rule("taesd", ("\nencoder.layers.",), ("first_stage_model", "diffusion_model")),
     ),
     "upscaler": (
         Rule("esrgan", ("conv_first",), why="RealESRGAN (new names)"),
@@ -129,7 +132,7 @@ def detect(header: FileHeader, filename: str = "") -> Detection:
     names = list(header.tensors)
     if not names:
         return Detection("unknown", "unknown")
-    blob = "\n".join(names)
+    blob = "\n" + "\n".join(names)  # a leading newline lets rules anchor at a name's start
     for role, rules in COMPONENT_RULES.items():
         if any(_matches(rule, blob) for rule in rules):
             if role == "lora":

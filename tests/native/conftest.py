@@ -22,10 +22,14 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModelSet:
 @pytest.fixture
 def native_settings(tmp_path: Path, tiny_models: TinyModelSet) -> Settings:
     return load_settings(
-        {"models_dir": str(tiny_models.root), "data_dir": str(tmp_path / "data"),
-         "model": "tiny-flux2", "threads": 2},
+        {
+            "models_dir": str(tiny_models.root),
+            "data_dir": str(tmp_path / "data"),
+            "model": "tiny-flux2",
+            "threads": 2,
+        },
         env={},
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture

@@ -17,10 +17,11 @@ def quick(**fields: object) -> ImgGenRequest:
     base: dict[str, object] = {"prompt": "a lovely cat", "width": 64, "height": 64, "seed": 1}
     base.update(fields)
     return ImgGenRequest(
-        sample_params=SampleParams(sample_steps=steps, sample_method="euler",
-                                   guidance=GuidanceParams(txt_cfg=1.0)),
+        sample_params=SampleParams(
+            sample_steps=steps, sample_method="euler", guidance=GuidanceParams(txt_cfg=1.0)
+        ),
         **base,  # type: ignore[arg-type]
-    )  # fmt: skip
+    )
 
 
 async def run(service: SdrestService, request: ImgGenRequest) -> Job:

@@ -40,8 +40,10 @@ async def test_img2img_and_inpainting_use_the_image(native_service: SdrestServic
     assert output_pixels(native_service, from_white) != output_pixels(native_service, from_black)
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (0, 0, 32, 64))
-    inpaint = await run(native_service, quick(steps=2, strength=0.4, init_image=png_b64(white),
-                                              mask_image=png_b64(mask)))  # fmt: skip
+    inpaint = await run(
+        native_service,
+        quick(steps=2, strength=0.4, init_image=png_b64(white), mask_image=png_b64(mask)),
+    )
     assert inpaint.status == "completed", inpaint.error
 
 
@@ -64,8 +66,9 @@ async def test_structured_lora_changes_the_image_and_tags_do_nothing(
 
 async def test_esrgan_identity_is_exact_nearest_neighbour(native_service: SdrestService) -> None:
     source = Image.new("RGB", (16, 12))
-    source.putdata([((x * 16) % 256, (y * 20) % 256, (x * y) % 256)
-                    for y in range(12) for x in range(16)])  # fmt: skip
+    source.putdata(
+        [((x * 16) % 256, (y * 20) % 256, (x * y) % 256) for y in range(12) for x in range(16)]
+    )
     job = await native_service.submit_upscale(
         UpscaleRequest(image=png_b64(source), upscaler="tiny-esrgan-x2")
     )
