@@ -161,3 +161,18 @@ async def test_unknown_route_in_family_shape(client: httpx.AsyncClient) -> None:
     resp = await client.get("/sdcpp/v1/nope")
     assert resp.status_code == 404
     assert "error" in resp.json()
+
+
+async def test_long_poll_answers_when_done(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    fake_engine.hold = asyncio.Event()
+    job_id = (await client.post("/sdcpp/v1/img_gen", json={})).json()["id"]
+    short = await client.get(f"/sdcpp/v1/jobs/{job_id}?wait=0.05")
+    assert short.json()["status"] == "generating"
+    asyncio.get_running_loop().call_later(0.05, fake_engine.hold.set)
+    done = await client.get(f"/sdcpp/v1/jobs/{job_id}?wait=10")
+    assert done.json()["status"] == "completed"
+    for bad in ("abc", "-1", "999"):
+        resp = await client.get(f"/sdcpp/v1/jobs/{job_id}?wait={bad}")
+        assert resp.status_code == 400 and resp.json()["field"] == "wait"

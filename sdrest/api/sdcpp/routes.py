@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from starlette.applications import Starlette
@@ -56,16 +57,37 @@ async def img_gen(request: Request) -> Response:
     return JSONResponse(translate.job_created(job), status_code=202)
 
 
-async def _job_response(service: SdrestService, job_id: str) -> Response:
+MAX_WAIT_SECONDS = 60.0
+
+
+async def _job_response(service: SdrestService, job_id: str, wait: float = 0.0) -> Response:
     job = await service.get(job_id)
-    view = await asyncio.to_thread(
-        translate.job_view, job, service.queue_position(job.id), service.output_dir
-    )
+    if wait > 0 and not job.finished:
+        with contextlib.suppress(asyncio.TimeoutError):
+            job = await service.wait(job_id, timeout=wait)
+    position = service.queue_position(job.id)
+    if job.status == "completed":  # inlining images reads files: keep that off the loop
+        view = await asyncio.to_thread(translate.job_view, job, position, service.output_dir)
+    else:
+        view = translate.job_view(job, position, service.output_dir)
     return JSONResponse(view)
 
 
+def _wait_param(request: Request) -> float:
+    raw = request.query_params.get("wait", "0")
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise InvalidRequestError("wait must be a number of seconds", field="wait") from None
+    if not 0 <= wait <= MAX_WAIT_SECONDS:
+        raise InvalidRequestError(f"wait must be between 0 and {MAX_WAIT_SECONDS:g}", field="wait")
+    return wait
+
+
 async def get_job(request: Request) -> Response:
-    return await _job_response(_service(request), request.path_params["job_id"])
+    """``?wait=S`` (sdrest extension): answer as soon as the job finishes, or after S seconds."""
+    wait = _wait_param(request)
+    return await _job_response(_service(request), request.path_params["job_id"], wait)
 
 
 async def cancel_job(request: Request) -> Response:
