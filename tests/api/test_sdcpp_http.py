@@ -8,6 +8,7 @@ import io
 import time
 
 import httpx
+import msgspec
 import pytest
 from PIL import Image
 
@@ -127,12 +128,7 @@ async def test_failed_job_reports_error(client: httpx.AsyncClient, fake_engine: 
 async def test_expired_job_is_410(client: httpx.AsyncClient, service: SdrestService) -> None:
     job_id = (await client.post("/sdcpp/v1/img_gen", json={})).json()["id"]
     await _wait_done(client, job_id)
-    service.settings = service.settings.__class__(
-        **{
-            **{f: getattr(service.settings, f) for f in service.settings.__struct_fields__},
-            "job_ttl": 0.0,
-        }
-    )
+    service.settings = msgspec.structs.replace(service.settings, job_ttl=0.0)
     time.sleep(0.01)
     assert job_id in await service.expire_now()
     assert (await client.get(f"/sdcpp/v1/jobs/{job_id}")).status_code == 410

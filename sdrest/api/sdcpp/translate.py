@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,11 @@ def job_view(job: Job, queue_position: int, output_dir: Path) -> dict[str, Any]:
             )
         result = {"output_format": job.result.output_format, "images": images}
     progress = job.progress
+    now = time.time()
+    elapsed = (job.completed or now) - job.started if job.started is not None else 0.0
+    eta = None
+    if job.status == "generating" and progress.phase == "sampling" and progress.steps:
+        eta = max(0.0, progress.seconds_per_step * (progress.steps - progress.step))
     return {
         "id": job.id,
         "kind": job.kind,
@@ -93,6 +99,8 @@ def job_view(job: Job, queue_position: int, output_dir: Path) -> dict[str, Any]:
             "steps": progress.steps,
             "fraction": progress.fraction,
             "seconds_per_step": progress.seconds_per_step,
+            "elapsed": round(elapsed, 3),
+            "eta": None if eta is None else round(eta, 3),
         },
     }
 

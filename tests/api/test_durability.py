@@ -1,0 +1,45 @@
+"""Jobs are durable from the moment they are accepted: a new process finds every one."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sdrest.schemas import ImgGenRequest
+from sdrest.service import SdrestService
+from sdrest.settings import Settings
+from tests.fakes import FakeEngine
+
+
+async def test_restart_requeues_queued_and_fails_the_running_one(settings: Settings) -> None:
+    first_engine = FakeEngine()
+    first_engine.hold = asyncio.Event()  # the first job never finishes in this process
+    service = SdrestService(settings, engine=first_engine)
+    await service.start()
+    running = await service.submit(ImgGenRequest(prompt="a", seed=1))
+    await asyncio.wait_for(first_engine.started.wait(), 5)
+    queued = [await service.submit(ImgGenRequest(prompt="b", seed=s)) for s in (2, 3)]
+    await service.stop()  # as if the process died: nothing finished
+
+    again = SdrestService(settings, engine=FakeEngine())
+    await again.start()
+    try:
+        lost = await again.get(running.id)
+        assert lost.status == "failed" and lost.error is not None
+        assert lost.error.code == "server_restarted"
+        for job in queued:
+            done = await again.wait(job.id, timeout=10)
+            assert done.status == "completed" and done.result is not None
+            assert done.request is not None and done.request.seed == job.request.seed  # type: ignore[union-attr]
+        assert Path(again.output_dir, queued[0].id, "0.png").is_file()
+    finally:
+        await again.stop()
+
+
+async def test_finished_jobs_survive_a_restart(settings: Settings) -> None:
+    async with SdrestService(settings, engine=FakeEngine()) as service:
+        job = await service.submit(ImgGenRequest(prompt="keep me", seed=4))
+        job = await service.wait(job.id, timeout=10)
+    async with SdrestService(settings, engine=FakeEngine()) as later:
+        found = await later.get(job.id)
+        assert found.status == "completed" and found.result == job.result
