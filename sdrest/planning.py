@@ -12,6 +12,7 @@ from typing import Any
 from PIL import Image
 
 from sdrest.engine.base import GenerationPlan, ModelSpec, ResolvedLora, UpscalePlan
+from sdrest.engine.params import parse_cache_option
 from sdrest.errors import InvalidRequestError, NotFoundError
 from sdrest.images import ImageInputError, decode_image_field
 from sdrest.models import (
@@ -24,7 +25,6 @@ from sdrest.models import (
 from sdrest.schemas import ImgGenRequest, Job, UpscaleRequest
 from sdrest.settings import Limits, Settings
 
-MAX_SEED = 2**32 - 1
 # Roles a user can pick as "the model" and the ModelSpec field each one fills.
 _ROLE_FIELD = {"checkpoint": "model_path", "diffusion_model": "diffusion_model_path"}
 _PRESET_COMPONENTS = {
@@ -171,6 +171,7 @@ def plan_generation(
 ) -> GenerationPlan:
     """Validate and resolve a request into a plan. CPU work (image decoding): run off the loop."""
     check_limits(request, settings.limits)
+    parse_cache_option(request.cache_option)  # a bad option is a 400 now, not a failed job
     spec = model_spec(model_name, settings, registry)
     if spec.options.vae_decode_only and (request.init_image or request.ref_images):
         raise InvalidRequestError(
@@ -188,7 +189,7 @@ def plan_generation(
     return GenerationPlan(
         model=spec,
         request=request,
-        seed=min(seed, MAX_SEED),
+        seed=seed,
         init_image=_decode(request.init_image, "init_image", "RGB", limits),
         mask_image=_decode(request.mask_image, "mask_image", "L", limits),
         control_image=_decode(request.control_image, "control_image", "RGB", limits),

@@ -173,11 +173,12 @@ def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
     return tree
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``; nested tables merge key by key instead of replacing."""
     merged = dict(base)
     for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -213,14 +214,14 @@ def load_settings(
     if isinstance(presets, dict):
         # A preset's name is its table key; the struct wants it inside as well.
         presets = {name: {"name": name, **dict(body)} for name, body in presets.items()}
-    tree = _merge(tree, _env_values(env))
+    tree = deep_merge(tree, _env_values(env))
     fields = setting_fields()
     flag_tree: dict[str, Any] = {}
     for name, value in flags.items():
         if name not in fields:
             raise InvalidRequestError(f"unknown setting: {name}")
         _place(flag_tree, fields[name][0], name, value)
-    tree = _merge(tree, flag_tree)
+    tree = deep_merge(tree, flag_tree)
     tree["presets"] = presets
     try:
         # strict=False lets environment strings ("8080", "true") become ints and bools.

@@ -64,6 +64,21 @@ class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Base: unknown fields are a 400 naming the field, so typos never pass silently."""
 
 
+def _known_name(value: str | None, valid: tuple[str, ...], label: str) -> str | None:
+    """Normalise a sampler/scheduler name; "" and "default" mean unset (the model's default).
+
+    Lower-cased so "Karras" and "karras" mean the same, as clients expect.
+    """
+    if value is None:
+        return None
+    name = value.strip().lower()
+    if name in ("", "default"):
+        return None
+    if name not in valid:
+        raise ValueError(f"unknown {label} {name!r}; valid: {', '.join(valid)}")
+    return name
+
+
 class SlgParams(_Strict):
     """Skip-layer guidance."""
 
@@ -95,24 +110,8 @@ class SampleParams(_Strict):
     guidance: GuidanceParams = msgspec.field(default_factory=GuidanceParams)
 
     def __post_init__(self) -> None:
-        # Lower-cased so "Karras" and "karras" mean the same, as clients expect.
-        if self.sample_method is not None:
-            self.sample_method = self.sample_method.strip().lower()
-            if self.sample_method in ("", "default"):
-                self.sample_method = None
-            elif self.sample_method not in SAMPLE_METHODS:
-                raise ValueError(
-                    f"unknown sample_method {self.sample_method!r}; "
-                    f"valid: {', '.join(SAMPLE_METHODS)}"
-                )
-        if self.scheduler is not None:
-            self.scheduler = self.scheduler.strip().lower()
-            if self.scheduler in ("", "default"):
-                self.scheduler = None
-            elif self.scheduler not in SCHEDULERS:
-                raise ValueError(
-                    f"unknown scheduler {self.scheduler!r}; valid: {', '.join(SCHEDULERS)}"
-                )
+        self.sample_method = _known_name(self.sample_method, SAMPLE_METHODS, "sample_method")
+        self.scheduler = _known_name(self.scheduler, SCHEDULERS, "scheduler")
 
 
 class LoraSpec(_Strict):
@@ -143,7 +142,8 @@ class ImgGenRequest(_Strict):
     width: Annotated[int, Meta(ge=1)] = 512
     height: Annotated[int, Meta(ge=1)] = 512
     strength: Unit = 0.75
-    seed: int = -1
+    seed: Annotated[int, Meta(le=2**63 - 1)] = -1
+    """Negative = random (the resolved seed is recorded in the job)."""
     batch_count: Annotated[int, Meta(ge=1)] = 1
     auto_resize_ref_image: bool = True
     increase_ref_index: bool = False

@@ -13,21 +13,11 @@ import msgspec
 from sdrest.api.common import convert, decode_json
 from sdrest.models import ModelEntry
 from sdrest.schemas import OUTPUT_FORMATS, SAMPLE_METHODS, SCHEDULERS, ImgGenRequest, Job
-from sdrest.settings import Settings
+from sdrest.settings import Settings, deep_merge
 
 _request_decoder = msgspec.json.Decoder(ImgGenRequest)
 _any_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 _IMAGE_FIELDS = ("init_image", "ref_images", "mask_image", "control_image")
-
-
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def to_request(
@@ -39,7 +29,7 @@ def to_request(
     if not defaults:
         return request  # the common case: one typed decode, nothing merged
     raw = _any_decoder.decode(body)
-    return convert(_merge(defaults, raw), ImgGenRequest)
+    return convert(deep_merge(defaults, raw), ImgGenRequest)
 
 
 def job_created(job: Job) -> dict[str, Any]:
@@ -109,7 +99,7 @@ def _request_defaults(defaults: Mapping[str, Any]) -> dict[str, Any]:
     base = msgspec.to_builtins(ImgGenRequest())
     for name in (*_IMAGE_FIELDS, "model", "lora"):
         base.pop(name, None)
-    merged = _merge(base, defaults)
+    merged = deep_merge(base, defaults)
     sample = merged["sample_params"]
     # The spec types these as strings; "default" is the library's own name for "model default".
     for key in ("scheduler", "sample_method"):
