@@ -16,12 +16,15 @@ from sdrest.engine.params import parse_cache_option
 from sdrest.errors import InvalidRequestError, NotFoundError
 from sdrest.images import ImageInputError, decode_image_field
 from sdrest.models import (
+    HeaderError,
     ModelEntry,
     ModelPreset,
     ModelRegistry,
     PathNotAllowedError,
     UnknownModelError,
+    detect,
 )
+from sdrest.models.compat import architecture_mismatch, lora_mismatch
 from sdrest.schemas import ImgGenRequest, Job, UpscaleRequest
 from sdrest.settings import Limits, Settings
 
@@ -156,14 +159,35 @@ def _lora_path(registry: ModelRegistry, path: str, field_name: str) -> str:
         raise NotFoundError(f"{field_name}: unknown LoRA {path!r}", field=field_name) from exc
 
 
-def resolve_loras(request: ImgGenRequest, registry: ModelRegistry) -> tuple[ResolvedLora, ...]:
-    """Structured LoRAs: a registry LoRA name or a path inside the LoRA folder, nothing else."""
-    return tuple(
-        ResolvedLora(
-            _lora_path(registry, lora.path, f"lora[{i}].path"), lora.multiplier, lora.is_high_noise
-        )
-        for i, lora in enumerate(request.lora)
-    )
+def _check_lora_fits(registry: ModelRegistry, spec: ModelSpec, lora: str, field_name: str) -> None:
+    main = spec.model_path or spec.diffusion_model_path
+    if not main:
+        return
+    try:
+        model_header, lora_header = registry.header(main), registry.header(lora)
+    except (HeaderError, OSError):
+        return  # unreadable here: the library gives its own error
+    problem = architecture_mismatch(
+        detect(model_header).architecture, detect(lora_header).architecture
+    ) or lora_mismatch(model_header, lora_header)
+    if problem:
+        raise InvalidRequestError(f"{field_name}: {problem}", field=field_name)
+
+
+def resolve_loras(
+    request: ImgGenRequest, registry: ModelRegistry, spec: ModelSpec
+) -> tuple[ResolvedLora, ...]:
+    """Structured LoRAs: a registry LoRA name or a path inside the LoRA folder, nothing else.
+
+    Each must fit the model: a mismatched LoRA would abort the native library.
+    """
+    resolved = []
+    for i, lora in enumerate(request.lora):
+        field_name = f"lora[{i}].path"
+        path = _lora_path(registry, lora.path, field_name)
+        _check_lora_fits(registry, spec, path, field_name)
+        resolved.append(ResolvedLora(path, lora.multiplier, lora.is_high_noise))
+    return tuple(resolved)
 
 
 def plan_generation(
@@ -194,7 +218,7 @@ def plan_generation(
         mask_image=_decode(request.mask_image, "mask_image", "L", limits),
         control_image=_decode(request.control_image, "control_image", "RGB", limits),
         ref_images=refs,
-        loras=resolve_loras(request, registry),
+        loras=resolve_loras(request, registry, spec),
     )
 
 

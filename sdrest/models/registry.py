@@ -13,7 +13,7 @@ import msgspec
 
 from sdrest.models.detect import Detection, detect
 from sdrest.models.hashing import HashCache, HashWorker, short_hash
-from sdrest.models.headers import HeaderError, read_header
+from sdrest.models.headers import FileHeader, HeaderError, read_header
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ TYPE_FOLDERS: dict[str, str] = {
     "checkpoint": "checkpoints",
 }
 GENERATION_ROLES = frozenset({"checkpoint", "diffusion_model"})
+_HEADER_CACHE_SIZE = 32
 
 
 class UnknownModelError(LookupError):
@@ -132,6 +133,7 @@ class ModelRegistry:
         self._presets = dict(presets or {})
         self._entries: list[ModelEntry] = []
         self._lock = threading.Lock()
+        self._headers: dict[tuple[str, int, int], FileHeader] = {}
         self.hashes = HashCache(hash_cache_path)
         self._hasher = HashWorker(self.hashes)
 
@@ -243,6 +245,22 @@ class ModelRegistry:
         if not candidate.is_file():
             raise UnknownModelError(f"no {type} file {relpath!r}")
         return candidate
+
+    def header(self, path: str | Path) -> FileHeader:
+        """A file's header, cached by (path, size, mtime): submit-time checks stay cheap."""
+        file = Path(path)
+        stat = file.stat()
+        key = (str(file), stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            cached = self._headers.get(key)
+        if cached is not None:
+            return cached
+        header = read_header(file)
+        with self._lock:
+            if len(self._headers) >= _HEADER_CACHE_SIZE:
+                self._headers.pop(next(iter(self._headers)))
+            self._headers[key] = header
+        return header
 
     def sha256(self, name: str, type: str | None = None) -> str | None:
         """The file's SHA-256 once the background worker has computed it."""

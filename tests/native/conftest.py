@@ -9,13 +9,19 @@ import pytest
 
 from sdrest.service import SdrestService
 from sdrest.settings import Settings, load_settings
-from sdrest.testing import TinyModelSet, build_models_dir, write_garbage_model
+from sdrest.testing import (
+    TinyModelSet,
+    build_models_dir,
+    write_garbage_model,
+    write_mismatched_lora,
+)
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModelSet:
     models = build_models_dir(tmp_path_factory.mktemp("tiny") / "models")
     write_garbage_model(models.root / "checkpoints" / "broken.safetensors")
+    write_mismatched_lora(models.root / "lora" / "wrong-shape.safetensors")
     return models
 
 

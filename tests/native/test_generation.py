@@ -8,6 +8,7 @@ import logging
 import pytest
 from PIL import Image
 
+from sdrest.errors import InvalidRequestError
 from sdrest.schemas import LoraSpec, UpscaleRequest
 from sdrest.service import SdrestService
 from tests.native.helpers import output_bytes, output_pixels, png_b64, quick, run
@@ -106,3 +107,11 @@ async def test_progress_of_a_multi_step_job_is_observed(native_service: SdrestSe
     sampling = [s for s in seen if s[0] == "sampling"]
     assert [step for _, step, _ in sampling][-3:] == [1, 2, 3]
     assert all(steps == 3 for _, _, steps in sampling)
+
+
+async def test_a_lora_that_would_abort_the_library_is_a_400(native_service: SdrestService) -> None:
+    # Measured: this LoRA makes stable-diffusion.cpp GGML_ASSERT (SIGABRT) inside the process.
+    with pytest.raises(InvalidRequestError, match="do not fit"):
+        await native_service.submit(quick(lora=[LoraSpec(path="wrong-shape")]))
+    job = await run(native_service, quick())
+    assert job.status == "completed", job.error
