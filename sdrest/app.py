@@ -21,13 +21,12 @@ from sdrest.settings import Settings
 async def health(request: Request) -> Response:
     """Public and cheap: no database, no native call."""
     service: SdrestService = request.app.state.service
-    engine = service._engine
     return JSONResponse(
         {
             "status": "healthy",
             "version": __version__,
             "uptime": round(time.time() - service.started_at, 3),
-            "model_loaded": engine is not None and engine.loaded_model is not None,
+            "model_loaded": service.loaded_model is not None,
             "queue_length": len(service.queued_ids()),
         }
     )

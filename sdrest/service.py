@@ -197,6 +197,11 @@ class SdrestService:
         return self._queue.ids()
 
     @property
+    def loaded_model(self) -> str | None:
+        """Name of the model the engine holds now, if any."""
+        return self._engine.loaded_model if self._engine is not None else None
+
+    @property
     def current_job(self) -> Job | None:
         """The job the engine is working on."""
         return self._active.get(self._current) if self._current else None

@@ -19,6 +19,7 @@ import msgspec
 
 from sdrest.errors import InvalidRequestError
 from sdrest.models import ModelPreset
+from sdrest.schemas.request import ImgGenRequest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -225,6 +226,12 @@ def load_settings(
     tree["presets"] = presets
     try:
         # strict=False lets environment strings ("8080", "true") become ints and bools.
-        return msgspec.convert(tree, Settings, strict=False)
+        settings = msgspec.convert(tree, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise InvalidRequestError(f"invalid settings: {exc}") from exc
+    for preset in settings.presets.values():
+        try:  # a bad default must fail at start-up, not as a 400 on every request
+            msgspec.convert(preset.defaults, ImgGenRequest)
+        except msgspec.ValidationError as exc:
+            raise InvalidRequestError(f"preset {preset.name!r} defaults: {exc}") from exc
+    return settings

@@ -172,3 +172,10 @@ async def test_long_poll_answers_when_done(
     for bad in ("abc", "-1", "999"):
         resp = await client.get(f"/sdcpp/v1/jobs/{job_id}?wait={bad}")
         assert resp.status_code == 400 and resp.json()["field"] == "wait"
+
+
+async def test_oversize_body_is_413(client: httpx.AsyncClient) -> None:
+    resp = await client.post(
+        "/sdcpp/v1/img_gen", content=b"{}", headers={"content-length": str(1 << 30)}
+    )
+    assert resp.status_code == 413 and resp.json()["code"] == "payload_too_large"

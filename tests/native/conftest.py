@@ -22,6 +22,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModelSet:
     models = build_models_dir(tmp_path_factory.mktemp("tiny") / "models")
     write_garbage_model(models.root / "checkpoints" / "broken.safetensors")
     write_mismatched_lora(models.root / "lora" / "wrong-shape.safetensors")
+    write_garbage_model(models.root / "esrgan" / "broken-esrgan.safetensors")
     return models
 
 

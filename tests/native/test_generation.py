@@ -115,3 +115,16 @@ async def test_a_lora_that_would_abort_the_library_is_a_400(native_service: Sdre
         await native_service.submit(quick(lora=[LoraSpec(path="wrong-shape")]))
     job = await run(native_service, quick())
     assert job.status == "completed", job.error
+
+
+async def test_a_broken_upscaler_fails_its_job_cleanly(native_service: SdrestService) -> None:
+    # Measured: a NULL upscaler context segfaults upscale(); the engine checks it first.
+    image = png_b64(Image.new("RGB", (8, 8)))
+    job = await native_service.submit_upscale(UpscaleRequest(image=image, upscaler="broken-esrgan"))
+    job = await native_service.wait(job.id, timeout=60)
+    assert job.status == "failed" and job.error is not None
+    assert job.error.code == "model_load_failed"
+    good = await native_service.submit_upscale(
+        UpscaleRequest(image=image, upscaler="tiny-esrgan-x2")
+    )
+    assert (await native_service.wait(good.id, timeout=60)).status == "completed"

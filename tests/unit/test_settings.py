@@ -51,6 +51,12 @@ def test_bad_values_are_clear(tmp_path: Path) -> None:
         load_settings({}, env={}, config_file=bad)
     with pytest.raises(InvalidRequestError, match="not found"):
         load_settings({}, env={}, config_file=tmp_path / "missing.toml")
+    bad_preset = tmp_path / "preset.toml"
+    bad_preset.write_text(
+        '[presets.p]\nmodel = "m"\ndefaults = { sample_params = { sample_steps = "x" } }\n'
+    )
+    with pytest.raises(InvalidRequestError, match="preset 'p' defaults"):
+        load_settings({}, env={}, config_file=bad_preset)
     with pytest.raises(InvalidRequestError, match="weight_type"):
         load_settings({"weight_type": "q9"}, env={})
 
