@@ -79,8 +79,12 @@ def http_run(base: str, request: dict[str, Any], poll: float) -> float:
     ``poll`` 0 uses the long poll ``?wait=60``: one request that answers when the job is done."""
     start = time.perf_counter()
     job = _http("POST", f"{base}/sdcpp/v1/img_gen", request)
+    state: dict[str, Any] = job
     query = "?wait=60" if poll == 0 else ""
+    deadline = start + 300
     while True:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"job {job['id']} did not finish in 300 s: {state}")
         state = _http("GET", f"{base}/sdcpp/v1/jobs/{job['id']}{query}")
         if state["status"] in ("completed", "failed", "cancelled"):
             break
