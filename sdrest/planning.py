@@ -239,6 +239,8 @@ def plan_upscale(
         image=image,
         repeats=request.repeats,
         threads=settings.load.threads,
+        output_format=request.output_format,
+        output_compression=request.output_compression,
     )
 
 

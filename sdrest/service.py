@@ -24,7 +24,15 @@ from sdrest.errors import ConflictError, GoneError, NotFoundError, SdrestError
 from sdrest.images import build_infotext
 from sdrest.jobs import EventBus, JobEvent, JobQueue, JobStore
 from sdrest.models import ModelRegistry
-from sdrest.schemas import ImgGenRequest, Job, JobError, JobResult, Progress, UpscaleRequest
+from sdrest.schemas import (
+    ImgGenRequest,
+    Job,
+    JobError,
+    JobResult,
+    JobStatus,
+    Progress,
+    UpscaleRequest,
+)
 from sdrest.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -32,6 +40,12 @@ logger = logging.getLogger(__name__)
 Plan = GenerationPlan | UpscalePlan
 _RECENT_FINISHED = 256
 _EXPIRY_INTERVAL = 60.0
+
+
+def _has_images(request: ImgGenRequest) -> bool:
+    return bool(
+        request.init_image or request.ref_images or request.mask_image or request.control_image
+    )
 
 
 def new_job_id() -> str:
@@ -138,8 +152,7 @@ class SdrestService:
     ) -> Job:
         """Validate, plan and queue a generation. Raises a 4xx :class:`SdrestError` on bad input."""
         model = request.model or self.default_model()
-        has_images = bool(request.init_image or request.ref_images or request.control_image)
-        if has_images:  # decoding images is CPU work: keep it off the event loop
+        if _has_images(request):  # decoding images is CPU work: keep it off the event loop
             plan = await asyncio.to_thread(
                 planning.plan_generation, request, model, self.settings, self.registry
             )
@@ -270,15 +283,11 @@ class SdrestService:
                 job.progress = progress
                 self._publish("progress", job)
 
+        infos: list[str | None]
         if isinstance(plan, UpscalePlan):
-            image = await self.engine.upscale(plan, on_progress)
-            images, seeds = [image], [0]
-            infos: list[str | None] = [None]
-            fmt, quality = (
-                (job.upscale.output_format, job.upscale.output_compression)
-                if job.upscale
-                else ("png", 100)
-            )
+            images = [await self.engine.upscale(plan, on_progress)]
+            seeds, infos = [0], [None]
+            fmt, quality = plan.output_format, plan.output_compression
         else:
             images = await self.engine.generate(plan, on_progress)
             request = plan.request
@@ -304,14 +313,19 @@ class SdrestService:
     async def _finish(
         self,
         job: Job,
-        status: str,
+        status: JobStatus,
         *,
         result: JobResult | None = None,
         error: JobError | None = None,
     ) -> None:
-        job.status = status  # type: ignore[assignment]
+        job.status = status
         job.completed = time.time()
         job.result, job.error = result, error
+        if job.request is not None and _has_images(job.request):
+            # The store keeps the whole request; memory keeps no megabytes of base64 per job.
+            job.request = msgspec.structs.replace(
+                job.request, init_image=None, ref_images=[], mask_image=None, control_image=None
+            )
         if status == "completed":
             job.progress = Progress("done", job.progress.steps, job.progress.steps)
         await self.store.update(job)

@@ -69,6 +69,8 @@ class UpscalePlan:
     image: Image.Image
     repeats: int = 1
     threads: int = 0
+    output_format: str = "png"
+    output_compression: int = 100
 
 
 class Engine(Protocol):

@@ -43,3 +43,23 @@ async def test_finished_jobs_survive_a_restart(settings: Settings) -> None:
     async with SdrestService(settings, engine=FakeEngine()) as later:
         found = await later.get(job.id)
         assert found.status == "completed" and found.result == job.result
+
+
+async def test_finished_jobs_keep_image_payloads_on_disk_not_in_memory(
+    service: SdrestService,
+) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "PNG")
+    image = base64.b64encode(buf.getvalue()).decode()
+    job = await service.submit(ImgGenRequest(init_image=image, strength=0.5))
+    done = await service.wait(job.id, timeout=10)
+    assert done.status == "completed" and done.request is not None
+    assert done.request.init_image is None  # memory: payload dropped
+    stored = await service.store.get(job.id, with_request=True)
+    assert stored is not None and stored.request is not None
+    assert stored.request.init_image == image  # the store keeps the whole request
