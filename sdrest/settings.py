@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -20,11 +21,6 @@ import msgspec
 from sdrest.errors import InvalidRequestError
 from sdrest.models import ModelPreset
 from sdrest.schemas.request import ImgGenRequest
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised only on 3.10
-    import tomli as tomllib
 
 logger = logging.getLogger(__name__)
 
