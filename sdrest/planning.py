@@ -26,7 +26,7 @@ from sdrest.models import (
 )
 from sdrest.models.compat import architecture_mismatch, lora_mismatch
 from sdrest.schemas import ImgGenRequest, Job, UpscaleRequest
-from sdrest.settings import Limits, Settings
+from sdrest.settings import Limits, Settings, deep_merge
 
 # Roles a user can pick as "the model" and the ModelSpec field each one fills.
 _ROLE_FIELD = {"checkpoint": "model_path", "diffusion_model": "diffusion_model_path"}
@@ -59,10 +59,11 @@ def default_model_name(settings: Settings, registry: ModelRegistry) -> str:
     )
 
 
-def request_defaults(name: str, registry: ModelRegistry) -> dict[str, Any]:
-    """A preset's default generation parameters (canonical field names), else nothing."""
+def request_defaults(name: str, settings: Settings, registry: ModelRegistry) -> dict[str, Any]:
+    """Server-wide defaults under a preset's defaults (canonical field names); often nothing."""
+    base: dict[str, Any] = {"vae_tiling_params": {"enabled": True}} if settings.vae_tiling else {}
     preset = _find_preset(registry, name)
-    return dict(preset.defaults) if preset is not None else {}
+    return deep_merge(base, preset.defaults) if preset is not None else base
 
 
 def _find_preset(registry: ModelRegistry, name: str) -> ModelPreset | None:

@@ -143,7 +143,9 @@ class SdrestService:
 
     def request_defaults(self, model: str | None) -> dict[str, Any]:
         """Default generation fields of a model (its preset's), for families to merge under."""
-        return planning.request_defaults(model or self.default_model(), self.registry)
+        return planning.request_defaults(
+            model or self.default_model(), self.settings, self.registry
+        )
 
     # -- jobs ------------------------------------------------------------------------------
 

@@ -107,6 +107,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """SQLite database and state; empty = the user's data folder."""
     model: str = ""
     """Default model name; empty = the only model when exactly one exists."""
+    vae_tiling: bool = False
+    """Decode in tiles unless a request says otherwise (bounds VAE memory on small GPUs)."""
     job_ttl: float = 86400.0
     """Seconds a finished job (and its images) is kept before it answers 410 Gone."""
     log_level: str = "info"

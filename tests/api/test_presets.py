@@ -27,7 +27,7 @@ def preset_settings(tmp_path: Path, models_dir: Path) -> Settings:
         'sample_method = "euler" } }\n'
     )
     return load_settings(
-        {"models_dir": str(models_dir), "data_dir": str(tmp_path / "data")},
+        {"models_dir": str(models_dir), "data_dir": str(tmp_path / "data"), "vae_tiling": True},
         env={},
         config_file=config,
     )
@@ -58,6 +58,7 @@ async def test_preset_defaults_apply_under_client_fields(
     assert (plan.request.width, plan.request.height) == (96, 128)
     assert plan.request.sample_params.sample_steps == 2  # the client's value wins
     assert plan.request.sample_params.sample_method == "euler"  # the preset's default
+    assert plan.request.vae_tiling_params.enabled is True  # the server's default
     assert plan.model.name == "fast"
     assert Path(plan.model.model_path).name == "tiny.safetensors"
     assert Path(plan.model.vae_path) == (models_dir / "vae" / "ae.safetensors").resolve()
@@ -65,3 +66,4 @@ async def test_preset_defaults_apply_under_client_fields(
     assert caps["model"]["name"] == "fast"
     assert caps["defaults"]["width"] == 96
     assert caps["defaults"]["sample_params"]["sample_steps"] == 3
+    assert caps["defaults"]["vae_tiling_params"]["enabled"] is True  # --vae-tiling
