@@ -90,6 +90,7 @@ class SdrestService:
 
     @property
     def engine(self) -> Engine:
+        """The backend (created on start unless one was given)."""
         if self._engine is None:
             raise RuntimeError("service not started")
         return self._engine

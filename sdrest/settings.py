@@ -81,6 +81,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     @property
     def max_image_bytes(self) -> int:
+        """``max_image_mb`` in bytes."""
         return int(self.max_image_mb * 1024 * 1024)
 
 
@@ -118,14 +119,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     @property
     def data_path(self) -> Path:
+        """The state folder (SQLite, hash cache)."""
         return Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
 
     @property
     def output_path(self) -> Path:
+        """Where job images are written."""
         return Path(self.output_dir).expanduser() if self.output_dir else self.data_path / "outputs"
 
     @property
     def models_path(self) -> Path:
+        """The models folder."""
         return Path(self.models_dir).expanduser()
 
 

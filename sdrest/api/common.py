@@ -25,6 +25,7 @@ class JSONResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
+        """Encode ``content`` (builtins or msgspec Structs) straight to JSON bytes."""
         return _encoder.encode(content)
 
 

@@ -140,6 +140,7 @@ class NativeEngine:
 
     @property
     def loaded_model(self) -> str | None:
+        """Name of the model whose context is loaded, if any."""
         return self._spec.name if self._spec is not None else None
 
     async def _call(self, fn: Callable[[], T]) -> T:
@@ -242,20 +243,26 @@ class NativeEngine:
     # -- Engine protocol ---------------------------------------------------------------------
 
     async def generate(self, plan: GenerationPlan, on_progress: ProgressFn) -> list[Image.Image]:
+        """Load the model if needed, then generate on the native thread."""
         emit = _loop_hop(on_progress)
         return await self._call(lambda: self._generate_now(plan, emit))
 
     async def upscale(self, plan: UpscalePlan, on_progress: ProgressFn) -> Image.Image:
+        """ESRGAN upscale on the native thread (the upscaler context is kept)."""
         emit = _loop_hop(on_progress)
         return await self._call(lambda: self._upscale_now(plan, emit))
 
     async def load(self, spec: ModelSpec) -> None:
+        """Load (or keep) the context for ``spec``."""
         await self._call(lambda: self._load_now(spec, lambda _p: None))
 
     async def unload(self) -> None:
+        """Free the loaded model context."""
         await self._call(self._unload_now)
 
     async def close(self) -> None:
+        """Free every context and stop the native thread."""
+
         def shutdown() -> None:
             self._unload_now()
             self._free_upscaler()

@@ -31,6 +31,7 @@ class EventBus:
 
     @property
     def subscriber_count(self) -> int:
+        """How many subscribers are listening."""
         return len(self._subscribers)
 
     def publish(self, event: JobEvent) -> None:

@@ -48,6 +48,7 @@ class Progress(msgspec.Struct, frozen=True):
 
     @property
     def fraction(self) -> float:
+        """step / steps, 0..1."""
         return min(1.0, self.step / self.steps) if self.steps > 0 else 0.0
 
 
@@ -82,4 +83,5 @@ class Job(msgspec.Struct, kw_only=True):
 
     @property
     def finished(self) -> bool:
+        """Completed, failed or cancelled."""
         return self.status in FINISHED

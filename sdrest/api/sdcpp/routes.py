@@ -24,6 +24,7 @@ def _service(request: Request) -> SdrestService:
 
 
 async def capabilities(request: Request) -> Response:
+    """``GET /capabilities``: the default model, defaults, limits, names and features."""
     service = _service(request)
     try:
         name: str | None = service.default_model()
@@ -48,6 +49,7 @@ async def capabilities(request: Request) -> Response:
 
 
 async def img_gen(request: Request) -> Response:
+    """``POST /img_gen``: validate and queue; 202 with the job id and its poll URL."""
     service = _service(request)
     body = await read_body(request)
     gen_request = translate.to_request(body, service.request_defaults)
@@ -91,12 +93,14 @@ async def get_job(request: Request) -> Response:
 
 
 async def cancel_job(request: Request) -> Response:
+    """``POST /jobs/{id}/cancel``: a queued job is cancelled; a generating one is a 409."""
     service = _service(request)
     job = await service.cancel(request.path_params["job_id"])
     return await _job_response(service, job.id)
 
 
 async def vid_gen(request: Request) -> Response:
+    """``POST /vid_gen``: 501 saying why (no video model, or video not implemented)."""
     service = _service(request)
     try:
         name = service.default_model()
