@@ -306,7 +306,7 @@ class SdrestService:
                 for s, img in zip(seeds, images, strict=True)
             ]
             fmt, quality = request.output_format, request.output_compression
-        job.progress = Progress("encoding", job.progress.steps, job.progress.steps)
+        job.progress = msgspec.structs.replace(job.progress, phase="encoding")
         refs = await asyncio.to_thread(
             outputs.write_images, self.output_dir, job.id, images, seeds, fmt, quality, infos
         )
@@ -330,7 +330,9 @@ class SdrestService:
                 job.request, init_image=None, ref_images=[], mask_image=None, control_image=None
             )
         if status == "completed":
-            job.progress = Progress("done", job.progress.steps, job.progress.steps)
+            job.progress = msgspec.structs.replace(
+                job.progress, phase="done", step=job.progress.steps
+            )
         await self.store.update(job)
         self._forget(job.id)
         self._recent[job.id] = job
