@@ -1,9 +1,11 @@
 """The model registry: files in the models folder, their types, architectures and hashes."""
 
-from sdrest.models.detect import Detection, detect
-from sdrest.models.hashing import HashCache, short_hash
+from sdrest.models.detect import Detection, Rule, detect
+from sdrest.models.hashing import HashCache, HashWorker, sha256_file, short_hash
 from sdrest.models.headers import FileHeader, HeaderError, TensorInfo, read_header
 from sdrest.models.registry import (
+    FOLDER_TYPES,
+    MODEL_SUFFIXES,
     ModelEntry,
     ModelPreset,
     ModelRegistry,
@@ -13,18 +15,23 @@ from sdrest.models.registry import (
 )
 
 __all__ = [
+    "FOLDER_TYPES",
+    "MODEL_SUFFIXES",
     "Detection",
     "FileHeader",
     "HashCache",
+    "HashWorker",
     "HeaderError",
     "ModelEntry",
     "ModelPreset",
     "ModelRegistry",
     "PathNotAllowedError",
+    "Rule",
     "ScanReport",
     "TensorInfo",
     "UnknownModelError",
     "detect",
     "read_header",
+    "sha256_file",
     "short_hash",
 ]

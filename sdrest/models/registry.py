@@ -1,64 +1,66 @@
-"""The model registry: scan the models folder, type and detect every file, resolve names safely."""
+"""The model registry: scan the models folder, type and detect every file, resolve names safely.
+
+Typed subfolders (``checkpoints/``, ``lora/``, ``vae/``...) decide a file's ``type``; files
+anywhere else are typed by header detection. A name is the file stem and should be unique per
+type; duplicates are reported and the shallowest file wins. Presets (models made of several
+files) come from the settings and are checked against the folder on every scan.
+"""
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import logging
+import os
 import threading
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
-from sdrest.models.detect import Detection, detect
+from sdrest.models.detect import UNKNOWN, Detection, detect
 from sdrest.models.hashing import HashCache, HashWorker, short_hash
 from sdrest.models.headers import FileHeader, HeaderError, read_header
 
 logger = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = frozenset({".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin"})
-# Typed folders (as the stable-diffusion.cpp-rest layout and common UIs name them) -> type.
-FOLDER_TYPES: dict[str, str] = {
-    "checkpoints": "checkpoint",
-    "stable-diffusion": "checkpoint",
-    "diffusion_models": "diffusion_model",
-    "unet": "diffusion_model",
-    "vae": "vae",
-    "lora": "lora",
-    "loras": "lora",
-    "taesd": "taesd",
-    "esrgan": "upscaler",
-    "upscaler": "upscaler",
-    "upscale_models": "upscaler",
-    "controlnet": "controlnet",
-    "embeddings": "embedding",
-    "text_encoders": "text_encoder",
-    "clip": "text_encoder",
-    "t5": "text_encoder",
-    "llm": "text_encoder",
+# Typed folders, as stable-diffusion.cpp-rest, A1111 and ComfyUI name them (matched ignoring case).
+_TYPE_FOLDERS: dict[str, tuple[str, ...]] = {
+    "checkpoint": ("checkpoints", "stable-diffusion"),
+    "diffusion_model": ("diffusion_models", "unet"),
+    "vae": ("vae",),
+    "lora": ("lora", "loras"),
+    "taesd": ("taesd",),
+    "upscaler": ("esrgan", "upscaler", "upscale_models"),
+    "controlnet": ("controlnet",),
+    "embedding": ("embeddings",),
+    "text_encoder": ("text_encoders", "clip", "t5", "llm"),
 }
-TYPE_FOLDERS: dict[str, str] = {
-    "lora": "lora",
-    "upscaler": "esrgan",
-    "vae": "vae",
-    "taesd": "taesd",
-    "checkpoint": "checkpoints",
+FOLDER_TYPES: dict[str, str] = {f: kind for kind, fs in _TYPE_FOLDERS.items() for f in fs}
+GENERATION_TYPES = ("checkpoint", "diffusion_model")
+# Preset field -> the type a registry name is looked up as first.
+PRESET_FIELDS: dict[str, str] = {
+    **{kind: kind for kind in ("diffusion_model", "vae", "taesd", "upscaler")},
+    "model": "checkpoint",
+    **dict.fromkeys(("clip_l", "clip_g", "t5xxl", "llm", "clip_vision"), "text_encoder"),
 }
-GENERATION_ROLES = frozenset({"checkpoint", "diffusion_model"})
+MAX_DEPTH = 8
 _HEADER_CACHE_SIZE = 32
 
 
 class UnknownModelError(LookupError):
-    """No model of that name (and type)."""
+    """No model of that name (and type); the message lists close names."""
 
 
 class PathNotAllowedError(ValueError):
-    """A path that would leave its folder."""
+    """A user-supplied path that would leave its folder (``..``, absolute, escaping symlink)."""
 
 
 class ModelEntry(msgspec.Struct, frozen=True):
-    """One model file as the registry sees it."""
+    """One model file as the registry sees it (``error`` set when its header is unreadable)."""
 
     name: str
     type: str
@@ -73,7 +75,7 @@ class ModelEntry(msgspec.Struct, frozen=True):
 
 
 class ModelPreset(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A model made of several files, with its default generation parameters."""
+    """A model made of several files (registry names or paths in the models folder) + defaults."""
 
     name: str
     model: str | None = None
@@ -90,38 +92,85 @@ class ModelPreset(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 class ScanReport(msgspec.Struct):
-    """What a scan found, and what it had to warn about."""
+    """What a scan found and what it warns about (also logged)."""
 
     count: int = 0
+    errors: int = 0
     warnings: list[str] = msgspec.field(default_factory=list)
+    duplicates: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    preset_errors: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-def _entry_for(path: Path, root: Path, folder_type: str | None) -> ModelEntry:
-    stat = path.stat()
-    rel = str(path.relative_to(root))
-    try:
-        header = read_header(path)
-        found = detect(header, path.name)
-        fmt, error = header.format, None
-    except HeaderError as exc:
-        found, fmt, error = Detection("unknown", "unknown"), "unknown", str(exc)
-    kind = folder_type or (found.role if found.role != "unknown" else "unknown")
-    return ModelEntry(
-        path.stem,
-        kind,
-        str(path.resolve()),
-        rel,
-        stat.st_size,
-        stat.st_mtime,
-        fmt,
-        found.architecture,
-        found.role,
-        error,
-    )
+_NOTHING = Detection(UNKNOWN, UNKNOWN)
+
+
+class _Probe(NamedTuple):
+    """What a file's header said, valid while its size and mtime stay the same."""
+
+    size: int
+    mtime_ns: int
+    format: str
+    found: Detection
+    error: str | None
+
+    def entry(self, path: Path, rel: Path, folder_type: str | None, mtime: float) -> ModelEntry:
+        return ModelEntry(
+            name=path.stem,
+            type=folder_type or self.found.role,  # a typed folder wins over detection
+            path=str(path.absolute()),
+            relpath=str(rel),
+            size=self.size,
+            mtime=mtime,
+            format=self.format,
+            architecture=self.found.architecture,
+            role=self.found.role,
+            error=self.error,
+        )
+
+
+class _Snapshot(msgspec.Struct, frozen=True):
+    entries: tuple[ModelEntry, ...] = ()
+    index: dict[tuple[str, str], ModelEntry] = msgspec.field(default_factory=dict)
+    duplicates: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    preset_errors: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+def _walk(root: Path, warnings: builtins.list[str]) -> Iterator[Path]:
+    """Model files under ``root``: hidden names skipped, directory symlinks followed once."""
+    seen: set[str] = set()
+    stack: builtins.list[tuple[Path, int]] = [(root, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        real = os.path.realpath(folder)
+        if real in seen:
+            continue  # a symlink loop or a folder linked twice
+        seen.add(real)
+        try:
+            children = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            warnings.append(f"cannot list {folder}: {exc.strerror or exc}")
+            continue
+        for child in children:
+            if child.name.startswith("."):
+                continue  # partial downloads, editor files, .git
+            path = Path(child.path)
+            try:
+                is_dir = child.is_dir()  # follows symlinks; loops are cut by ``seen``
+            except OSError:
+                continue
+            if is_dir:
+                if depth + 1 < MAX_DEPTH:
+                    stack.append((path, depth + 1))
+            elif Path(child.name).suffix.lower() in MODEL_SUFFIXES:
+                yield path
+
+
+def _contains(folder: Path, candidate: Path) -> bool:
+    return candidate == folder or candidate.is_relative_to(folder)
 
 
 class ModelRegistry:
-    """All model files under ``models_dir`` plus configured presets; thread-safe to read."""
+    """Model files under ``models_dir`` plus configured presets; thread-safe to read."""
 
     def __init__(
         self,
@@ -131,120 +180,141 @@ class ModelRegistry:
     ) -> None:
         self.models_dir = Path(models_dir)
         self._presets = dict(presets or {})
-        self._entries: list[ModelEntry] = []
         self._lock = threading.Lock()
-        self._headers: dict[tuple[str, int, int], FileHeader] = {}
+        self._scan_lock = threading.Lock()
+        self._snapshot = _Snapshot()
+        self._detected: dict[str, _Probe] = {}
+        self._headers: OrderedDict[tuple[str, int, int], FileHeader] = OrderedDict()
         self.hashes = HashCache(hash_cache_path)
         self._hasher = HashWorker(self.hashes)
 
+    # -- scanning ----------------------------------------------------------------------------
+
     def scan(self) -> ScanReport:
-        """(Re)scan the folder. A bad file is listed as unknown with its error; never raises."""
-        report = ScanReport()
-        entries: list[ModelEntry] = []
-        root = self.models_dir
-        if root.is_dir():
-            for path in sorted(root.rglob("*")):
-                if path.suffix.lower() not in MODEL_SUFFIXES or not path.is_file():
-                    continue
-                top = (
-                    path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else ""
-                )
-                folder_type = FOLDER_TYPES.get(top.lower())
-                try:
-                    entries.append(_entry_for(path, root, folder_type))
-                except OSError as exc:
-                    report.warnings.append(f"cannot read {path}: {exc}")
-        else:
-            report.warnings.append(f"models folder {root} does not exist")
-        seen: dict[tuple[str, str], str] = {}
-        for entry in entries:
-            key = (entry.type, entry.name)
-            if key in seen:
-                report.warnings.append(
-                    f"{entry.type} name {entry.name!r} is not unique: {seen[key]} and"
-                    f" {entry.relpath}; the first one is used"
-                )
+        """(Re)scan the folder; a bad file is listed as unknown with its error. Never raises."""
+        with self._scan_lock:
+            report = ScanReport()
+            entries: builtins.list[ModelEntry] = []
+            if self.models_dir.is_dir():
+                detected: dict[str, _Probe] = {}
+                for path in _walk(self.models_dir, report.warnings):
+                    entries.append(self._entry_for(path, detected))
+                self._detected = detected  # only files that still exist stay cached
             else:
-                seen[key] = entry.relpath
-        for preset in self._presets.values():
-            report.warnings.extend(self._check_preset(preset, entries))
+                report.warnings.append(f"models folder {self.models_dir} does not exist")
+            entries.sort(key=lambda e: e.relpath)
+            index, duplicates = self._index(entries)
+            for key, paths in duplicates.items():
+                report.warnings.append(
+                    f"{key.replace('/', ' name ', 1)!s} is not unique: {', '.join(paths)};"
+                    f" {paths[0]} is used"
+                )
+            snapshot = _Snapshot(tuple(entries), index, duplicates)
+            preset_errors = {
+                preset.name: "; ".join(problems)
+                for preset in self._presets.values()
+                if (problems := self._check_preset(preset, snapshot))
+            }
+            report.warnings.extend(f"preset {n!r}: {e}" for n, e in preset_errors.items())
+            report.count, report.errors = len(entries), sum(e.error is not None for e in entries)
+            report.duplicates, report.preset_errors = duplicates, preset_errors
+            with self._lock:
+                self._snapshot = _Snapshot(tuple(entries), index, duplicates, preset_errors)
         for warning in report.warnings:
             logger.warning("%s", warning)
-        report.count = len(entries)
-        with self._lock:
-            self._entries = entries
+        for entry in entries:
+            if entry.error:
+                logger.warning("unreadable model file %s: %s", entry.relpath, entry.error)
+        logger.info("models: %d files, %d unreadable", report.count, report.errors)
         return report
 
-    def _check_preset(self, preset: ModelPreset, entries: list[ModelEntry]) -> list[str]:
-        names = {e.name for e in entries}
-        problems = []
-        if not (preset.model or preset.diffusion_model):
-            problems.append(f"preset {preset.name!r} names neither model nor diffusion_model")
-        for field in (
-            "model",
-            "diffusion_model",
-            "vae",
-            "taesd",
-            "upscaler",
-            "clip_l",
-            "clip_g",
-            "t5xxl",
-            "llm",
-            "clip_vision",
-        ):
-            value = getattr(preset, field)
-            if value and value not in names and not (self.models_dir / value).is_file():
-                problems.append(f"preset {preset.name!r}: {field} {value!r} not found")
-        return problems
+    def _entry_for(self, path: Path, detected: dict[str, _Probe]) -> ModelEntry:
+        rel = path.relative_to(self.models_dir)
+        folder_type = FOLDER_TYPES.get(rel.parts[0].lower()) if len(rel.parts) > 1 else None
+        try:
+            stat = path.stat()
+        except OSError as exc:  # a dangling symlink
+            probe = _Probe(0, 0, UNKNOWN, _NOTHING, f"cannot read {rel}: {exc.strerror or exc}")
+            return probe.entry(path, rel, folder_type, 0.0)
+        probe = self._detected.get(str(path)) or _Probe(0, -1, UNKNOWN, _NOTHING, None)
+        if (probe.size, probe.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+            try:
+                header = read_header(path)
+                found, fmt, error = detect(header, path.name), header.format, None
+            except HeaderError as exc:
+                found, fmt, error = _NOTHING, UNKNOWN, str(exc)
+            except Exception as exc:  # never let one file break a scan
+                logger.exception("unexpected error reading %s", path)
+                found, fmt, error = _NOTHING, UNKNOWN, f"unreadable: {exc}"
+            probe = _Probe(stat.st_size, stat.st_mtime_ns, fmt, found, error)
+        detected[str(path)] = probe
+        return probe.entry(path, rel, folder_type, stat.st_mtime)
 
-    def entries(self, type: str | None = None) -> list[ModelEntry]:
-        """Entries, optionally of one type."""
+    @staticmethod
+    def _index(
+        entries: builtins.list[ModelEntry],
+    ) -> tuple[dict[tuple[str, str], ModelEntry], dict[str, builtins.list[str]]]:
+        index: dict[tuple[str, str], ModelEntry] = {}
+        groups: dict[tuple[str, str], builtins.list[ModelEntry]] = {}
+        # Shallowest path first, then alphabetical: the winner of a duplicate is predictable.
+        for entry in sorted(entries, key=lambda e: (e.relpath.count(os.sep), e.relpath)):
+            groups.setdefault((entry.type, entry.name), []).append(entry)
+            index.setdefault((entry.type, entry.name), entry)
+        duplicates = {
+            f"{kind}/{name}": [e.relpath for e in group]
+            for (kind, name), group in groups.items()
+            if len(group) > 1
+        }
+        return index, duplicates
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def list(self, type: str | None = None) -> builtins.list[ModelEntry]:
+        """Entries (sorted by relative path), optionally only those of one type."""
         with self._lock:
-            entries = list(self._entries)
+            entries = self._snapshot.entries
         return [e for e in entries if type is None or e.type == type]
 
+    def entries(self, type: str | None = None) -> builtins.list[ModelEntry]:
+        """Alias of :meth:`list`."""
+        return self.list(type)
+
+    @property
+    def duplicates(self) -> dict[str, builtins.list[str]]:
+        """``"type/name" -> relpaths`` for names that are not unique per type (first is used)."""
+        with self._lock:
+            return {k: list(v) for k, v in self._snapshot.duplicates.items()}
+
     def get(self, name: str, type: str | None = None) -> ModelEntry:
-        """An entry by name (first of that name when the type is not given)."""
-        candidates = self.entries(type)
-        for entry in candidates:
-            if entry.name == name:
+        """An entry by name (file stem; a relative path or file name also works).
+
+        Without ``type``, generation models win over components of the same name.
+        """
+        with self._lock:
+            snapshot = self._snapshot
+        return self._get(snapshot, name, type)
+
+    def _get(self, snapshot: _Snapshot, name: str, type: str | None) -> ModelEntry:
+        types = [type] if type is not None else self._type_order(snapshot)
+        for kind in types:
+            entry = snapshot.index.get((kind, name))
+            if entry is not None:
                 return entry
-        close = difflib.get_close_matches(name, [e.name for e in candidates], n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        for entry in snapshot.entries:
+            if type is not None and entry.type != type:
+                continue
+            if name in (entry.relpath, Path(entry.path).name):
+                return entry
+        candidates = sorted({e.name for e in snapshot.entries if type is None or e.type == type})
+        close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         kind = f"{type} " if type else ""
         raise UnknownModelError(f"unknown {kind}model {name!r}{hint}")
 
-    def preset(self, name: str) -> ModelPreset:
-        """A configured preset by name."""
-        try:
-            return self._presets[name]
-        except KeyError as exc:
-            raise UnknownModelError(f"unknown preset {name!r}") from exc
-
-    def presets(self) -> list[ModelPreset]:
-        """Every configured preset."""
-        return list(self._presets.values())
-
-    def generation_models(self) -> list[ModelEntry | ModelPreset]:
-        """What a user can pick as "the model": checkpoints, diffusion models, presets."""
-        files: list[ModelEntry | ModelPreset] = [
-            e
-            for e in self.entries()
-            if e.role in GENERATION_ROLES and e.type in ("checkpoint", "diffusion_model", "unknown")
-        ]
-        return files + self.presets()
-
-    def resolve_relative(self, type: str, relpath: str) -> Path:
-        """A path inside the folder of ``type``; anything escaping it raises PathNotAllowedError."""
-        folder = (self.models_dir / TYPE_FOLDERS.get(type, type)).resolve()
-        if not relpath or relpath.startswith(("/", "\\")) or Path(relpath).is_absolute():
-            raise PathNotAllowedError(f"{relpath!r} must be relative to the {type} folder")
-        candidate = (folder / relpath).resolve()  # resolves symlinks too
-        if not candidate.is_relative_to(folder):
-            raise PathNotAllowedError(f"{relpath!r} leaves the {type} folder")
-        if not candidate.is_file():
-            raise UnknownModelError(f"no {type} file {relpath!r}")
-        return candidate
+    @staticmethod
+    def _type_order(snapshot: _Snapshot) -> builtins.list[str]:
+        others = sorted({k for k, _ in snapshot.index} - set(GENERATION_TYPES))
+        return [*GENERATION_TYPES, *others]
 
     def header(self, path: str | Path) -> FileHeader:
         """A file's header, cached by (path, size, mtime): submit-time checks stay cheap."""
@@ -257,14 +327,119 @@ class ModelRegistry:
             return cached
         header = read_header(file)
         with self._lock:
-            if len(self._headers) >= _HEADER_CACHE_SIZE:
-                self._headers.pop(next(iter(self._headers)))
             self._headers[key] = header
+            while len(self._headers) > _HEADER_CACHE_SIZE:
+                self._headers.popitem(last=False)
         return header
 
+    # -- paths -------------------------------------------------------------------------------
+
+    def type_folders(self, type: str) -> builtins.list[Path]:
+        """Existing folders of ``type`` in the models folder (``lora/``, ``loras/``...)."""
+        try:
+            children = sorted(self.models_dir.iterdir())
+        except OSError:
+            return []
+        return [c for c in children if c.is_dir() and FOLDER_TYPES.get(c.name.lower()) == type]
+
+    def resolve_relative(self, type: str, relpath: str) -> Path:
+        """A registry name of ``type``, or a path relative to that type's folder.
+
+        ``..``, absolute paths and symlinks leading outside the folder raise
+        :class:`PathNotAllowedError`; a safe path naming no file raises :class:`UnknownModelError`.
+        """
+        try:
+            return Path(self.get(relpath, type).path)
+        except UnknownModelError:
+            pass
+        _check_relative(relpath, type)
+        folders = self.type_folders(type) or [self.models_dir / type]
+        for folder in folders:
+            root = folder.resolve()
+            for suffix in ("", *sorted(MODEL_SUFFIXES)):
+                candidate = (folder / (relpath + suffix)).resolve()  # resolves symlinks too
+                if not _contains(root, candidate):
+                    raise PathNotAllowedError(f"{relpath!r} leads outside the {type} folder")
+                if candidate.is_file():
+                    return candidate
+        raise UnknownModelError(f"no {type} named or at {relpath!r}")
+
+    def resolve_component(self, field: str, value: str) -> Path:
+        """A preset component: a registry name (its field's type first) or a path in models_dir."""
+        with self._lock:
+            snapshot = self._snapshot
+        return self._resolve_component(snapshot, field, value)
+
+    def _resolve_component(self, snapshot: _Snapshot, field: str, value: str) -> Path:
+        preferred = PRESET_FIELDS.get(field)
+        for kind in (preferred, None):
+            try:
+                return Path(self._get(snapshot, value, kind).path)
+            except UnknownModelError:
+                continue
+        _check_relative(value, "models")
+        root = self.models_dir.resolve()
+        candidate = (self.models_dir / value).resolve()
+        if not _contains(root, candidate):
+            raise PathNotAllowedError(f"{value!r} leads outside the models folder")
+        if not candidate.is_file():
+            raise UnknownModelError(f"{field} {value!r} is neither a model name nor a file")
+        return candidate
+
+    # -- presets -----------------------------------------------------------------------------
+
+    def _check_preset(self, preset: ModelPreset, snapshot: _Snapshot) -> builtins.list[str]:
+        problems = []
+        if not (preset.model or preset.diffusion_model):
+            problems.append("names neither model nor diffusion_model")
+        if any(e.name == preset.name for e in snapshot.entries if e.type in GENERATION_TYPES):
+            problems.append("has the same name as a model file; the preset wins")
+        for field in PRESET_FIELDS:
+            value = getattr(preset, field)
+            if value:
+                try:
+                    self._resolve_component(snapshot, field, value)
+                except (UnknownModelError, PathNotAllowedError) as exc:
+                    problems.append(f"{field}: {exc}")
+        return problems
+
+    def preset(self, name: str) -> ModelPreset:
+        """A configured preset by name (raises :class:`UnknownModelError`)."""
+        try:
+            return self._presets[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, list(self._presets), n=5, cutoff=0.5)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise UnknownModelError(f"unknown preset {name!r}{hint}") from None
+
+    def presets(self) -> builtins.list[ModelPreset]:
+        """Every configured preset."""
+        return list(self._presets.values())
+
+    def preset_error(self, name: str) -> str | None:
+        """What is wrong with a preset after the last scan, or None."""
+        with self._lock:
+            return self._snapshot.preset_errors.get(name)
+
+    def generation_models(self) -> builtins.list[ModelEntry | ModelPreset]:
+        """What a user can pick as "the model": checkpoints, diffusion models, then presets."""
+        files: builtins.list[ModelEntry | ModelPreset] = [
+            e
+            for e in self.list()
+            if e.type in GENERATION_TYPES
+            and e.role in (*GENERATION_TYPES, UNKNOWN)
+            and e.error is None
+        ]
+        return files + self.presets()
+
+    # -- hashes ------------------------------------------------------------------------------
+
     def sha256(self, name: str, type: str | None = None) -> str | None:
-        """The file's SHA-256 once the background worker has computed it."""
-        return self.hashes.get(Path(self.get(name, type).path))
+        """The file's SHA-256 once computed (None before, or for an unknown name)."""
+        try:
+            return self.hashes.sha256_of(self.get(name, type))
+        except UnknownModelError:
+            return None
 
     def short_hash(self, name: str, type: str | None = None) -> str | None:
         """The 10-character hash, or None while not computed."""
@@ -272,13 +447,27 @@ class ModelRegistry:
         return None if value is None else short_hash(value)
 
     def start_hashing(self) -> None:
-        """Hash every listed file in the background."""
-        self._hasher.start(Path(e.path) for e in self.entries())
+        """Hash every readable listed file in the background (cached ones are skipped)."""
+        self._hasher.start(e for e in self.list() if e.error is None)
 
     def stop_hashing(self) -> None:
-        """Stop the background hashing."""
+        """Stop the background hashing (after the file being hashed now)."""
         self._hasher.stop()
 
-    def wait_for_hashes(self, timeout: float | None = None) -> None:
-        """Block until the background hashing has finished (tests, CLI)."""
-        self._hasher.join(timeout)
+    def wait_for_hashes(self, timeout: float | None = None) -> bool:
+        """Block until the background hashing has finished; True when it has."""
+        return self._hasher.join(timeout)
+
+
+def _check_relative(relpath: str, what: str) -> None:
+    path = Path(relpath)
+    if (
+        not relpath
+        or "\x00" in relpath
+        or path.is_absolute()
+        or relpath.startswith(("/", "\\"))
+        or (len(relpath) > 1 and relpath[1] == ":")  # a Windows drive
+        or ".." in path.parts
+        or ".." in relpath.replace("\\", "/").split("/")
+    ):
+        raise PathNotAllowedError(f"{relpath!r} must be a plain path inside the {what} folder")
