@@ -13,6 +13,9 @@ from starlette.routing import Mount, Route
 
 from sdrest import __version__
 from sdrest.api.common import JSONResponse
+from sdrest.api.openai.routes import create_openai_app
+from sdrest.api.rest.routes import create_rest_app
+from sdrest.api.sdapi.routes import create_sdapi_app
 from sdrest.api.sdcpp.routes import create_sdcpp_app
 from sdrest.service import SdrestService
 from sdrest.settings import Settings
@@ -52,6 +55,10 @@ def create_app(config: Settings | SdrestService) -> Starlette:
         routes=[
             Route("/api/health", health, methods=["GET"]),
             Mount("/sdcpp/v1", app=create_sdcpp_app(service)),
+            Mount("/v1", app=create_openai_app(service)),
+            Mount("/sdapi/v1", app=create_sdapi_app(service)),
+            # The /api family owns /api/* and /ws; /api/health above stays first and public.
+            Mount("", app=create_rest_app(service)),
         ],
         lifespan=lifespan,
     )

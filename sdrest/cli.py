@@ -38,6 +38,8 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
         None: parser.add_argument_group("server"),
         "load": parser.add_argument_group("model loading (a change reloads the model)"),
         "limits": parser.add_argument_group("request limits"),
+        "auth": parser.add_argument_group("authentication"),
+        "fetch": parser.add_argument_group("fetching images from URLs"),
     }
     for name, (section, info) in setting_fields().items():
         group = groups[section]

@@ -84,6 +84,7 @@ class SdrestService:
         self._plans: dict[str, Plan] = {}
         self._done: dict[str, asyncio.Event] = {}
         self._current: str | None = None
+        self._stop_requested: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -244,6 +245,25 @@ class SdrestService:
         await self._finish(job, "cancelled", error=JobError("cancelled", "job cancelled by client"))
         return job
 
+    async def request_stop(self, job_id: str) -> Job:
+        """Stop a job whatever its state: a queued one is cancelled now; a generating one is
+        finished as cancelled (code ``interrupted``) as soon as the native call returns, and its
+        images are discarded. In-process the library cannot abort mid-call, so the engine thread
+        finishes the current call first; the next queued job starts right after.
+        """
+        job = await self.get(job_id)
+        if job.finished:
+            return job
+        if job.status == "queued":
+            return await self.cancel(job_id)
+        self._stop_requested.add(job_id)
+        self._publish("state", job)
+        return job
+
+    def stop_requested(self, job_id: str) -> bool:
+        """Whether a stop was asked for this (generating) job."""
+        return job_id in self._stop_requested
+
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Wait until the job has finished and return it."""
         done = self._done.get(job_id)
@@ -274,6 +294,7 @@ class SdrestService:
                 await self._finish(job, "failed", error=JobError("internal_error", str(exc)))
             finally:
                 self._current = None
+                self._stop_requested.discard(job_id)
 
     async def _run(self, job: Job, plan: Plan) -> None:
         job.status, job.started = "generating", time.time()
@@ -306,6 +327,11 @@ class SdrestService:
                 for s, img in zip(seeds, images, strict=True)
             ]
             fmt, quality = request.output_format, request.output_compression
+        if job.id in self._stop_requested:
+            await self._finish(
+                job, "cancelled", error=JobError("interrupted", "job stopped by client")
+            )
+            return
         job.progress = msgspec.structs.replace(job.progress, phase="encoding")
         refs = await asyncio.to_thread(
             outputs.write_images, self.output_dir, job.id, images, seeds, fmt, quality, infos

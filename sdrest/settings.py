@@ -85,6 +85,34 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         return int(self.max_image_mb * 1024 * 1024)
 
 
+AuthMode = Literal["none", "jwt", "api-key", "unix", "pam", "optional"]
+
+
+class AuthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Who may call the server (TOML section ``[auth]``)."""
+
+    auth_mode: AuthMode = "none"
+    """none: open; jwt / api-key / unix / pam: credentials required; optional: guests allowed."""
+    jwt_secret: str = ""
+    """Token signing secret; empty = generated once and kept in the data folder."""
+    token_ttl: float = 86400.0
+    """Seconds a login token stays valid."""
+    trust_unix_user_header: bool = False
+    """Trust ``X-Unix-User`` (only behind a proxy that sets it and strips it from clients)."""
+    auth_failure_delay: float = 0.5
+    """Seconds every failed login waits, so timing tells nothing about which part was wrong."""
+
+
+class FetchSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Fetching images from URLs (TOML section ``[fetch]``); off unless enabled."""
+
+    allow_url_images: bool = False
+    """Accept http(s) URLs where a request takes an image; public addresses only."""
+    fetch_timeout: float = 15.0
+    """Seconds for the whole download, redirects included."""
+    fetch_max_redirects: int = 3
+
+
 def default_data_dir() -> Path:
     """The user's data folder for sdrest (XDG on Linux, the usual places elsewhere)."""
     if sys.platform == "win32":
@@ -113,8 +141,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     job_ttl: float = 86400.0
     """Seconds a finished job (and its images) is kept before it answers 410 Gone."""
     log_level: str = "info"
+    a1111_prompt_loras: bool = False
+    """Resolve A1111 ``<lora:name:weight>`` prompt tags on /sdapi/v1 (registry names only)."""
     load: LoadOptions = msgspec.field(default_factory=LoadOptions)
     limits: Limits = msgspec.field(default_factory=Limits)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    fetch: FetchSettings = msgspec.field(default_factory=FetchSettings)
     presets: dict[str, ModelPreset] = msgspec.field(default_factory=dict)
 
     @property
@@ -134,8 +166,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 # Sections of the TOML file and the struct each one fills.
-_SECTIONS: dict[str, type[msgspec.Struct]] = {"load": LoadOptions, "limits": Limits}
-_TOP_LEVEL_SKIP = {"load", "limits", "presets"}
+_SECTIONS: dict[str, type[msgspec.Struct]] = {
+    "load": LoadOptions,
+    "limits": Limits,
+    "auth": AuthSettings,
+    "fetch": FetchSettings,
+}
+_TOP_LEVEL_SKIP = {*_SECTIONS, "presets"}
 _REST_ENV = {
     "STABLE_DIFFUSION_HOST": "host",
     "STABLE_DIFFUSION_PORT": "port",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from starlette.exceptions import HTTPException
@@ -11,6 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sdrest.errors import InvalidRequestError, SdrestError
+from sdrest.schemas import Job
+
+if TYPE_CHECKING:
+    from sdrest.service import SdrestService
 
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
@@ -86,6 +92,39 @@ def error_status(exc: Exception) -> tuple[int, str, str]:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return exc.status_code, code, str(exc.detail)
     return 500, "internal_error", "internal server error"
+
+
+async def wait_unless_disconnected(
+    request: Request, service: SdrestService, job: Job
+) -> Job | None:
+    """Await ``job`` for a synchronous family; None when the client went away first.
+
+    A client that disconnects before the answer no longer wants the job: it is stopped (a queued
+    job is cancelled, a generating one is stopped as soon as the engine allows) so the queue moves
+    on. Call this after the body has been read: the next ASGI message is then the disconnect.
+    """
+    done = asyncio.ensure_future(service.wait(job.id))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({done, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await gone
+    if done.done():
+        return done.result()
+    done.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await done
+    await service.request_stop(job.id)
+    return None
+
+
+async def _disconnected(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
 
 
 ErrorRenderer = Callable[[int, str, str, str | None], dict[str, Any]]

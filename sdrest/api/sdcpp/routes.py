@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from sdrest.api.common import JSONResponse, error_status, read_body
 from sdrest.api.sdcpp import translate
+from sdrest.auth import principal_of
 from sdrest.errors import InvalidRequestError, NotImplementedFeatureError, SdrestError
 from sdrest.models import UnknownModelError
 from sdrest.service import SdrestService
@@ -53,9 +54,7 @@ async def img_gen(request: Request) -> Response:
     service = _service(request)
     body = await read_body(request)
     gen_request = translate.to_request(body, service.request_defaults)
-    job = await service.submit(
-        gen_request, owner=request.scope.get("sdrest.user", ""), family="sdcpp"
-    )
+    job = await service.submit(gen_request, owner=principal_of(request).username, family="sdcpp")
     return JSONResponse(translate.job_created(job), status_code=202)
 
 

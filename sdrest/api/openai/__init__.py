@@ -1,0 +1,1 @@
+"""The OpenAI images family ``/v1``."""

@@ -1,0 +1,1 @@
+"""The stable-diffusion.cpp-rest family ``/api`` (and the ``/ws`` WebSocket)."""

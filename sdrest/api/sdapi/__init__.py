@@ -1,0 +1,1 @@
+"""The AUTOMATIC1111 family ``/sdapi/v1``."""

@@ -1,0 +1,1 @@
+"""Outbound HTTP: fetching images from URLs without reaching private networks."""
