@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from sdrest.testing import (
     write_garbage_model,
     write_mismatched_lora,
 )
+from tests.live import LiveServer, live_server
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +44,10 @@ def native_settings(tmp_path: Path, tiny_models: TinyModelSet) -> Settings:
 async def native_service(native_settings: Settings) -> AsyncIterator[SdrestService]:
     async with SdrestService(native_settings) as service:
         yield service
+
+
+@pytest.fixture
+def live(native_settings: Settings) -> Iterator[LiveServer]:
+    """A real HTTP server over the real library (for openai, webuiapi, websockets clients)."""
+    with live_server(native_settings) as server:
+        yield server
