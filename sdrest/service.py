@@ -85,6 +85,7 @@ class SdrestService:
         self._done: dict[str, asyncio.Event] = {}
         self._current: str | None = None
         self._stop_requested: set[str] = set()
+        self._default_model: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -141,7 +142,45 @@ class SdrestService:
 
     def default_model(self) -> str:
         """Name of the model used when a request names none."""
+        if self._default_model is not None:
+            return self._default_model
         return planning.default_model_name(self.settings, self.registry)
+
+    def set_default_model(self, name: str) -> None:
+        """Make ``name`` (a registry model or preset) the default until the server restarts."""
+        planning.model_spec(name, self.settings, self.registry)  # 404/400 for a bad name
+        self._default_model = name
+
+    async def load_model(self, name: str | None = None) -> str:
+        """Load a model (default: the default model) now, so the next job does not wait for it.
+
+        The engine serializes this with generations on its one native thread.
+        """
+        name = name or self.default_model()
+        spec = planning.model_spec(name, self.settings, self.registry)
+        await self.engine.load(spec)
+        return name
+
+    async def unload_model(self) -> None:
+        """Free the loaded model (the next job loads its own)."""
+        await self.engine.unload()
+
+    async def refresh_models(self) -> None:
+        """Rescan the models folder (off the event loop)."""
+        await asyncio.to_thread(self.registry.scan)
+        self.registry.start_hashing()
+
+    async def list_jobs(
+        self,
+        *,
+        owner: str | None = None,
+        statuses: tuple[str, ...] = (),
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Jobs newest first, live state for unfinished ones; ``owner`` None = everyone's."""
+        jobs = await self.store.list(owner=owner, statuses=statuses, limit=limit, offset=offset)
+        return [self._active.get(job.id, job) for job in jobs]
 
     def request_defaults(self, model: str | None) -> dict[str, Any]:
         """Default generation fields of a model (its preset's), for families to merge under."""

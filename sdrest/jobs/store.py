@@ -9,6 +9,7 @@ disk.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -157,6 +158,34 @@ class JobStore:
             rows = db.execute(
                 "SELECT state, expired, NULL FROM jobs ORDER BY created DESC LIMIT ?", (limit,)
             ).fetchall()
+            return [_job_from_row(row) for row in rows]
+
+        return await self._run(fetch)
+
+
+    async def list(
+        self,
+        *,
+        owner: str | None = None,
+        statuses: tuple[str, ...] = (),
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[Job]:
+        """Jobs newest first (without requests); ``owner`` None = everyone's."""
+        where, args = ["expired = 0"], []
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(owner)
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            args.extend(statuses)
+        sql = (
+            f"SELECT state, expired, NULL FROM jobs WHERE {' AND '.join(where)}"
+            " ORDER BY created DESC LIMIT ? OFFSET ?"
+        )
+
+        def fetch(db: sqlite3.Connection) -> builtins.list[Job]:
+            rows = db.execute(sql, (*args, limit, offset)).fetchall()
             return [_job_from_row(row) for row in rows]
 
         return await self._run(fetch)
