@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from sdrest import __version__
 from sdrest.api.common import JSONResponse
 from sdrest.api.openai.routes import create_openai_app
 from sdrest.api.rest.routes import create_rest_app
+from sdrest.api.rest.ws import websocket_endpoint
 from sdrest.api.sdapi.routes import create_sdapi_app
 from sdrest.api.sdcpp.routes import create_sdcpp_app
 from sdrest.service import SdrestService
@@ -57,8 +58,8 @@ def create_app(config: Settings | SdrestService) -> Starlette:
             Mount("/sdcpp/v1", app=create_sdcpp_app(service)),
             Mount("/v1", app=create_openai_app(service)),
             Mount("/sdapi/v1", app=create_sdapi_app(service)),
-            # The /api family owns /api/* and /ws; /api/health above stays first and public.
-            Mount("", app=create_rest_app(service)),
+            Mount("/api", app=create_rest_app(service)),
+            WebSocketRoute("/ws", websocket_endpoint),
         ],
         lifespan=lifespan,
     )
