@@ -1,0 +1,191 @@
+"""Pure builders of the AUTOMATIC1111 listing shapes (``/sdapi/v1`` models, upscalers, png-info).
+
+Every function takes registry records (or plain values) and returns the JSON-ready shape real
+A1111 answers with, so clients that parse A1111 (webuiapi, SillyTavern, Krita plugins...) keep
+working. Nothing here touches the service, the network or the disk.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sdrest.images import parse_infotext
+from sdrest.models import ModelEntry, ModelPreset
+
+# Upscalers that need no model file: Pillow does them on the request's own worker thread.
+NONE_UPSCALER = "None"
+PIL_UPSCALERS: Mapping[str, str] = {"lanczos": "Lanczos", "nearest": "Nearest"}
+DEFAULT_ESRGAN_SCALE = 4
+"""Scale shown (and assumed) for an ESRGAN file whose tensor names do not tell it."""
+
+_EMBEDDING_SKIP_REASON = (
+    "textual-inversion embeddings cannot be loaded by the stable-diffusion.cpp binding (0.4.7)"
+)
+
+HashOf = Callable[[str], str | None]
+"""name (or path in the models folder) -> SHA-256 once computed, else None."""
+
+
+TitleOf = Callable[[str], str]
+"""model name -> its A1111 title (``sdrest.api.sdapi.checkpoints.checkpoint_title``)."""
+
+
+def sd_models(
+    models: Iterable[ModelEntry | ModelPreset], hash_of: HashOf, title_of: TitleOf
+) -> list[dict[str, Any]]:
+    """``GET /sd-models``: one item per generation model file and preset.
+
+    ``title`` is what ``options`` reports and accepts as ``sd_model_checkpoint``. ``filename`` is
+    the path inside the models folder (the server's own layout is not exposed). A preset is not
+    one file: it has no hash, and its filename is its main component.
+    """
+    items = []
+    for model in models:
+        if isinstance(model, ModelPreset):
+            sha = None
+            filename = model.model or model.diffusion_model or model.name
+        else:
+            sha = hash_of(model.name)
+            filename = model.relpath
+        items.append(
+            {
+                "title": title_of(model.name),
+                "model_name": model.name,
+                "hash": sha[:10] if sha else None,
+                "sha256": sha,
+                "filename": filename,
+                "config": None,
+            }
+        )
+    return items
+
+
+def sd_vae(entries: Iterable[ModelEntry]) -> list[dict[str, Any]]:
+    """``GET /sd-vae``: ``model_name`` is the file name, as A1111 lists VAEs."""
+    return [{"model_name": Path(e.path).name, "filename": e.relpath} for e in entries]
+
+
+def _relative_to_type_folder(entry: ModelEntry) -> str:
+    parts = Path(entry.relpath).parts
+    # "lora/sub/x.safetensors" -> "sub/x.safetensors": the form /sdcpp/v1 lora[].path accepts.
+    return str(Path(*parts[1:])) if len(parts) > 1 else entry.relpath
+
+
+def loras(entries: Iterable[ModelEntry]) -> list[dict[str, Any]]:
+    """``GET /loras``: ``name`` is what ``<lora:name:1>`` and ``lora[].path`` accept."""
+    return [
+        {
+            "name": e.name,
+            "alias": e.name,
+            "path": _relative_to_type_folder(e),
+            "metadata": {},
+        }
+        for e in entries
+        if e.error is None
+    ]
+
+
+def esrgan_scale(tensor_names: Iterable[str]) -> int | None:
+    """An ESRGAN file's native scale from its tensor names, as stable-diffusion.cpp infers it.
+
+    RealESRGAN naming: ``conv_up2`` -> 4x, only ``conv_up1`` -> 2x. None when the names do not
+    tell (old ESRGAN naming, unknown layouts).
+    """
+    names = set(tensor_names)
+    if "conv_up2.weight" in names:
+        return 4
+    if "conv_up1.weight" in names:
+        return 2
+    return None
+
+
+def _upscaler_item(
+    name: str, model_name: str | None, path: str | None, scale: float
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "model_name": model_name,
+        "model_path": path,
+        "model_url": None,
+        "scale": scale,
+    }
+
+
+def upscalers(
+    entries: Iterable[ModelEntry], scales: Mapping[str, int | None]
+) -> list[dict[str, Any]]:
+    """``GET /upscalers``: "None", the Pillow resamplers, then every usable ESRGAN file.
+
+    ``scales`` maps an upscaler name to its native scale (None: unknown, shown as 4 like A1111).
+    Files whose header cannot be read are left out: they can never run.
+    """
+    items = [_upscaler_item(NONE_UPSCALER, None, None, DEFAULT_ESRGAN_SCALE)]
+    items += [
+        _upscaler_item(label, None, None, DEFAULT_ESRGAN_SCALE) for label in PIL_UPSCALERS.values()
+    ]
+    for e in entries:
+        if e.error is None:
+            scale = scales.get(e.name) or DEFAULT_ESRGAN_SCALE
+            items.append(_upscaler_item(e.name, e.name, e.relpath, scale))
+    return items
+
+
+def realesrgan_models(
+    entries: Iterable[ModelEntry], scales: Mapping[str, int | None]
+) -> list[dict[str, Any]]:
+    """``GET /realesrgan-models``: the usable ESRGAN files as ``{name, path, scale}``."""
+    return [
+        {
+            "name": e.name,
+            "path": e.relpath,
+            "scale": scales.get(e.name) or DEFAULT_ESRGAN_SCALE,
+        }
+        for e in entries
+        if e.error is None
+    ]
+
+
+def embeddings(entries: Iterable[ModelEntry]) -> dict[str, Any]:
+    """``GET /embeddings``: nothing loaded; every embedding file listed as skipped, with why."""
+    skipped = {
+        e.name: {
+            "step": None,
+            "sd_checkpoint": None,
+            "sd_checkpoint_name": None,
+            "shape": None,
+            "vectors": None,
+            "reason": _EMBEDDING_SKIP_REASON,
+        }
+        for e in entries
+    }
+    return {"loaded": {}, "skipped": skipped}
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
+
+
+def infotext_parameters(text: str) -> dict[str, Any]:
+    """A1111's ``parse_generation_parameters`` shape: ``Prompt``, ``Negative prompt``, then each
+    key as a string; a ``WxH`` value is also split into ``Key-1`` / ``Key-2`` as A1111 does."""
+    parsed = parse_infotext(text) if text.strip() else {"prompt": "", "negative_prompt": ""}
+    out: dict[str, Any] = {
+        "Prompt": parsed.pop("prompt"),
+        "Negative prompt": parsed.pop("negative_prompt"),
+    }
+    for key, value in parsed.items():
+        out[key] = value
+        size = _SIZE.match(value)
+        if size is not None:
+            out[f"{key}-1"], out[f"{key}-2"] = size.group(1), size.group(2)
+    return out
+
+
+def png_info(infotext: str | None, text_chunks: Mapping[str, str]) -> dict[str, Any]:
+    """``POST /png-info``: ``info`` (the infotext, "" when none), ``items`` (the image's other
+    text fields, as A1111 leaves ``parameters`` out of them) and ``parameters`` (parsed)."""
+    info = infotext or ""
+    items = {k: v for k, v in text_chunks.items() if k != "parameters"}
+    return {"info": info, "items": items, "parameters": infotext_parameters(info)}
