@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -18,6 +19,8 @@ from sdrest.api.rest.routes import create_rest_app
 from sdrest.api.rest.ws import websocket_endpoint
 from sdrest.api.sdapi.routes import create_sdapi_app
 from sdrest.api.sdcpp.routes import create_sdcpp_app
+from sdrest.auth.authenticator import Authenticator
+from sdrest.auth.middleware import AuthMiddleware
 from sdrest.service import SdrestService
 from sdrest.settings import Settings
 
@@ -38,9 +41,20 @@ async def health(request: Request) -> Response:
 
 def create_app(config: Settings | SdrestService) -> Starlette:
     """Build the app. Given settings, the app owns a new service and starts/stops it with the
-    lifespan; given a service, the caller owns its lifecycle (embedding)."""
+    lifespan; given a service, the caller owns its lifecycle (embedding).
+
+    With an ``auth_mode`` other than none, every request passes the auth middleware, which
+    identifies the caller; this raises :class:`~sdrest.auth.pam.AuthSetupError` when the mode
+    cannot work here (PAM missing), so a misconfigured server fails at start-up.
+    """
     owns = isinstance(config, Settings)
     service = SdrestService(config) if isinstance(config, Settings) else config
+    middleware = []
+    authenticator: Authenticator | None = None
+    if service.settings.auth.auth_mode != "none":
+        # Opens nothing yet: the accounts database and the token secret are read on first use.
+        authenticator = Authenticator(service.settings)
+        middleware.append(Middleware(AuthMiddleware, authenticator=authenticator))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -62,6 +76,8 @@ def create_app(config: Settings | SdrestService) -> Starlette:
             WebSocketRoute("/ws", websocket_endpoint),
         ],
         lifespan=lifespan,
+        middleware=middleware,
     )
     app.state.service = service
+    app.state.authenticator = authenticator
     return app

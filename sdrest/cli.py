@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import sqlite3
 import sys
 import types
 import typing
@@ -76,7 +77,48 @@ def build_parser() -> argparse.ArgumentParser:
         _add_setting_flags(sub)
         if command == "models":
             sub.add_argument("--json", action="store_true", help="print JSON")
+    _add_account_commands(commands)
     return parser
+
+
+def _state_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML config file (env SDREST_CONFIG)")
+    parser.add_argument("--data-dir", dest="data_dir", help="state folder (env SDREST_DATA_DIR)")
+
+
+def _add_account_commands(commands: Any) -> None:
+    """``users`` and ``keys``: each action takes only ``--config`` and ``--data-dir``."""
+
+    def action(group: Any, name: str, text: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = group.add_parser(name, help=text)
+        _state_flags(sub)
+        return sub
+
+    users = commands.add_parser("users", help="manage accounts (auth modes other than none)")
+    user_actions = users.add_subparsers(dest="action", required=True)
+    add = action(user_actions, "add", "add an account (password from stdin or a prompt)")
+    add.add_argument("name")
+    add.add_argument("--role", choices=["user", "admin"], default="user")
+    add.add_argument(
+        "--no-password",
+        action="store_true",
+        help="an account checked by PAM or a trusted proxy only (to give it a role)",
+    )
+    action(user_actions, "list", "list accounts").add_argument(
+        "--json", action="store_true", help="print JSON"
+    )
+    action(user_actions, "remove", "remove an account and its keys").add_argument("name")
+    action(user_actions, "passwd", "set a new password (stdin or a prompt)").add_argument("name")
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    create = action(key_actions, "create", "create a key (printed as the last line)")
+    create.add_argument("--user", required=True)
+    create.add_argument("--name", default="", help="a label to tell keys apart")
+    listing = action(key_actions, "list", "list keys (never the keys themselves)")
+    listing.add_argument("--user", default=None)
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    action(key_actions, "revoke", "revoke a key").add_argument("key_id")
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -99,14 +141,19 @@ def serve(settings: Settings) -> int:
 
     from sdrest.app import create_app
 
-    if not _is_loopback(settings.host):
+    if settings.auth.auth_mode == "none" and not _is_loopback(settings.host):
         logger.warning(
             "binding %s with no authentication: anyone who can reach this address can use the"
             " server",
             settings.host,
         )
+    try:
+        app = create_app(settings)
+    except SdrestError as exc:  # auth settings this machine cannot honour (PAM missing)
+        sys.stderr.write(f"sdrest: {exc.message}\n")
+        return 2
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -155,6 +202,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings)
     if args.command == "models":
         return list_models(settings, args.json)
+    try:
+        return accounts(args, settings)
+    except SdrestError as exc:
+        sys.stderr.write(f"sdrest: {exc.message}\n")
+        return 1
+    except (OSError, sqlite3.Error) as exc:  # an unwritable data folder, a corrupt database
+        sys.stderr.write(f"sdrest: {settings.data_path}: {exc}\n")
+        return 1
+
+
+def accounts(args: argparse.Namespace, settings: Settings) -> int:
+    """``sdrest users …`` and ``sdrest keys …``."""
+    from sdrest.auth import commands as run
+
+    store = run.store_for(settings.data_path)
+    out = sys.stdout
+
+    def password() -> str:
+        return run.read_new_password(sys.stdin)
+
+    match args.command, args.action:
+        case "users", "add":
+            reader = None if args.no_password else password
+            return run.users_add(store, args.name, args.role, reader, out)
+        case "users", "list":
+            return run.users_list(store, out, as_json=args.json)
+        case "users", "remove":
+            return run.users_remove(store, args.name, out)
+        case "users", "passwd":
+            return run.users_passwd(store, args.name, password, out)
+        case "keys", "create":
+            return run.keys_create(store, args.user, args.name, out)
+        case "keys", "list":
+            return run.keys_list(store, out, args.user, as_json=args.json)
+        case "keys", "revoke":
+            return run.keys_revoke(store, args.key_id, out)
     return 2
 
 

@@ -13,9 +13,10 @@ from starlette.routing import Route
 
 from sdrest.api.common import JSONResponse, error_status, read_body
 from sdrest.api.sdcpp import translate
-from sdrest.auth import principal_of
+from sdrest.auth import ensure_visible, require, require_identified
 from sdrest.errors import InvalidRequestError, NotImplementedFeatureError, SdrestError
 from sdrest.models import UnknownModelError
+from sdrest.schemas import Job
 from sdrest.service import SdrestService
 
 
@@ -26,6 +27,7 @@ def _service(request: Request) -> SdrestService:
 
 async def capabilities(request: Request) -> Response:
     """``GET /capabilities``: the default model, defaults, limits, names and features."""
+    require(request, "models:read")
     service = _service(request)
     try:
         name: str | None = service.default_model()
@@ -51,18 +53,27 @@ async def capabilities(request: Request) -> Response:
 
 async def img_gen(request: Request) -> Response:
     """``POST /img_gen``: validate and queue; 202 with the job id and its poll URL."""
+    principal = require(request, "generate")
     service = _service(request)
     body = await read_body(request)
     gen_request = translate.to_request(body, service.request_defaults)
-    job = await service.submit(gen_request, owner=principal_of(request).username, family="sdcpp")
+    job = await service.submit(gen_request, owner=principal.username, family="sdcpp")
     return JSONResponse(translate.job_created(job), status_code=202)
 
 
 MAX_WAIT_SECONDS = 60.0
 
 
-async def _job_response(service: SdrestService, job_id: str, wait: float = 0.0) -> Response:
-    job = await service.get(job_id)
+async def _visible_job(request: Request, job_id: str) -> Job:
+    """The job, if the caller may see it: another user's job is a 404, as if unknown."""
+    principal = require_identified(request)
+    job = await _service(request).get(job_id)
+    ensure_visible(principal, job.owner, job_id)
+    return job
+
+
+async def _job_response(service: SdrestService, job: Job, wait: float = 0.0) -> Response:
+    job_id = job.id
     if wait > 0 and not job.finished:
         with contextlib.suppress(asyncio.TimeoutError):
             job = await service.wait(job_id, timeout=wait)
@@ -87,19 +98,22 @@ def _wait_param(request: Request) -> float:
 
 async def get_job(request: Request) -> Response:
     """``?wait=S`` (sdrest extension): answer as soon as the job finishes, or after S seconds."""
+    job = await _visible_job(request, request.path_params["job_id"])
     wait = _wait_param(request)
-    return await _job_response(_service(request), request.path_params["job_id"], wait)
+    return await _job_response(_service(request), job, wait)
 
 
 async def cancel_job(request: Request) -> Response:
     """``POST /jobs/{id}/cancel``: a queued job is cancelled; a generating one is a 409."""
     service = _service(request)
-    job = await service.cancel(request.path_params["job_id"])
-    return await _job_response(service, job.id)
+    job = await _visible_job(request, request.path_params["job_id"])
+    await service.cancel(job.id)
+    return await _job_response(service, await service.get(job.id))
 
 
 async def vid_gen(request: Request) -> Response:
     """``POST /vid_gen``: 501 saying why (no video model, or video not implemented)."""
+    require(request, "generate")
     service = _service(request)
     try:
         name = service.default_model()
