@@ -1,0 +1,163 @@
+"""``progress``, ``options`` and ``cmd-flags`` bodies (pure), and the family's options store.
+
+Progress describes the service's current job whichever family submitted it: every job runs
+through the one queue, so an A1111 client polling ``/progress`` sees an OpenAI or /sdcpp job too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from sdrest.errors import InvalidRequestError
+from sdrest.schemas import Job, Progress
+from sdrest.settings import Settings, setting_fields
+
+MAX_OPTION_KEYS = 512
+_STEP_PHASES = frozenset({"sampling", "decoding", "encoding", "done"})
+# Settings that must never be shown to clients.
+_SECRET_SETTINGS = frozenset({"jwt_secret"})
+
+
+def progress_view(
+    job: Job | None,
+    *,
+    queued: int,
+    visible: bool,
+    stop_requested: bool,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """``GET /progress``: A1111's shape; ``state.job`` is the job id when the caller may see it.
+
+    ``current_image`` is always null: the pinned binding has no previews.
+    """
+    now = time.time() if now is None else now
+    if job is None:
+        return {
+            "progress": 0.0,
+            "eta_relative": 0.0,
+            "state": _state("", queued, 0, 0, "0", interrupted=False),
+            "current_image": None,
+            "textinfo": None,
+        }
+    progress = job.progress
+    if progress.phase not in _STEP_PHASES:
+        # Loading and upscaling count tensors or tiles, not sampling steps: show none.
+        progress = Progress(progress.phase)
+    fraction = progress.fraction if progress.phase == "sampling" else 0.0
+    if progress.phase in ("decoding", "encoding", "done"):
+        fraction = 1.0
+    started = job.started or now
+    if progress.phase == "sampling" and progress.seconds_per_step > 0:
+        eta = progress.seconds_per_step * max(0, progress.steps - progress.step)
+    elif fraction > 0:
+        eta = (now - started) / fraction - (now - started)
+    else:
+        eta = 0.0
+    timestamp = time.strftime("%Y%m%d%H%M%S", time.localtime(started))
+    if progress.phase == "sampling":
+        text = f"Sampling step {progress.step}/{progress.steps}"
+    else:
+        text = progress.phase.capitalize()
+    return {
+        "progress": round(fraction, 4),
+        "eta_relative": round(max(0.0, eta), 3),
+        "state": _state(
+            job.id if visible else "",
+            queued + 1,
+            progress.step,
+            progress.steps,
+            timestamp,
+            interrupted=stop_requested,
+        ),
+        "current_image": None,
+        "textinfo": text,
+    }
+
+
+def _state(
+    job: str, count: int, step: int, steps: int, timestamp: str, *, interrupted: bool
+) -> dict[str, Any]:
+    return {
+        "skipped": False,
+        "interrupted": interrupted,
+        "stopping_generation": interrupted,
+        "job": job,
+        "job_count": count,
+        "job_timestamp": timestamp,
+        "job_no": 0,
+        "sampling_step": step,
+        "sampling_steps": steps,
+    }
+
+
+class OptionsStore:
+    """Options clients set through ``POST /options``, kept in memory for this app's lifetime.
+
+    One store per family sub-app (``app.state.options``), never a module global.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def update(self, values: Mapping[str, Any]) -> None:
+        """Remember ``values`` (the whole store is capped so a client cannot grow it forever)."""
+        merged = {**self.values, **values}
+        if len(merged) > MAX_OPTION_KEYS:
+            raise InvalidRequestError(f"at most {MAX_OPTION_KEYS} options may be set")
+        self.values = merged
+
+
+def options_view(
+    stored: Mapping[str, Any],
+    *,
+    checkpoint: str | None,
+    checkpoint_hash: str | None,
+    settings: Settings,
+) -> dict[str, Any]:
+    """``GET /options``: A1111's common options with this server's values, then stored ones."""
+    base: dict[str, Any] = {
+        "sd_model_checkpoint": checkpoint,
+        "sd_checkpoint_hash": checkpoint_hash,
+        "sd_vae": "Automatic",
+        "CLIP_stop_at_last_layers": 1,
+        "samples_format": "png",
+        "samples_save": True,
+        "save_images_add_number": True,
+        "outdir_samples": str(settings.output_path),
+        "outdir_txt2img_samples": str(settings.output_path),
+        "outdir_img2img_samples": str(settings.output_path),
+        "enable_pnginfo": True,
+        "eta_noise_seed_delta": 0,
+        "sd_checkpoints_limit": 1,
+        "live_previews_enable": False,
+        "show_progress_every_n_steps": -1,
+        "interrogate_keep_models_in_memory": False,
+    }
+    return {**base, **{k: v for k, v in stored.items() if k != "sd_model_checkpoint"}}
+
+
+def cmd_flags(settings: Settings) -> dict[str, Any]:
+    """``GET /cmd-flags``: A1111's main flags, then every sdrest setting (secrets left out)."""
+    flags: dict[str, Any] = {
+        "api": True,
+        "nowebui": True,
+        "listen": settings.host not in ("127.0.0.1", "localhost", "::1"),
+        "port": settings.port,
+        "ckpt_dir": str(settings.models_path),
+        "lora_dir": str(settings.models_path / "lora"),
+        "data_dir": str(settings.data_path),
+        "api_auth": None if settings.auth.auth_mode == "none" else settings.auth.auth_mode,
+        "xformers": False,
+        "lowvram": settings.load.offload_to_cpu,
+    }
+    tree = msgspec.to_builtins(settings)
+    for name, (section, _info) in setting_fields().items():
+        if name in _SECRET_SETTINGS:
+            continue
+        value = tree.get(section, {}).get(name) if section else tree.get(name)
+        flags.setdefault(name, value)
+    return flags

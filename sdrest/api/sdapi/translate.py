@@ -1,0 +1,278 @@
+"""Pure translations: A1111 txt2img/img2img bodies -> the canonical request, jobs -> responses.
+
+Precedence for each canonical field, lowest first: the model preset's defaults, the A1111 fields
+the client sent (only those it sent), then the first ``<sd_cpp_extra_args>`` block in the prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from sdrest.api.common import convert
+from sdrest.api.extra_args import split_extra_args
+from sdrest.api.sdapi import imageprep, samplers
+from sdrest.api.sdapi.prompt_loras import extract_prompt_loras
+from sdrest.api.sdapi.schemas import Img2ImgBody, Txt2ImgBody
+from sdrest.errors import InvalidRequestError
+from sdrest.schemas import ImgGenRequest, Job
+from sdrest.settings import Limits, deep_merge
+
+SAMPLES_FORMATS: Mapping[str, str] = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "webp": "webp"}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What translation needs from the server, as plain values and callables (testable)."""
+
+    defaults_for: Callable[[str | None], Mapping[str, Any]]
+    """Preset defaults (canonical field names) of a model; None = the default model."""
+    resolve_checkpoint: Callable[[str], str]
+    """A1111 checkpoint title -> registry model name (raises 404)."""
+    limits: Limits = field(default_factory=Limits)
+    prompt_lora_names: Collection[str] | None = None
+    """Registry LoRA names when ``<lora:...>`` tags are on; None = tags stay prompt text."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Options a client set through ``POST /options`` (CLIP_stop_at_last_layers, samples_format)."""
+
+
+def samples_format(value: Any, field_name: str) -> str:
+    """The canonical output format of an A1111 ``samples_format`` (png, jpg, webp)."""
+    fmt = SAMPLES_FORMATS.get(str(value).strip().lower()) if isinstance(value, str) else None
+    if fmt is None:
+        raise InvalidRequestError(
+            f"{field_name} must be one of png, jpg, webp; got {value!r}", field=field_name
+        )
+    return fmt
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _model(body: Txt2ImgBody, extra: Mapping[str, Any], ctx: Context) -> str | None:
+    if extra.get("model"):
+        return str(extra["model"])
+    override = body.override_settings
+    if override is not None and override.sd_model_checkpoint:
+        return ctx.resolve_checkpoint(override.sd_model_checkpoint)
+    return None
+
+
+def _sample_fields(body: Txt2ImgBody) -> dict[str, Any]:
+    sampler = _first(body.sampler_name, body.sampler_index)
+    method, sched = samplers.resolve(sampler, body.scheduler)
+    sample: dict[str, Any] = {}
+    if method is not None:
+        sample["sample_method"] = method
+    if sched is not None:
+        sample["scheduler"] = sched
+    if body.steps is not None:
+        sample["sample_steps"] = body.steps
+    guidance: dict[str, Any] = {}
+    if body.cfg_scale is not None:
+        guidance["txt_cfg"] = body.cfg_scale
+    if body.distilled_cfg_scale is not None:
+        guidance["distilled_guidance"] = body.distilled_cfg_scale
+    if guidance:
+        sample["guidance"] = guidance
+    return sample
+
+
+def _option_fields(body: Txt2ImgBody, ctx: Context) -> dict[str, Any]:
+    override = body.override_settings
+    fields: dict[str, Any] = {}
+    clip = _first(
+        body.clip_skip,
+        override.CLIP_stop_at_last_layers if override else None,
+        ctx.options.get("CLIP_stop_at_last_layers"),
+    )
+    if clip is not None:
+        fields["clip_skip"] = clip
+    if override is not None and override.samples_format is not None:
+        fields["output_format"] = samples_format(
+            override.samples_format, "override_settings.samples_format"
+        )
+    elif ctx.options.get("samples_format") is not None:
+        fields["output_format"] = samples_format(ctx.options["samples_format"], "samples_format")
+    return fields
+
+
+def _batch_count(body: Txt2ImgBody) -> int | None:
+    if body.batch_size is None and body.n_iter is None:
+        return None
+    # A1111 runs n_iter batches of batch_size; one job of the product gives the same images.
+    return (body.batch_size or 1) * (body.n_iter or 1)
+
+
+def _wire_fields(body: Txt2ImgBody, prompt: str, loras: list[Any], ctx: Context) -> dict[str, Any]:
+    fields: dict[str, Any] = {"prompt": prompt}
+    for name in ("negative_prompt", "seed", "width", "height"):
+        value = getattr(body, name)
+        if value is not None:
+            fields[name] = value
+    count = _batch_count(body)
+    if count is not None:
+        fields["batch_count"] = count
+    sample = _sample_fields(body)
+    if sample:
+        fields["sample_params"] = sample
+    fields.update(_option_fields(body, ctx))
+    if body.lora:
+        loras = [*body.lora, *loras]
+    if loras:
+        fields["lora"] = [msgspec.to_builtins(lora) for lora in loras]
+    if body.extra_images is not None:
+        fields["ref_images"] = list(body.extra_images)
+    if isinstance(body, Img2ImgBody):
+        fields.update(_img2img_fields(body))
+    return fields
+
+
+def _img2img_fields(body: Img2ImgBody) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if not body.init_images:
+        raise InvalidRequestError("img2img needs one image in init_images", field="init_images")
+    if len(body.init_images) > 1:
+        raise InvalidRequestError("only one image in init_images is supported", field="init_images")
+    fields["init_image"] = body.init_images[0]
+    if body.mask is not None:
+        fields["mask_image"] = body.mask
+    if body.denoising_strength is not None:
+        fields["strength"] = body.denoising_strength
+    return fields
+
+
+def to_request(body: Txt2ImgBody, ctx: Context) -> ImgGenRequest:
+    """Translate a decoded txt2img or img2img body onto the canonical request (may decode images:
+    call it off the event loop for img2img)."""
+    if body.enable_hr:
+        raise InvalidRequestError(
+            "enable_hr (hires fix) is not supported by this server yet; generate at the target"
+            " size, or upscale the result with /sdapi/v1/extra-single-image",
+            field="enable_hr",
+        )
+    prompt, extra = split_extra_args(body.prompt or "")
+    tag_loras: list[Any] = []
+    if ctx.prompt_lora_names is not None:
+        prompt, tag_loras = extract_prompt_loras(prompt, ctx.prompt_lora_names)
+    model = _model(body, extra, ctx)
+    fields = _wire_fields(body, prompt, tag_loras, ctx)
+    if model is not None:
+        fields["model"] = model
+    merged = deep_merge(deep_merge(dict(ctx.defaults_for(model)), fields), extra)
+    request = convert(merged, ImgGenRequest)
+    if isinstance(body, Img2ImgBody):
+        request = _prepare_images(request, body, ctx.limits)
+    return request
+
+
+def _prepare_images(request: ImgGenRequest, body: Img2ImgBody, limits: Limits) -> ImgGenRequest:
+    mode = body.resize_mode if body.resize_mode is not None else imageprep.JUST_RESIZE
+    width, height = request.width, request.height
+    init = request.init_image
+    if init is not None:
+        init = imageprep.prepare_init_image(init, width, height, mode, limits)
+    mask = request.mask_image
+    if mask is not None:
+        mask = imageprep.prepare_mask(
+            mask,
+            width,
+            height,
+            mode,
+            limits,
+            invert=bool(body.inpainting_mask_invert),
+            blur=body.mask_blur if body.mask_blur is not None else 4,
+        )
+    return msgspec.structs.replace(request, init_image=init, mask_image=mask)
+
+
+# -- responses ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResultInfo:
+    """What a response needs besides the job: the echo, the model hash, the images."""
+
+    parameters: dict[str, Any]
+    images: list[str]
+    model_hash: str | None = None
+    batch_size: int | None = None
+    n_iter: int | None = None
+    subseed: int = -1
+    img2img: bool = False
+
+
+def info_object(job: Job, extra: ResultInfo) -> dict[str, Any]:
+    """The object ``info`` holds (as a JSON string), keyed as A1111's ``Processed.js()``."""
+    request = job.request or ImgGenRequest()
+    sample = request.sample_params
+    count = len(job.result.images) if job.result else 0
+    seeds = [ref.seed for ref in job.result.images] if job.result else []
+    seed = seeds[0] if seeds else request.seed
+    batch_size, n_iter = extra.batch_size or 1, extra.n_iter or 1
+    if batch_size * n_iter != request.batch_count:  # extra args or a preset changed the count
+        batch_size, n_iter = request.batch_count, 1
+    started = job.started or job.created
+    return {
+        "prompt": request.prompt,
+        "all_prompts": [request.prompt] * count,
+        "negative_prompt": request.negative_prompt,
+        "all_negative_prompts": [request.negative_prompt] * count,
+        "seed": seed,
+        "all_seeds": seeds,
+        "subseed": extra.subseed,
+        "all_subseeds": [extra.subseed] * count,
+        "subseed_strength": 0,
+        "width": request.width,
+        "height": request.height,
+        "sampler_name": samplers.sampler_display_name(sample.sample_method) or "Default",
+        "scheduler": samplers.scheduler_display_name(sample.scheduler),
+        "cfg_scale": sample.guidance.txt_cfg,
+        "steps": sample.sample_steps,
+        "batch_size": batch_size,
+        "n_iter": n_iter,
+        "restore_faces": False,
+        "face_restoration_model": None,
+        "sd_model_name": job.model,
+        "sd_model_hash": extra.model_hash,
+        "sd_vae_name": None,
+        "sd_vae_hash": None,
+        "seed_resize_from_w": -1,
+        "seed_resize_from_h": -1,
+        "denoising_strength": request.strength if extra.img2img else None,
+        "extra_generation_params": {},
+        "index_of_first_image": 0,
+        "infotexts": list(job.result.infotexts) if job.result else [],
+        "styles": [],
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(started)),
+        "clip_skip": request.clip_skip,
+        "is_using_inpainting_conditioning": False,
+        "version": "sdrest",
+        "job_id": job.id,
+        "interrupted": job.status == "cancelled",
+    }
+
+
+def generation_response(job: Job, extra: ResultInfo) -> dict[str, Any]:
+    """``{images, parameters, info}`` with ``info`` a JSON string, as A1111 answers."""
+    info = json.dumps(info_object(job, extra), ensure_ascii=False)
+    return {"images": extra.images, "parameters": extra.parameters, "info": info}
+
+
+IMAGE_FIELDS = ("init_images", "mask", "extra_images")
+
+
+def echo_parameters(raw: Mapping[str, Any], include_images: bool) -> dict[str, Any]:
+    """The request echoed back; input images left out (megabytes) unless asked for, as A1111."""
+    echo = dict(raw)
+    if not include_images:
+        for name in IMAGE_FIELDS:
+            if name in echo:
+                echo[name] = None
+    return echo
