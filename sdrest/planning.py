@@ -133,6 +133,22 @@ def check_limits(request: ImgGenRequest, limits: Limits) -> None:
         raise InvalidRequestError(
             f"sample_steps must be at most {limits.max_steps}", field="sample_params.sample_steps"
         )
+    hires = request.hires
+    if hires.enabled:
+        width, height = hires.target_size(request.width, request.height)
+        if not (
+            limits.min_size <= width <= limits.max_size
+            and limits.min_size <= height <= limits.max_size
+        ):
+            raise InvalidRequestError(
+                f"the hires fix size {width}x{height} is outside {limits.min_size}.."
+                f"{limits.max_size}",
+                field="hires",
+            )
+        if hires.steps > limits.max_steps:
+            raise InvalidRequestError(
+                f"hires steps must be at most {limits.max_steps}", field="hires.steps"
+            )
 
 
 def _decode(value: str | None, field_name: str, mode: str, limits: Limits) -> Image.Image | None:
@@ -220,7 +236,17 @@ def plan_generation(
         control_image=_decode(request.control_image, "control_image", "RGB", limits),
         ref_images=refs,
         loras=resolve_loras(request, registry, spec),
+        hires_upscaler_path=_hires_upscaler_path(request, registry),
     )
+
+
+def _hires_upscaler_path(request: ImgGenRequest, registry: ModelRegistry) -> str:
+    if not request.hires.enabled or request.hires.upscaler != "model":
+        return ""
+    try:
+        return registry.get(request.hires.upscaler_model, type="upscaler").path
+    except UnknownModelError as exc:
+        raise NotFoundError(str(exc), field="hires.upscaler_model") from exc
 
 
 def plan_upscale(

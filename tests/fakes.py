@@ -47,7 +47,9 @@ class FakeEngine:
         ]
 
     async def upscale(self, plan: UpscalePlan, on_progress: ProgressFn) -> Image.Image:
-        return plan.image.resize((plan.image.width * 2, plan.image.height * 2), Image.Resampling.NEAREST)
+        return plan.image.resize(
+            (plan.image.width * 2, plan.image.height * 2), Image.Resampling.NEAREST
+        )
 
     async def load(self, spec: ModelSpec) -> None:
         self._loaded = spec.name

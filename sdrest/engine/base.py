@@ -59,6 +59,8 @@ class GenerationPlan:
     control_image: Image.Image | None = None
     ref_images: tuple[Image.Image, ...] = ()
     loras: tuple[ResolvedLora, ...] = ()
+    hires_upscaler_path: str = ""
+    """The ESRGAN file of a hires fix whose upscaler is "model"."""
 
 
 @dataclass(frozen=True)

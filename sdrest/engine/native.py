@@ -44,6 +44,23 @@ native_logger = logging.getLogger("sdrest.native")
 
 T = TypeVar("T")
 
+class _HiresParams(sd_binding.sd_hires_params_t):  # type: ignore[misc]
+    """The 0.4.7 wrapper fills ``sd_hires_params_t(path=...)`` but the field is ``model_path``:
+    ctypes keeps the unknown keyword as a plain attribute, so the ESRGAN path of a hires fix
+    never reaches the library ("hires model upscaler requires a model path"). This subclass
+    routes ``path`` into ``model_path``; the wrapper looks the class up on the package at each
+    call, so installing it there (once, when the engine module loads) is enough.
+    """
+
+    def __init__(self, *args: Any, path: bytes | None = None, **fields: Any) -> None:
+        if path is not None:
+            fields["model_path"] = path
+        super().__init__(*args, **fields)
+
+
+if not issubclass(sd_binding.sd_hires_params_t, _HiresParams):
+    sd_binding.sd_hires_params_t = _HiresParams
+
 # sd_log_level_t -> logging level (the wrapper's own table is inverted, so we keep ours).
 _NATIVE_LEVELS = {0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
 

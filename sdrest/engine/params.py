@@ -96,6 +96,18 @@ def generation_kwargs(plan: GenerationPlan) -> dict[str, Any]:
         "scm_mask": req.scm_mask,
         "scm_policy": "dynamic" if req.scm_policy_dynamic else "static",
     }
+    hires = req.hires
+    if hires.enabled:
+        kwargs.update(
+            hires=True,
+            hires_path=plan.hires_upscaler_path,
+            hires_upscaler=hires.upscaler,
+            hires_scale=hires.scale,
+            hires_width=hires.width,
+            hires_height=hires.height,
+            hires_steps=hires.steps,
+            hires_denoising_strength=hires.denoising_strength,
+        )
     kwargs.update(parse_cache_option(req.cache_option))
     return kwargs
 

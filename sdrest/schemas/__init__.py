@@ -12,10 +12,12 @@ from sdrest.schemas.job import (
     UpscaleRequest,
 )
 from sdrest.schemas.request import (
+    HIRES_UPSCALERS,
     OUTPUT_FORMATS,
     SAMPLE_METHODS,
     SCHEDULERS,
     GuidanceParams,
+    HiresParams,
     ImgGenRequest,
     LoraSpec,
     SampleParams,
@@ -25,10 +27,12 @@ from sdrest.schemas.request import (
 
 __all__ = [
     "FINISHED",
+    "HIRES_UPSCALERS",
     "OUTPUT_FORMATS",
     "SAMPLE_METHODS",
     "SCHEDULERS",
     "GuidanceParams",
+    "HiresParams",
     "ImageRef",
     "ImgGenRequest",
     "Job",

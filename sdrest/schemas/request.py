@@ -54,6 +54,18 @@ CACHE_MODES: tuple[str, ...] = (
     "spectrum",
 )
 OUTPUT_FORMATS: tuple[str, ...] = ("png", "jpeg", "webp")
+HIRES_UPSCALERS: tuple[str, ...] = (
+    "none",
+    "latent",
+    "latent_nearest",
+    "latent_nearest_exact",
+    "latent_antialiased",
+    "latent_bicubic",
+    "latent_bicubic_antialiased",
+    "lanczos",
+    "nearest",
+    "model",
+)
 
 OutputFormat = Literal["png", "jpeg", "webp"]
 NonNegInt = Annotated[int, Meta(ge=0)]
@@ -133,6 +145,44 @@ class VaeTilingParams(_Strict):
     rel_size_y: Annotated[float, Meta(ge=0.0)] = 0.0
 
 
+class HiresParams(_Strict):
+    """sdrest extension: the library's native hires fix (a second pass at a larger size).
+
+    The first pass runs at ``width`` x ``height``; the result is upscaled (in latent space, by a
+    pixel filter, or by an ESRGAN ``upscaler_model`` from the registry when ``upscaler`` is
+    "model") to ``width``/``height`` here, or by ``scale`` when they are 0, and re-sampled for
+    ``steps`` (0 = the first pass's steps) at ``denoising_strength``.
+    """
+
+    enabled: bool = False
+    upscaler: str = "latent"
+    upscaler_model: str = ""
+    scale: Annotated[float, Meta(gt=0.0, le=8.0)] = 2.0
+    width: NonNegInt = 0
+    height: NonNegInt = 0
+    steps: NonNegInt = 0
+    denoising_strength: Unit = 0.7
+
+    def __post_init__(self) -> None:
+        self.upscaler = self.upscaler.strip().lower()
+        if self.upscaler not in HIRES_UPSCALERS:
+            raise ValueError(
+                f"unknown hires upscaler {self.upscaler!r}; valid: {', '.join(HIRES_UPSCALERS)}"
+            )
+        if self.upscaler == "model" and not self.upscaler_model:
+            raise ValueError("hires upscaler 'model' needs upscaler_model (an ESRGAN name)")
+
+    def target_size(self, width: int, height: int) -> tuple[int, int]:
+        """The second pass's size for a first pass of ``width`` x ``height``."""
+        if self.width and self.height:
+            return self.width, self.height
+        if self.width:
+            return self.width, round(height * self.width / width)
+        if self.height:
+            return round(width * self.height / height), self.height
+        return round(width * self.scale), round(height * self.scale)
+
+
 class ImgGenRequest(_Strict):
     """``POST /sdcpp/v1/img_gen``: the canonical request every family translates onto."""
 
@@ -156,6 +206,7 @@ class ImgGenRequest(_Strict):
     sample_params: SampleParams = msgspec.field(default_factory=SampleParams)
     lora: list[LoraSpec] = msgspec.field(default_factory=list)
     vae_tiling_params: VaeTilingParams = msgspec.field(default_factory=VaeTilingParams)
+    hires: HiresParams = msgspec.field(default_factory=HiresParams)
     cache_mode: str = "disabled"
     cache_option: str = ""
     scm_mask: str = ""

@@ -8,8 +8,8 @@ import logging
 import pytest
 from PIL import Image
 
-from sdrest.errors import InvalidRequestError
-from sdrest.schemas import LoraSpec, UpscaleRequest
+from sdrest.errors import InvalidRequestError, NotFoundError
+from sdrest.schemas import HiresParams, LoraSpec, UpscaleRequest
 from sdrest.service import SdrestService
 from tests.native.helpers import output_bytes, output_pixels, png_b64, quick, run
 
@@ -128,3 +128,18 @@ async def test_a_broken_upscaler_fails_its_job_cleanly(native_service: SdrestSer
         UpscaleRequest(image=image, upscaler="tiny-esrgan-x2")
     )
     assert (await native_service.wait(good.id, timeout=60)).status == "completed"
+
+
+async def test_native_hires_fix_doubles_the_size(native_service: SdrestService) -> None:
+    for hires in (
+        HiresParams(enabled=True, upscaler="latent", scale=2.0, steps=1),
+        HiresParams(enabled=True, upscaler="model", upscaler_model="tiny-esrgan-x2", steps=1),
+    ):
+        job = await run(native_service, quick(seed=3, hires=hires))
+        assert job.status == "completed", job.error
+        assert job.result is not None
+        assert (job.result.images[0].width, job.result.images[0].height) == (128, 128)
+    unknown = HiresParams(enabled=True, upscaler="model", upscaler_model="nope")
+    with pytest.raises(NotFoundError) as err:
+        await native_service.submit(quick(hires=unknown))
+    assert err.value.field == "hires.upscaler_model"

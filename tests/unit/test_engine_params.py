@@ -9,7 +9,13 @@ import pytest
 from sdrest.engine.base import GenerationPlan, ModelSpec, ResolvedLora
 from sdrest.engine.params import generation_kwargs, load_kwargs, parse_cache_option
 from sdrest.errors import InvalidRequestError
-from sdrest.schemas import GuidanceParams, ImgGenRequest, SampleParams, VaeTilingParams
+from sdrest.schemas import (
+    GuidanceParams,
+    HiresParams,
+    ImgGenRequest,
+    SampleParams,
+    VaeTilingParams,
+)
 from sdrest.settings import LoadOptions
 
 
@@ -85,3 +91,11 @@ def test_load_options_map_onto_the_constructor() -> None:
     )
     assert kwargs["keep_clip_on_cpu"] and kwargs["enable_mmap"] and kwargs["verbose"] is True
     assert ResolvedLora("/l", 1.0).is_high_noise is False
+
+
+def test_hires_fix_reaches_the_binding_only_when_enabled() -> None:
+    assert "hires" not in generation_kwargs(_plan(ImgGenRequest()))
+    request = ImgGenRequest(hires=HiresParams(enabled=True, upscaler="lanczos", scale=1.5, steps=2))
+    kwargs = generation_kwargs(_plan(request))
+    assert kwargs["hires"] is True and kwargs["hires_upscaler"] == "lanczos"
+    assert (kwargs["hires_scale"], kwargs["hires_steps"], kwargs["hires_path"]) == (1.5, 2, "")

@@ -167,10 +167,38 @@ def test_unknown_sampler_is_a_400() -> None:
     assert err.value.status == 400
 
 
-def test_enable_hr_is_refused_clearly() -> None:
-    with pytest.raises(InvalidRequestError, match="enable_hr") as err:
-        txt({"enable_hr": True, "hr_scale": 2})
-    assert err.value.status == 400 and err.value.field == "enable_hr"
+def test_enable_hr_maps_onto_the_native_hires_fix() -> None:
+    request = txt(
+        {
+            "enable_hr": True,
+            "hr_scale": 1.5,
+            "hr_second_pass_steps": 3,
+            "denoising_strength": 0.4,
+            "hr_upscaler": "Latent (bicubic)",
+        }
+    )
+    hires = request.hires
+    assert hires.enabled and hires.upscaler == "latent_bicubic"
+    assert (hires.scale, hires.steps, hires.denoising_strength) == (1.5, 3, 0.4)
+    assert request.strength == 0.75  # the first pass is txt2img: no strength
+
+
+def test_hires_size_and_esrgan_upscaler() -> None:
+    request = txt({"enable_hr": True, "hr_resize_x": 1024, "hr_upscaler": "4x-Ultra"})
+    assert request.hires.width == 1024 and request.hires.height == 0
+    assert request.hires.upscaler == "model" and request.hires.upscaler_model == "4x-Ultra"
+    assert request.hires.target_size(512, 768) == (1024, 1536)
+
+
+def test_hires_is_off_unless_enabled() -> None:
+    assert not txt({"enable_hr": False, "hr_scale": 2}).hires.enabled
+
+
+def test_hires_second_pass_cannot_change_model_or_sampler() -> None:
+    with pytest.raises(InvalidRequestError) as err:
+        txt({"enable_hr": True, "hr_sampler_name": "Euler a"})
+    assert err.value.field == "hr_sampler_name"
+    assert txt({"enable_hr": True, "hr_checkpoint_name": "Use same checkpoint"}).hires.enabled
 
 
 def test_out_of_range_after_translation_is_a_400() -> None:

@@ -50,6 +50,16 @@ class Txt2ImgBody(msgspec.Struct, kw_only=True):
     clip_skip: Annotated[int, Meta(ge=-1, le=12)] | None = None
     denoising_strength: Strength | None = None
     enable_hr: bool | None = None
+    hr_scale: Annotated[float, Meta(gt=0.0, le=8.0)] | None = None
+    hr_resize_x: Annotated[int, Meta(ge=0)] | None = None
+    hr_resize_y: Annotated[int, Meta(ge=0)] | None = None
+    hr_second_pass_steps: Annotated[int, Meta(ge=0)] | None = None
+    hr_upscaler: str | None = None
+    hr_checkpoint_name: str | None = None
+    hr_sampler_name: str | None = None
+    hr_scheduler: str | None = None
+    hr_prompt: str | None = None
+    hr_negative_prompt: str | None = None
     override_settings: OverrideSettings | None = None
     send_images: bool | None = None
     save_images: bool | None = None

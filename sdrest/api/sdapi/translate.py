@@ -131,6 +131,54 @@ def _wire_fields(body: Txt2ImgBody, prompt: str, loras: list[Any], ctx: Context)
         fields["ref_images"] = list(body.extra_images)
     if isinstance(body, Img2ImgBody):
         fields.update(_img2img_fields(body))
+    elif body.enable_hr:
+        fields["hires"] = hires_fields(body)
+    return fields
+
+
+# A1111 hires upscaler names -> the library's; any other name is an ESRGAN file of the registry.
+HIRES_UPSCALER_NAMES: dict[str, str] = {
+    "latent": "latent",
+    "latent (nearest)": "latent_nearest",
+    "latent (nearest-exact)": "latent_nearest_exact",
+    "latent (antialiased)": "latent_antialiased",
+    "latent (bicubic)": "latent_bicubic",
+    "latent (bicubic antialiased)": "latent_bicubic_antialiased",
+    "lanczos": "lanczos",
+    "nearest": "nearest",
+    "none": "none",
+}
+_SAME = ("", "use same checkpoint", "use same sampler", "use same scheduler")
+
+
+def hires_fields(body: Txt2ImgBody) -> dict[str, Any]:
+    """``enable_hr`` and its ``hr_*`` fields onto the library's native hires fix (``hires``)."""
+    for name in ("hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt"):
+        value = getattr(body, name)
+        first_pass = body.prompt if name == "hr_prompt" else None
+        if value is not None and value.strip().lower() not in _SAME and value != first_pass:
+            raise InvalidRequestError(
+                f"{name} must be the same as the first pass: the native hires fix re-samples"
+                " with the first pass's model, sampler and prompt",
+                field=name,
+            )
+    fields: dict[str, Any] = {"enabled": True}
+    upscaler = (body.hr_upscaler or "Latent").strip()
+    native = HIRES_UPSCALER_NAMES.get(upscaler.lower())
+    if native is None:
+        fields["upscaler"], fields["upscaler_model"] = "model", upscaler
+    else:
+        fields["upscaler"] = native
+    if body.hr_scale is not None:
+        fields["scale"] = body.hr_scale
+    if body.hr_resize_x:
+        fields["width"] = body.hr_resize_x
+    if body.hr_resize_y:
+        fields["height"] = body.hr_resize_y
+    if body.hr_second_pass_steps:
+        fields["steps"] = body.hr_second_pass_steps
+    if body.denoising_strength is not None:  # in txt2img, A1111 applies it to the second pass
+        fields["denoising_strength"] = body.denoising_strength
     return fields
 
 
@@ -151,12 +199,6 @@ def _img2img_fields(body: Img2ImgBody) -> dict[str, Any]:
 def to_request(body: Txt2ImgBody, ctx: Context) -> ImgGenRequest:
     """Translate a decoded txt2img or img2img body onto the canonical request (may decode images:
     call it off the event loop for img2img)."""
-    if body.enable_hr:
-        raise InvalidRequestError(
-            "enable_hr (hires fix) is not supported by this server yet; generate at the target"
-            " size, or upscale the result with /sdapi/v1/extra-single-image",
-            field="enable_hr",
-        )
     prompt, extra = split_extra_args(body.prompt or "")
     tag_loras: list[Any] = []
     if ctx.prompt_lora_names is not None:

@@ -12,7 +12,7 @@ import base64
 import msgspec
 
 from sdrest.api.sdapi.schemas import Img2ImgBody, Txt2ImgBody
-from sdrest.errors import InvalidRequestError
+from sdrest.errors import InvalidRequestError, SdrestError
 from sdrest.net.fetch import fetch_image_bytes
 from sdrest.settings import Settings
 
@@ -49,7 +49,14 @@ async def _fetch(value: str, field: str, settings: Settings) -> str:
             " --allow-url-images); send base64 or a data URL",
             field=field,
         )
-    data = await fetch_image_bytes(value, settings.fetch, max_bytes=settings.limits.max_image_bytes)
+    try:
+        data = await fetch_image_bytes(
+            value, settings.fetch, max_bytes=settings.limits.max_image_bytes
+        )
+    except SdrestError as exc:  # name the A1111 field, not the fetcher's "url"
+        exc.field = field
+        exc.message = f"{field}: {exc.message}"
+        raise
     return base64.b64encode(data).decode("ascii")
 
 
