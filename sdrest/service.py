@@ -455,3 +455,13 @@ class SdrestService:
     def output_file(self, job_id: str, filename: str) -> Path:
         """Path of one output image (ValueError for anything outside the job's folder)."""
         return outputs.output_path(self.output_dir, job_id, filename)
+
+    def reset_default_model(self) -> None:
+        """Forget a default chosen at run time (:meth:`set_default_model`): the configured one,
+        or the only model, applies again (the /api in-process restart)."""
+        self._default_model = None
+
+    def live_jobs(self) -> list[Job]:
+        """The job being generated, then the queued ones in run order (in memory, no store)."""
+        ids = ([self._current] if self._current else []) + self._queue.ids()
+        return [job for job_id in ids if (job := self._active.get(job_id)) is not None]

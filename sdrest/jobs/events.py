@@ -35,7 +35,15 @@ class EventBus:
         return len(self._subscribers)
 
     def publish(self, event: JobEvent) -> None:
-        """Deliver to every subscriber without waiting."""
+        """Deliver to every subscriber without waiting.
+
+        Subscribers get a snapshot: the job object itself keeps changing (queued -> generating
+        -> completed) before a subscriber reads its queue, and each event must show the state it
+        announces. A shallow copy is enough: every field is replaced, never mutated in place.
+        """
+        if not self._subscribers:
+            return
+        event = JobEvent(event.type, msgspec.structs.replace(event.job))
         for queue in self._subscribers:
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):

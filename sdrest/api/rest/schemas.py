@@ -1,0 +1,116 @@
+"""Wire bodies of the /api family (stable-diffusion.cpp-rest), decoded by msgspec.
+
+Optional fields default to None so the translation knows what the client left out: a missing
+field takes the model's preset default, a given one wins. Unknown fields are refused (a typo is a
+400 naming the field, never silently ignored).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+Name = Annotated[str, Meta(min_length=1, max_length=1024)]
+
+
+class _Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base: unknown fields are refused."""
+
+
+class GenerateBody(_Body):
+    """``POST /api/generate/{text2img,img2img,inpainting,controlnet}``."""
+
+    model_name: Name | None = None
+    prompt: Annotated[str, Meta(max_length=100_000)] = ""
+    negative_prompt: Annotated[str, Meta(max_length=100_000)] = ""
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
+    distilled_guidance: float | None = None
+    sampling_method: str | None = None
+    scheduler: str | None = None
+    seed: int | str | None = None
+    """``"random"`` (or a negative number) picks one; the chosen seed is in the job."""
+    batch_count: int | None = None
+    clip_skip: int | None = None
+    strength: float | None = None
+    init_image: str | None = None
+    source_image: str | None = None
+    """Alias of ``init_image`` (the inpainting examples use it)."""
+    mask_image: str | None = None
+    control_image: str | None = None
+    control_net_model: Name | None = None
+    control_strength: float | None = None
+    output_format: str | None = None
+    output_compression: int | None = None
+    vae_tiling: bool | None = None
+    # Load options: server-wide (changing one reloads the model for everybody), see docs.
+    n_threads: int | None = None
+    offload_params_to_cpu: bool | None = None
+    clip_on_cpu: bool | None = None
+    vae_on_cpu: bool | None = None
+    diffusion_flash_attn: bool | None = None
+    diffusion_conv_direct: bool | None = None
+    vae_conv_direct: bool | None = None
+    # Component files: names or paths inside the models folder, never outside it.
+    vae_path: Name | None = None
+    vae_model: Name | None = None
+    clip_l_path: Name | None = None
+    clip_g_path: Name | None = None
+    t5xxl_path: Name | None = None
+    taesd_path: Name | None = None
+    embedding_dir: Name | None = None
+    lora_model_dir: Name | None = None
+
+
+class UpscaleBody(_Body):
+    """``POST /api/generate/upscale``: one image through an ESRGAN model."""
+
+    image: str | None = None
+    init_image: str | None = None
+    """Alias of ``image``."""
+    esrgan_model: Name | None = None
+    model_name: Name | None = None
+    """Alias of ``esrgan_model``."""
+    upscale_factor: int | None = None
+    """Checked against nothing: the ESRGAN file decides its factor (2x or 4x)."""
+    repeats: int = 1
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+
+
+class CancelBody(_Body):
+    """``POST /api/queue/cancel``."""
+
+    job_id: Name
+
+
+class BatchBody(_Body):
+    """``POST /api/models/batch``."""
+
+    operation: Literal["load", "unload", "validate", "hash"]
+    models: Annotated[list[Name], Meta(min_length=1, max_length=64)]
+
+
+class ValidateModelBody(_Body):
+    """``POST /api/models/validate``: a registry name or a path inside the models folder."""
+
+    model_name: Name | None = None
+    path: Name | None = None
+
+
+class HashBody(_Body):
+    """``POST /api/models/hash``: hash the named models (SHA-256, cached)."""
+
+    models: Annotated[list[Name], Meta(min_length=1, max_length=64)] | None = None
+    model_name: Name | None = None
+
+
+class ConvertBody(_Body):
+    """``POST /api/models/convert``: quantize a model to GGUF."""
+
+    model_name: Name
+    quantization_type: Name
+    output_path: Name | None = None

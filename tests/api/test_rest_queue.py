@@ -1,0 +1,133 @@
+"""/api/queue/*: status with positions and progress, visibility per user, cancel, clear."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from sdrest.service import SdrestService
+from tests.api.test_rest_support import (
+    ADMIN,
+    ALICE,
+    ANONYMOUS,
+    BOB,
+    GUEST,
+    api,
+    assert_error,
+    finished,
+    text2img,
+)
+from tests.fakes import FakeEngine
+
+__all__ = ["api"]
+
+
+async def _submit(api: httpx.AsyncClient, headers: dict[str, str], **fields: object) -> str:
+    r = await api.post("/api/generate/text2img", json=text2img(**fields), headers=headers)
+    assert r.status_code == 202, r.text
+    return str(r.json()["request_id"])
+
+
+async def test_status_shows_positions_progress_and_only_own_jobs(
+    api: httpx.AsyncClient, service: SdrestService, fake_engine: FakeEngine
+) -> None:
+    fake_engine.hold = asyncio.Event()
+    running = await _submit(api, ALICE, steps=4)
+    await fake_engine.started.wait()
+    await asyncio.sleep(0.05)  # let the fake's progress reach the job
+    bobs = await _submit(api, BOB)
+    alices = await _submit(api, ALICE)
+
+    r = await api.get("/api/queue/status", headers=ALICE)
+    assert r.status_code == 200, r.text
+    queue = r.json()["queue"]
+    assert queue["size"] == 2 and queue["active_generations"] == 1
+    ids = [j["id"] for j in queue["jobs"]]
+    assert ids == [running, alices]  # the running one first, then the queue; no Bob
+    first, second = queue["jobs"]
+    assert first["status"] == "processing" and first["position"] == 0
+    assert first["current_step"] == 4 and first["total_steps"] == 4
+    assert first["progress"] == 1.0 and first["speed"] == 100.0
+    assert first["time_remaining"] == 0 and first["time_elapsed"] >= 0
+    assert second["status"] == "queued" and second["position"] == 2
+    assert second["prompt"] == "a lovely cat"
+
+    admin_ids = [
+        j["id"] for j in (await api.get("/api/queue/status", headers=ADMIN)).json()["queue"]["jobs"]
+    ]
+    assert set(admin_ids) == {running, bobs, alices}
+    fake_engine.hold.set()
+    await finished(service, alices)
+
+
+async def test_job_detail_visibility_and_outputs(
+    api: httpx.AsyncClient, service: SdrestService
+) -> None:
+    job_id = await _submit(api, ALICE, batch_count=2)
+    await finished(service, job_id)
+    r = await api.get(f"/api/queue/job/{job_id}", headers=ALICE)
+    assert r.status_code == 200, r.text
+    job = r.json()["job"]
+    assert job["status"] == "completed" and job["progress"] == 1.0
+    assert [o["filename"] for o in job["outputs"]] == ["0.png", "1.png"]
+    assert job["outputs"][0]["url"] == f"/api/queue/job/{job_id}/output/0.png"
+    assert job["parameters"]["steps"] == 2 and job["end_time"] >= job["queued_time"]
+    # Another user's job looks exactly like an unknown one.
+    assert_error(await api.get(f"/api/queue/job/{job_id}", headers=BOB), 404, "JOB_NOT_FOUND")
+    assert_error(await api.get("/api/queue/job/job_0_00", headers=ALICE), 404, "JOB_NOT_FOUND")
+    assert (await api.get(f"/api/queue/job/{job_id}", headers=ADMIN)).status_code == 200
+    assert_error(await api.get(f"/api/queue/job/{job_id}", headers=ANONYMOUS), 401, "AUTH_REQUIRED")
+    assert_error(await api.get("/api/queue/status", headers=GUEST), 401, "AUTH_REQUIRED")
+
+
+async def test_cancel_queued_running_and_finished(
+    api: httpx.AsyncClient, service: SdrestService, fake_engine: FakeEngine
+) -> None:
+    fake_engine.hold = asyncio.Event()
+    running = await _submit(api, ALICE)
+    await fake_engine.started.wait()
+    queued = await _submit(api, ALICE)
+
+    r = await api.post("/api/queue/cancel", json={"job_id": queued}, headers=BOB)
+    assert_error(r, 404, "JOB_NOT_FOUND")
+    r = await api.post("/api/queue/cancel", json={"job_id": queued}, headers=ALICE)
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "status": "success",
+        "message": "Job cancelled successfully",
+        "job_id": queued,
+        "job_status": "cancelled",
+    }
+    r = await api.post("/api/queue/cancel", json={"job_id": running}, headers=ALICE)
+    assert r.status_code == 200 and "requested" in r.json()["message"]
+    fake_engine.hold.set()
+    job = await finished(service, running)
+    assert job.status == "cancelled" and job.result is None
+
+    done = await _submit(api, ALICE)
+    await finished(service, done)
+    r = await api.post("/api/queue/cancel", json={"job_id": done}, headers=ALICE)
+    assert_error(r, 409, "CONFLICT")
+    assert_error(await api.post("/api/queue/cancel", json={}), 400, "VALIDATION_ERROR")
+    assert_error(await api.post("/api/queue/cancel", content=b"job"), 400, "INVALID_PARAMETERS")
+
+
+async def test_clear_cancels_only_the_callers_queued_jobs(
+    api: httpx.AsyncClient, service: SdrestService, fake_engine: FakeEngine
+) -> None:
+    fake_engine.hold = asyncio.Event()
+    running = await _submit(api, ALICE)
+    await fake_engine.started.wait()
+    alices = await _submit(api, ALICE)
+    bobs = await _submit(api, BOB)
+
+    r = await api.post("/api/queue/clear", headers=ALICE)
+    assert r.status_code == 200, r.text
+    assert r.json()["cancelled"] == [alices]
+    assert service.queued_ids() == [bobs]
+    r = await api.post("/api/queue/clear", headers=ADMIN)
+    assert r.json()["cancelled"] == [bobs] and service.queued_ids() == []
+    assert (await service.get(running)).status == "generating"  # the running job is left alone
+    fake_engine.hold.set()
+    await finished(service, running)
