@@ -31,6 +31,7 @@ async def health(request: Request) -> Response:
     return JSONResponse(
         {
             "status": "healthy",
+            "timestamp": int(time.time()),
             "version": __version__,
             "uptime": round(time.time() - service.started_at, 3),
             "model_loaded": service.loaded_model is not None,

@@ -7,13 +7,20 @@ undecodable images, paths outside the models folder) is a 4xx and never reaches 
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from sdrest.engine.base import GenerationPlan, ModelSpec, ResolvedLora, UpscalePlan
+from sdrest.engine.base import (
+    ConvertPlan,
+    GenerationPlan,
+    ModelSpec,
+    ResolvedLora,
+    UpscalePlan,
+)
 from sdrest.engine.params import parse_cache_option
-from sdrest.errors import InvalidRequestError, NotFoundError
+from sdrest.errors import ConflictError, InvalidRequestError, NotFoundError
 from sdrest.images import ImageInputError, decode_image_field
 from sdrest.models import (
     HeaderError,
@@ -25,7 +32,7 @@ from sdrest.models import (
     detect,
 )
 from sdrest.models.compat import architecture_mismatch, lora_mismatch
-from sdrest.schemas import ImgGenRequest, Job, UpscaleRequest
+from sdrest.schemas import ConvertRequest, ImgGenRequest, Job, UpscaleRequest
 from sdrest.settings import Limits, Settings, deep_merge
 
 # Roles a user can pick as "the model" and the ModelSpec field each one fills.
@@ -271,12 +278,51 @@ def plan_upscale(
     )
 
 
+def convert_target(models_dir: Path, source: Path, weight_type: str, output: str | None) -> Path:
+    """Where a conversion writes: ``output`` (a relative ``.gguf`` path inside the models folder)
+    or ``<source stem>.<weight type>.gguf`` beside the source; never outside, never over a file."""
+    root = models_dir.resolve()
+    if output is None:
+        target = source.with_name(f"{source.stem}.{weight_type}.gguf")
+    else:
+        rel = Path(output)
+        if rel.is_absolute() or ".." in rel.parts or rel.suffix.lower() != ".gguf":
+            raise InvalidRequestError(
+                "output_path must be a relative .gguf path inside the models folder",
+                field="output_path",
+            )
+        target = root / rel
+    # resolve() follows a symlinked parent folder: the real place must still be inside.
+    if not target.parent.resolve().is_relative_to(root):
+        raise InvalidRequestError(
+            "output_path leads outside the models folder", field="output_path"
+        )
+    if target.exists():
+        raise ConflictError(f"{target.name} already exists", field="output_path")
+    return target
+
+
+def plan_convert(request: ConvertRequest, registry: ModelRegistry) -> ConvertPlan:
+    """Resolve a conversion: the source file by registry name, the target inside the models folder
+    (``request.output_path`` is already relative to it)."""
+    try:
+        entry = registry.get(request.model)
+    except UnknownModelError as exc:
+        raise NotFoundError(str(exc), field="model_name") from exc
+    target = convert_target(
+        registry.models_dir, Path(entry.path), request.weight_type, request.output_path
+    )
+    return ConvertPlan(str(entry.path), str(target), request.weight_type)
+
+
 def plan_for_job(
     job: Job, settings: Settings, registry: ModelRegistry
-) -> GenerationPlan | UpscalePlan:
+) -> GenerationPlan | UpscalePlan | ConvertPlan:
     """Re-plan a stored job (after a restart)."""
     if job.upscale is not None:
         return plan_upscale(job.upscale, settings, registry)
+    if job.convert is not None:
+        return plan_convert(job.convert, registry)
     if job.request is None:
         raise InvalidRequestError("the stored job has no request")
     return plan_generation(job.request, job.model, settings, registry)

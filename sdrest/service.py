@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,12 +20,13 @@ from typing import Any
 import msgspec
 
 from sdrest import outputs, planning
-from sdrest.engine.base import Engine, GenerationPlan, UpscalePlan
+from sdrest.engine.base import ConvertPlan, Engine, GenerationPlan, UpscalePlan
 from sdrest.errors import ConflictError, GoneError, NotFoundError, SdrestError
 from sdrest.images import build_infotext
 from sdrest.jobs import EventBus, JobEvent, JobQueue, JobStore
 from sdrest.models import ModelRegistry
 from sdrest.schemas import (
+    ConvertRequest,
     ImgGenRequest,
     Job,
     JobError,
@@ -37,7 +39,7 @@ from sdrest.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-Plan = GenerationPlan | UpscalePlan
+Plan = GenerationPlan | UpscalePlan | ConvertPlan
 _RECENT_FINISHED = 256
 _EXPIRY_INTERVAL = 60.0
 
@@ -229,19 +231,41 @@ class SdrestService:
         )
         return await self._enqueue(job, plan)
 
+    async def submit_convert(
+        self, request: ConvertRequest, *, owner: str = "", family: str = "rest"
+    ) -> Job:
+        """Queue a model conversion (quantization to GGUF); the new file is registered when done."""
+        plan = await asyncio.to_thread(planning.plan_convert, request, self.registry)
+        job = Job(
+            id=new_job_id(),
+            kind="convert",
+            created=time.time(),
+            owner=owner,
+            family=family,
+            model=request.model,
+            convert=request,
+        )
+        return await self._enqueue(job, plan)
+
     async def _enqueue(self, job: Job, plan: Plan, *, recovered: bool = False) -> Job:
         self._queue.push(job.id, force=recovered)  # raises QueueFullError first: nothing stored
         self._active[job.id] = job
         self._plans[job.id] = plan
         self._done[job.id] = asyncio.Event()
+        # Published before the insert awaits: the consumer may take the job meanwhile, and a
+        # stream must never see "generating" before "queued".
+        self._publish("state", job)
         if not recovered:
             try:
                 await self.store.insert(job)
             except Exception:
-                self._forget(job.id)
                 self._queue.remove(job.id)
+                job.status = "failed"
+                job.error = JobError("store_failed", "the job could not be stored")
+                self._publish("state", job)
+                self._forget(job.id)
+                self._done.pop(job.id, None)
                 raise
-        self._publish("state", job)
         return job
 
     def queue_position(self, job_id: str) -> int:
@@ -346,6 +370,9 @@ class SdrestService:
                 job.progress = progress
                 self._publish("progress", job)
 
+        if isinstance(plan, ConvertPlan):
+            await self._run_convert(job, plan, on_progress)
+            return
         infos: list[str | None]
         if isinstance(plan, UpscalePlan):
             images = [await self.engine.upscale(plan, on_progress)]
@@ -377,6 +404,19 @@ class SdrestService:
         )
         result = JobResult(fmt, refs, [i for i in infos if i is not None])
         await self._finish(job, "completed", result=result)
+
+    async def _run_convert(
+        self, job: Job, plan: ConvertPlan, on_progress: Callable[[Progress], None]
+    ) -> None:
+        target = Path(plan.output_path)
+        if target.exists():  # another job wrote it since this one was accepted
+            raise ConflictError(f"{target.name} already exists")
+        try:
+            await self.engine.convert(plan, on_progress)
+        finally:
+            await self.refresh_models()
+        rel = target.resolve().relative_to(self.registry.models_dir.resolve())
+        await self._finish(job, "completed", result=JobResult("gguf", [], files=[str(rel)]))
 
     async def _finish(
         self,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from sdrest.engine.base import GenerationPlan, ModelSpec, ProgressFn, UpscalePlan
+from sdrest.engine.base import ConvertPlan, GenerationPlan, ModelSpec, ProgressFn, UpscalePlan
 from sdrest.errors import EngineError
 from sdrest.schemas import Progress
 
@@ -23,6 +23,7 @@ class FakeEngine:
         self.started = asyncio.Event()
         self.fail_with: str | None = None
         self._loaded: str | None = None
+        self.converted: list[ConvertPlan] = []
 
     @property
     def loaded_model(self) -> str | None:
@@ -50,6 +51,11 @@ class FakeEngine:
         return plan.image.resize(
             (plan.image.width * 2, plan.image.height * 2), Image.Resampling.NEAREST
         )
+
+    async def convert(self, plan: ConvertPlan, on_progress: ProgressFn) -> None:
+        self.converted.append(plan)
+        on_progress(Progress("converting"))
+        Path(plan.output_path).write_bytes(Path(plan.input_path).read_bytes())
 
     async def load(self, spec: ModelSpec) -> None:
         self._loaded = spec.name

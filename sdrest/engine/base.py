@@ -75,6 +75,15 @@ class UpscalePlan:
     output_compression: int = 100
 
 
+@dataclass(frozen=True)
+class ConvertPlan:
+    """Quantize ``input_path`` into the GGUF file ``output_path`` with ``weight_type``."""
+
+    input_path: str
+    output_path: str
+    weight_type: str
+
+
 class Engine(Protocol):
     """A backend that runs one native call at a time."""
 
@@ -89,6 +98,10 @@ class Engine(Protocol):
 
     async def upscale(self, plan: UpscalePlan, on_progress: ProgressFn) -> Image.Image:
         """Upscale one image with an ESRGAN model."""
+        ...
+
+    async def convert(self, plan: ConvertPlan, on_progress: ProgressFn) -> None:
+        """Write a quantized copy of a model file (serialized with generations)."""
         ...
 
     async def load(self, spec: ModelSpec) -> None:

@@ -34,7 +34,14 @@ import stable_diffusion_cpp.stable_diffusion_cpp as sd_cpp
 from PIL import Image
 from stable_diffusion_cpp import StableDiffusion
 
-from sdrest.engine.base import GenerationPlan, ModelSpec, ProgressFn, ResolvedLora, UpscalePlan
+from sdrest.engine.base import (
+    ConvertPlan,
+    GenerationPlan,
+    ModelSpec,
+    ProgressFn,
+    ResolvedLora,
+    UpscalePlan,
+)
 from sdrest.engine.params import generation_kwargs, load_kwargs
 from sdrest.errors import EngineError, ModelLoadError
 from sdrest.schemas import Progress
@@ -43,6 +50,7 @@ logger = logging.getLogger(__name__)
 native_logger = logging.getLogger("sdrest.native")
 
 T = TypeVar("T")
+
 
 class _HiresParams(sd_binding.sd_hires_params_t):  # type: ignore[misc]
     """The 0.4.7 wrapper fills ``sd_hires_params_t(path=...)`` but the field is ``model_path``:
@@ -252,6 +260,36 @@ class NativeEngine:
             image = _run_upscale(self._upscaler, image, emit)
         return image
 
+    def _convert_now(self, plan: ConvertPlan, emit: Callable[[Progress], None]) -> None:
+        from stable_diffusion_cpp.stable_diffusion import GGML_TYPE_MAP
+
+        target = Path(plan.output_path)
+        partial = target.with_name(target.name + ".part")  # never a half-written model in the scan
+        self._recent.take()
+        emit(Progress("converting"))
+        thunk = sd_cpp.sd_progress_callback(
+            lambda step, steps, _t, _d: emit(Progress("converting", int(step), int(steps)))
+        )
+        sd_cpp.sd_set_progress_callback(thunk, ctypes.c_void_p(0))
+        try:
+            ok = sd_cpp.convert(
+                plan.input_path.encode("utf-8"),
+                b"",
+                str(partial).encode("utf-8"),
+                GGML_TYPE_MAP[plan.weight_type],
+                b"",
+                True,
+            )
+        finally:
+            _reset_progress_callback()
+        if not ok or not partial.is_file():
+            partial.unlink(missing_ok=True)
+            detail = self._recent.take()
+            raise EngineError(
+                f"convert failed: {Path(plan.input_path).name}" + (f" ({detail})" if detail else "")
+            )
+        partial.replace(target)
+
     def _free_upscaler(self) -> None:
         if self._upscaler:
             sd_cpp.free_upscaler_ctx(self._upscaler)
@@ -268,6 +306,11 @@ class NativeEngine:
         """ESRGAN upscale on the native thread (the upscaler context is kept)."""
         emit = _loop_hop(on_progress)
         return await self._call(lambda: self._upscale_now(plan, emit))
+
+    async def convert(self, plan: ConvertPlan, on_progress: ProgressFn) -> None:
+        """Quantize a model file to GGUF on the native thread (serialized with generations)."""
+        emit = _loop_hop(on_progress)
+        await self._call(lambda: self._convert_now(plan, emit))
 
     async def load(self, spec: ModelSpec) -> None:
         """Load (or keep) the context for ``spec``."""

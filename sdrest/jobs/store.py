@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import msgspec
 
-from sdrest.schemas import ImgGenRequest, Job, UpscaleRequest
+from sdrest.schemas import ConvertRequest, ImgGenRequest, Job, UpscaleRequest
 
 T = TypeVar("T")
 
@@ -40,14 +40,17 @@ _request_encoder = msgspec.json.Encoder()
 _state_decoder = msgspec.json.Decoder(Job)
 _img_decoder = msgspec.json.Decoder(ImgGenRequest)
 _upscale_decoder = msgspec.json.Decoder(UpscaleRequest)
+_convert_decoder = msgspec.json.Decoder(ConvertRequest)
 
 
 def _state_bytes(job: Job) -> bytes:
-    return _request_encoder.encode(msgspec.structs.replace(job, request=None, upscale=None))
+    return _request_encoder.encode(
+        msgspec.structs.replace(job, request=None, upscale=None, convert=None)
+    )
 
 
 def _request_bytes(job: Job) -> bytes | None:
-    payload = job.request if job.request is not None else job.upscale
+    payload = job.request or job.upscale or job.convert
     return None if payload is None else _request_encoder.encode(payload)
 
 
@@ -162,7 +165,6 @@ class JobStore:
 
         return await self._run(fetch)
 
-
     async def list(
         self,
         *,
@@ -197,6 +199,8 @@ def _job_from_row(row: tuple[bytes, int, bytes | None]) -> Job:
     if row[2] is not None:
         if job.kind == "upscale":
             job.upscale = _upscale_decoder.decode(row[2])
+        elif job.kind == "convert":
+            job.convert = _convert_decoder.decode(row[2])
         else:
             job.request = _img_decoder.decode(row[2])
     return job

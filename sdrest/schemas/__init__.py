@@ -2,6 +2,7 @@
 
 from sdrest.schemas.job import (
     FINISHED,
+    ConvertRequest,
     ImageRef,
     Job,
     JobError,
@@ -31,6 +32,7 @@ __all__ = [
     "OUTPUT_FORMATS",
     "SAMPLE_METHODS",
     "SCHEDULERS",
+    "ConvertRequest",
     "GuidanceParams",
     "HiresParams",
     "ImageRef",

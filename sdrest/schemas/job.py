@@ -9,7 +9,7 @@ import msgspec
 from sdrest.schemas.request import ImgGenRequest
 
 JobStatus = Literal["queued", "generating", "completed", "failed", "cancelled"]
-JobKind = Literal["img_gen", "upscale"]
+JobKind = Literal["img_gen", "upscale", "convert"]
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -36,6 +36,8 @@ class JobResult(msgspec.Struct, frozen=True):
     output_format: str
     images: list[ImageRef]
     infotexts: list[str] = msgspec.field(default_factory=list)
+    files: list[str] = msgspec.field(default_factory=list)
+    """Model files a convert job wrote, relative to the models folder."""
 
 
 class Progress(msgspec.Struct, frozen=True):
@@ -62,6 +64,15 @@ class UpscaleRequest(msgspec.Struct, frozen=True, kw_only=True):
     output_compression: int = 100
 
 
+class ConvertRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A model conversion job: quantize ``model`` (a registry file) into a GGUF file."""
+
+    model: str
+    weight_type: str
+    output_path: str
+    """Relative to the models folder."""
+
+
 class Job(msgspec.Struct, kw_only=True):
     """One accepted job, whichever family sent it. Timestamps are Unix seconds (float)."""
 
@@ -76,6 +87,7 @@ class Job(msgspec.Struct, kw_only=True):
     model: str = ""
     request: ImgGenRequest | None = None
     upscale: UpscaleRequest | None = None
+    convert: ConvertRequest | None = None
     result: JobResult | None = None
     error: JobError | None = None
     progress: Progress = msgspec.field(default_factory=Progress)

@@ -3,7 +3,6 @@ refresh; stats; batch; validate; hash; convert (501 until the engine can)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 from pathlib import Path
@@ -247,9 +246,8 @@ async def test_batch(api: httpx.AsyncClient, service: SdrestService) -> None:
     assert_error(r, 400, "VALIDATION_ERROR")
 
 
-async def test_convert_is_501_until_the_engine_can(api: httpx.AsyncClient) -> None:
+async def test_convert_refuses_bad_input(api: httpx.AsyncClient) -> None:
     good = {"model_name": "tiny", "quantization_type": "q8_0", "output_path": "checkpoints/t.gguf"}
-    assert_error(await api.post("/api/models/convert", json=good), 501, "NOT_IMPLEMENTED")
     for bad in (
         {**good, "quantization_type": "q9"},
         {**good, "output_path": "../t.gguf"},
@@ -270,28 +268,18 @@ async def test_convert_is_501_until_the_engine_can(api: httpx.AsyncClient) -> No
     )
 
 
-async def test_convert_runs_when_the_engine_can(
-    api: httpx.AsyncClient,
-    service: SdrestService,
-    fake_engine: FakeEngine,
-    monkeypatch: pytest.MonkeyPatch,
+async def test_convert_is_a_queued_job(
+    api: httpx.AsyncClient, service: SdrestService, fake_engine: FakeEngine
 ) -> None:
-    calls: list[tuple[str, str, str]] = []
-
-    async def convert(source: str, target: str, quant: str) -> None:
-        calls.append((Path(source).name, Path(target).name, quant))
-        write_fake_checkpoint(Path(target).with_suffix(".safetensors"))
-        Path(target).with_suffix(".safetensors").rename(target)
-
-    monkeypatch.setattr(fake_engine, "convert", convert, raising=False)
     body = {"model_name": "tiny", "quantization_type": "Q4_0"}
     r = await api.post("/api/models/convert", json=body)
     assert r.status_code == 202, r.text
     assert r.json()["output_path"] == "checkpoints/tiny.q4_0.gguf"
-    for _ in range(200):
-        if "tiny.q4_0" in await _names(api):
-            break
-        await asyncio.sleep(0.01)
-    assert calls == [("tiny.safetensors", "tiny.q4_0.gguf", "q4_0")]
+    job = await service.wait(r.json()["request_id"], timeout=10)
+    assert job.kind == "convert" and job.status == "completed", job.error
+    assert job.result is not None and job.result.files == ["checkpoints/tiny.q4_0.gguf"]
+    assert [Path(p.output_path).name for p in fake_engine.converted] == ["tiny.q4_0.gguf"]
     assert "tiny.q4_0" in await _names(api, "?type=checkpoint")
+    view = await api.get(f"/api/queue/job/{job.id}")
+    assert view.status_code == 200, view.text
     assert_error(await api.post("/api/models/convert", json=body), 409, "CONFLICT")

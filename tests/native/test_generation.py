@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from sdrest.errors import InvalidRequestError, NotFoundError
-from sdrest.schemas import HiresParams, LoraSpec, UpscaleRequest
+from sdrest.schemas import ConvertRequest, HiresParams, LoraSpec, UpscaleRequest
 from sdrest.service import SdrestService
+from sdrest.settings import load_settings
+from sdrest.testing import TinyModelSet
 from tests.native.helpers import output_bytes, output_pixels, png_b64, quick, run
 
 pytestmark = pytest.mark.native
@@ -143,3 +147,25 @@ async def test_native_hires_fix_doubles_the_size(native_service: SdrestService) 
     with pytest.raises(NotFoundError) as err:
         await native_service.submit(quick(hires=unknown))
     assert err.value.field == "hires.upscaler_model"
+
+
+async def test_convert_job_quantizes_and_the_result_generates(
+    tmp_path: Path, tiny_models: TinyModelSet
+) -> None:
+    models = tmp_path / "models" / "checkpoints"
+    models.mkdir(parents=True)
+    shutil.copy(tiny_models.checkpoint, models / "tiny.gguf")
+    settings = load_settings(
+        {"models_dir": str(tmp_path / "models"), "data_dir": str(tmp_path / "data"), "threads": 2},
+        env={},
+    )
+    async with SdrestService(settings) as service:
+        job = await service.submit_convert(
+            ConvertRequest(model="tiny", weight_type="q8_0", output_path="checkpoints/t8.gguf")
+        )
+        job = await service.wait(job.id, timeout=120)
+        assert job.status == "completed", job.error
+        assert (models / "t8.gguf").stat().st_size > (models / "tiny.gguf").stat().st_size
+        assert not list(models.glob("*.part"))
+        generated = await run(service, quick(model="t8"))
+        assert generated.status == "completed", generated.error
