@@ -94,6 +94,44 @@ def http_run(base: str, request: dict[str, Any], poll: float) -> float:
     return time.perf_counter() - start
 
 
+def openai_run(base: str, request: dict[str, Any]) -> float:
+    """One synchronous OpenAI images call (b64_json): the answer carries the image."""
+    sample = request["sample_params"]
+    body = {
+        "prompt": request["prompt"],
+        "size": f"{request['width']}x{request['height']}",
+        "response_format": "b64_json",
+        "seed": request["seed"],
+        "steps": sample["sample_steps"],
+        "sampler": sample["sample_method"],
+        "cfg_scale": sample["guidance"]["txt_cfg"],
+    }
+    start = time.perf_counter()
+    answer = _http("POST", f"{base}/v1/images/generations", body)
+    if not answer.get("data"):
+        raise RuntimeError(f"no image: {answer}")
+    return time.perf_counter() - start
+
+
+def sdapi_run(base: str, request: dict[str, Any]) -> float:
+    """One synchronous AUTOMATIC1111 txt2img call."""
+    sample = request["sample_params"]
+    body = {
+        "prompt": request["prompt"],
+        "width": request["width"],
+        "height": request["height"],
+        "seed": request["seed"],
+        "steps": sample["sample_steps"],
+        "sampler_name": sample["sample_method"],
+        "cfg_scale": sample["guidance"]["txt_cfg"],
+    }
+    start = time.perf_counter()
+    answer = _http("POST", f"{base}/sdapi/v1/txt2img", body)
+    if not answer.get("images"):
+        raise RuntimeError(f"no image: {answer}")
+    return time.perf_counter() - start
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=11)
@@ -159,11 +197,15 @@ def main() -> int:
         direct_runner = DirectRunner(models.checkpoint, args.threads)
         direct_runner.run(request)  # warm-up: first runs allocate buffers
         http_run(base, request, args.poll)
-        direct, via_http, via_wait = [], [], []
+        openai_run(base, request)
+        sdapi_run(base, request)
+        direct, via_http, via_wait, via_openai, via_sdapi = [], [], [], [], []
         for _ in range(args.runs):  # interleaved, so drift on the machine hits all alike
             direct.append(direct_runner.run(request))
             via_http.append(http_run(base, request, args.poll))
             via_wait.append(http_run(base, request, 0))
+            via_openai.append(openai_run(base, request))
+            via_sdapi.append(sdapi_run(base, request))
         rss_loaded = _rss_mib(server.pid)
     finally:
         server.terminate()
@@ -200,7 +242,16 @@ def main() -> int:
         med_http / med_direct,
         args.poll * 1000,
     )
+    for label, times in (("OpenAI /v1/images", via_openai), ("A1111 txt2img", via_sdapi)):
+        logger.info(
+            "%-20s median %.4f s  (%s)",
+            label,
+            statistics.median(times),
+            ", ".join(f"{t:.3f}" for t in times),
+        )
     logger.info("ratio HTTP wait / direct  %.3f  (goal <= 1.05; long poll)", med_wait / med_direct)
+    logger.info("ratio OpenAI / direct     %.3f", statistics.median(via_openai) / med_direct)
+    logger.info("ratio A1111 / direct      %.3f", statistics.median(via_sdapi) / med_direct)
     logger.info("start to healthy     %.3f s", to_healthy)
     logger.info(
         "server RSS idle      %.1f MiB (after jobs, model loaded: %.1f MiB)", rss_idle, rss_loaded

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from sdrest import __version__
@@ -23,6 +23,7 @@ from sdrest.auth.authenticator import Authenticator
 from sdrest.auth.middleware import AuthMiddleware
 from sdrest.service import SdrestService
 from sdrest.settings import Settings
+from sdrest.web import create_ui_app
 
 
 async def health(request: Request) -> Response:
@@ -38,6 +39,11 @@ async def health(request: Request) -> Response:
             "queue_length": len(service.queued_ids()),
         }
     )
+
+
+async def to_ui(request: Request) -> Response:
+    """``/`` opens the web UI."""
+    return RedirectResponse("/ui/")
 
 
 def create_app(config: Settings | SdrestService) -> Starlette:
@@ -75,6 +81,8 @@ def create_app(config: Settings | SdrestService) -> Starlette:
             Mount("/sdapi/v1", app=create_sdapi_app(service)),
             Mount("/api", app=create_rest_app(service)),
             WebSocketRoute("/ws", websocket_endpoint),
+            Mount("/ui", app=create_ui_app(), name="ui"),
+            Route("/", to_ui, methods=["GET"]),
         ],
         lifespan=lifespan,
         middleware=middleware,

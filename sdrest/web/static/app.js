@@ -152,9 +152,12 @@ async function refreshQueue() {
     const status = await api("/api/queue/status");
     for (const job of status.queue.jobs) jobs.set(job.id, { ...jobs.get(job.id), ...job });
     renderJobs();
-    for (const job of status.queue.jobs) if (job.status === "completed") showOutputs(job.id);
+    for (const job of [...status.queue.jobs].reverse()) {
+      if (job.status === "completed") showOutputs(job.id, job.outputs);
+    }
   } catch (e) {
     if (e.status === 401) showLogin();
+    // 403: guests of an "optional" server have no job list; their own jobs still stream.
   }
 }
 
@@ -176,7 +179,7 @@ function jobRow(job) {
     cell.textContent = text;
     if (index === 2) { cell.append(progress, steps); }
     if (index === 3) cell.className = "prompt";
-    if (index === 4 && job.status === "queued") {
+    if (index === 4 && (job.status === "queued" || job.status === "processing")) {
       const cancel = document.createElement("button");
       cancel.textContent = "Cancel";
       cancel.onclick = () => cancelJob(job.id);
@@ -196,19 +199,13 @@ async function cancelJob(id) {
   refreshQueue();
 }
 
-function outputsOf(view) {
-  const job = view.job || view;
-  return job.outputs || job.output_files || job.images || [];
-}
-
-async function showOutputs(id) {
+async function showOutputs(id, outputs) {
   if (shown.has(id)) return;
   shown.add(id);
   try {
-    const view = await api(`/api/queue/job/${encodeURIComponent(id)}`);
-    for (const output of outputsOf(view)) {
-      const name = typeof output === "string" ? output : output.filename;
-      const url = `/api/queue/job/${encodeURIComponent(id)}/output/${encodeURIComponent(name)}`;
+    if (!outputs) outputs = (await api(`/api/queue/job/${encodeURIComponent(id)}`)).job.outputs;
+    for (const output of outputs) {
+      const url = typeof output === "string" ? output : output.url;
       const link = document.createElement("a");
       link.href = url;
       link.target = "_blank";
@@ -235,7 +232,7 @@ function connect() {
       const id = data.job_id;
       jobs.set(id, { ...jobs.get(id), id, ...data });
       renderJobs();
-      if (data.status === "completed") showOutputs(id);
+      if (data.status === "completed") showOutputs(id, data.outputs);
     } else if (event.type === "queue_update") {
       refreshQueue();
     }
