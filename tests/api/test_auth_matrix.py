@@ -1,0 +1,156 @@
+"""The auth matrix over EVERY route of every family (jwt mode): enumerated from the app itself,
+so a route added later is covered (and must be classified here) automatically.
+
+For each route and method: no credentials, a garbage token, an expired token and a revoked token
+are 401 in that family's error shape, except the spec's public endpoints; a user is 403 on the
+admin-only operations and passes auth elsewhere; an admin passes auth everywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.routing import Mount, Route
+
+from sdrest.app import create_app
+from sdrest.service import SdrestService
+from sdrest.settings import Settings
+from tests.api.test_auth_http import PASSWORDS, add_accounts, bearer, make_settings, token_for
+from tests.fakes import FakeEngine
+
+PUBLIC = {
+    ("GET", "/"),
+    ("GET", "/api/health"),
+    ("GET", "/api/status"),
+    ("GET", "/api/version"),
+    ("GET", "/api/queue/job/{job_id}/output/{filename}"),
+    ("GET", "/api/v1/jobs/{job_id}/output/{filename}"),
+    ("GET", "/api/image/download"),
+    ("POST", "/api/validate"),
+    ("POST", "/api/auth/login"),
+}
+ADMIN_ONLY = {
+    ("POST", "/api/system/restart"),
+    ("POST", "/api/models/refresh"),
+    ("POST", "/api/models/batch"),
+    ("POST", "/api/models/hash"),
+    ("POST", "/api/models/convert"),
+    ("POST", "/api/models/{model_id}/load"),
+    ("POST", "/api/models/{model_id}/unload"),
+    ("POST", "/sdapi/v1/options"),
+    ("POST", "/sdapi/v1/refresh-checkpoints"),
+    ("POST", "/sdapi/v1/refresh-vae"),
+    ("POST", "/sdapi/v1/refresh-loras"),
+    ("POST", "/sdapi/v1/unload-checkpoint"),
+    ("POST", "/sdapi/v1/reload-checkpoint"),
+}
+
+
+def all_routes() -> list[tuple[str, str]]:
+    app = create_app(make_settings(Path("/nonexistent"), Path("/nonexistent"), "jwt"))
+    found: list[tuple[str, str]] = []
+    for route in app.routes:
+        subs = route.routes if isinstance(route, Mount) else [route]
+        prefix = route.path if isinstance(route, Mount) else ""
+        for sub in subs:
+            if isinstance(sub, Route) and sub.methods:
+                found += [(m, prefix + sub.path) for m in sorted(sub.methods - {"HEAD"})]
+    return found
+
+
+ROUTES = all_routes()
+PROTECTED = [r for r in ROUTES if r not in PUBLIC]
+
+
+def url(path: str) -> str:
+    return (
+        path.replace("{job_id}", "job_1_ab")
+        .replace("{filename}", "0.png")
+        .replace("{model_id}", "tiny")
+        .replace("{model}", "tiny")
+    )
+
+
+def assert_auth_error(resp: httpx.Response, path: str, status: int) -> None:
+    """``status`` in the shape of the family that owns ``path``."""
+    assert resp.status_code == status, (path, resp.status_code, resp.text)
+    body = resp.json()
+    if path.startswith("/api/"):
+        expected = "AUTH_REQUIRED" if status == 401 else "INSUFFICIENT_PERMISSIONS"
+        assert body["error"]["code"] in (expected, "INVALID_CREDENTIALS"), body
+    elif path.startswith("/v1/"):
+        assert body["error"]["type"] in ("authentication_error", "permission_error"), body
+    elif path.startswith("/sdapi/"):
+        assert {"error", "detail"} <= set(body), body
+    else:
+        assert isinstance(body["error"], str) and body["code"], body
+
+
+@pytest.fixture
+def jwt_settings(tmp_path: Path, models_dir: Path) -> Settings:
+    settings = make_settings(tmp_path, models_dir, "jwt")
+    add_accounts(settings)
+    return settings
+
+
+@pytest.fixture
+async def http(jwt_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with SdrestService(jwt_settings, engine=FakeEngine()) as service:
+        transport = httpx.ASGITransport(app=create_app(service))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+def test_the_matrix_classifies_real_routes() -> None:
+    assert len(ROUTES) > 80
+    assert set(ROUTES) >= PUBLIC and set(ROUTES) >= ADMIN_ONLY
+
+
+async def test_public_endpoints_need_no_credentials(http: httpx.AsyncClient) -> None:
+    for method, path in sorted(PUBLIC):
+        resp = await http.request(method, url(path), json={} if method == "POST" else None)
+        assert resp.status_code not in (401, 403), (method, path, resp.text)
+
+
+async def test_without_valid_credentials_everything_else_is_401(
+    http: httpx.AsyncClient, jwt_settings: Settings
+) -> None:
+    expired = token_for(jwt_settings, "alice", now=time.time() - 10 * jwt_settings.auth.token_ttl)
+    login = await http.post(
+        "/api/auth/login", json={"username": "bob", "password": PASSWORDS["bob"]}
+    )
+    revoked = login.json()["token"]
+    assert (await http.post("/api/auth/logout", headers=bearer(revoked))).status_code == 200
+    variants = {
+        "none": {},
+        "garbage": bearer("not-a-token"),
+        "expired": bearer(expired),
+        "revoked": bearer(revoked),
+        "wrong scheme": {"Authorization": "Digest abc"},
+    }
+    for method, path in PROTECTED:
+        for label, headers in variants.items():
+            resp = await http.request(
+                method, url(path), headers=headers, json={} if method == "POST" else None
+            )
+            assert resp.status_code == 401, (label, method, path, resp.text)
+            assert_auth_error(resp, path, 401)
+
+
+async def test_roles(http: httpx.AsyncClient, jwt_settings: Settings) -> None:
+    user = bearer(token_for(jwt_settings, "alice"))
+    admin = bearer(token_for(jwt_settings, "root"))
+    # Logging out revokes the token: that route goes last.
+    for method, path in sorted(PROTECTED, key=lambda r: r[1] == "/api/auth/logout"):
+        body = {} if method == "POST" else None
+        as_user = await http.request(method, url(path), headers=user, json=body)
+        if (method, path) in ADMIN_ONLY:
+            assert_auth_error(as_user, path, 403)
+        else:
+            assert as_user.status_code not in (401, 403), (method, path, as_user.text)
+        as_admin = await http.request(method, url(path), headers=admin, json=body)
+        assert as_admin.status_code not in (401, 403), (method, path, as_admin.text)
