@@ -12,7 +12,6 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -20,16 +19,17 @@ from typing import Any
 import msgspec
 
 from sdrest import outputs, planning
-from sdrest.engine.base import ConvertPlan, Engine, GenerationPlan, UpscalePlan
+from sdrest.engine.base import ConvertPlan, Engine
 from sdrest.errors import ConflictError, GoneError, NotFoundError, SdrestError
-from sdrest.images import build_infotext
 from sdrest.jobs import EventBus, JobEvent, JobQueue, JobStore
+from sdrest.jobs.execute import Plan, execute
 from sdrest.models import ModelRegistry
 from sdrest.schemas import (
     ConvertRequest,
     ImgGenRequest,
     Job,
     JobError,
+    JobKind,
     JobResult,
     JobStatus,
     Progress,
@@ -39,7 +39,6 @@ from sdrest.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-Plan = GenerationPlan | UpscalePlan | ConvertPlan
 _RECENT_FINISHED = 256
 _EXPIRY_INTERVAL = 60.0
 
@@ -53,6 +52,20 @@ def _has_images(request: ImgGenRequest) -> bool:
 def new_job_id() -> str:
     """Sortable by time, unguessable by the random part (outputs are served by id)."""
     return f"job_{time.time_ns() // 1_000_000:x}_{secrets.token_hex(10)}"
+
+
+def new_job(kind: JobKind, owner: str, family: str, model: str, **payload: Any) -> Job:
+    """A freshly accepted job; ``payload`` is its request (``request``, ``upscale`` or
+    ``convert``)."""
+    return Job(
+        id=new_job_id(),
+        kind=kind,
+        created=time.time(),
+        owner=owner,
+        family=family,
+        model=model,
+        **payload,
+    )
 
 
 class SdrestService:
@@ -204,15 +217,7 @@ class SdrestService:
         else:
             plan = planning.plan_generation(request, model, self.settings, self.registry)
         stored = msgspec.structs.replace(request, model=model, seed=plan.seed)
-        job = Job(
-            id=new_job_id(),
-            kind="img_gen",
-            created=time.time(),
-            owner=owner,
-            family=family,
-            model=model,
-            request=stored,
-        )
+        job = new_job("img_gen", owner, family, model, request=stored)
         return await self._enqueue(job, plan)
 
     async def submit_upscale(
@@ -220,15 +225,7 @@ class SdrestService:
     ) -> Job:
         """Queue an ESRGAN upscale of one image with a registry upscaler."""
         plan = await asyncio.to_thread(planning.plan_upscale, request, self.settings, self.registry)
-        job = Job(
-            id=new_job_id(),
-            kind="upscale",
-            created=time.time(),
-            owner=owner,
-            family=family,
-            model=request.upscaler,
-            upscale=request,
-        )
+        job = new_job("upscale", owner, family, request.upscaler, upscale=request)
         return await self._enqueue(job, plan)
 
     async def submit_convert(
@@ -236,15 +233,7 @@ class SdrestService:
     ) -> Job:
         """Queue a model conversion (quantization to GGUF); the new file is registered when done."""
         plan = await asyncio.to_thread(planning.plan_convert, request, self.registry)
-        job = Job(
-            id=new_job_id(),
-            kind="convert",
-            created=time.time(),
-            owner=owner,
-            family=family,
-            model=request.model,
-            convert=request,
-        )
+        job = new_job("convert", owner, family, request.model, convert=request)
         return await self._enqueue(job, plan)
 
     async def _enqueue(self, job: Job, plan: Plan, *, recovered: bool = False) -> Job:
@@ -370,53 +359,30 @@ class SdrestService:
                 job.progress = progress
                 self._publish("progress", job)
 
-        if isinstance(plan, ConvertPlan):
-            await self._run_convert(job, plan, on_progress)
-            return
-        infos: list[str | None]
-        if isinstance(plan, UpscalePlan):
-            images = [await self.engine.upscale(plan, on_progress)]
-            seeds, infos = [0], [None]
-            fmt, quality = plan.output_format, plan.output_compression
-        else:
-            images = await self.engine.generate(plan, on_progress)
-            request = plan.request
-            seeds = [plan.seed + i for i in range(len(images))]
-            infos = [
-                build_infotext(
-                    request.prompt,
-                    request.negative_prompt,
-                    outputs.infotext_params(request, s, img.width, img.height, job.model),
-                )
-                if request.embed_image_metadata
-                else None
-                for s, img in zip(seeds, images, strict=True)
-            ]
-            fmt, quality = request.output_format, request.output_compression
-        if job.id in self._stop_requested:
+        def on_encoding() -> None:
+            job.progress = msgspec.structs.replace(job.progress, phase="encoding")
+
+        try:
+            result = await execute(
+                self.engine,
+                plan,
+                job.id,
+                job.model,
+                self.output_dir,
+                self.registry.models_dir,
+                on_progress,
+                on_encoding,
+                lambda: job.id in self._stop_requested,
+            )
+        finally:
+            if isinstance(plan, ConvertPlan):  # the new file (or none) shows in the registry
+                await self.refresh_models()
+        if result is None:
             await self._finish(
                 job, "cancelled", error=JobError("interrupted", "job stopped by client")
             )
-            return
-        job.progress = msgspec.structs.replace(job.progress, phase="encoding")
-        refs = await asyncio.to_thread(
-            outputs.write_images, self.output_dir, job.id, images, seeds, fmt, quality, infos
-        )
-        result = JobResult(fmt, refs, [i for i in infos if i is not None])
-        await self._finish(job, "completed", result=result)
-
-    async def _run_convert(
-        self, job: Job, plan: ConvertPlan, on_progress: Callable[[Progress], None]
-    ) -> None:
-        target = Path(plan.output_path)
-        if target.exists():  # another job wrote it since this one was accepted
-            raise ConflictError(f"{target.name} already exists")
-        try:
-            await self.engine.convert(plan, on_progress)
-        finally:
-            await self.refresh_models()
-        rel = target.resolve().relative_to(self.registry.models_dir.resolve())
-        await self._finish(job, "completed", result=JobResult("gguf", [], files=[str(rel)]))
+        else:
+            await self._finish(job, "completed", result=result)
 
     async def _finish(
         self,

@@ -11,6 +11,7 @@ import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.websockets import WebSocket
 
 from sdrest.errors import InvalidRequestError, SdrestError
 from sdrest.schemas import Job
@@ -94,6 +95,18 @@ def error_status(exc: Exception) -> tuple[int, str, str]:
     return 500, "internal_error", "internal server error"
 
 
+def service_of(request: Request | WebSocket) -> SdrestService:
+    """The service behind a request (every family's sub-app and the outer app carry it)."""
+    service: SdrestService = request.app.state.service
+    return service
+
+
+def family_exception_handlers(render: ExceptionRenderer) -> dict[Any, ExceptionRenderer]:
+    """Route every error of a family's sub-app (domain errors, unknown routes and methods,
+    unexpected exceptions) to the family's own renderer, so it answers in one shape."""
+    return {Exception: render, SdrestError: render, HTTPException: render}
+
+
 async def wait_unless_disconnected(
     request: Request, service: SdrestService, job: Job
 ) -> Job | None:
@@ -127,4 +140,4 @@ async def _disconnected(request: Request) -> None:
             return
 
 
-ErrorRenderer = Callable[[int, str, str, str | None], dict[str, Any]]
+ExceptionRenderer = Callable[[Request, Exception], Response]

@@ -17,7 +17,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sdrest.api.common import JSONResponse, error_status, read_body, wait_unless_disconnected
+from sdrest.api.common import (
+    JSONResponse,
+    error_status,
+    family_exception_handlers,
+    read_body,
+    service_of,
+    wait_unless_disconnected,
+)
 from sdrest.api.openai import translate
 from sdrest.api.openai.edits import REFERENCE_ARCHITECTURES, edit_to_request
 from sdrest.api.openai.errors import error_body, exception_body, job_failure
@@ -34,11 +41,6 @@ CLIENT_CLOSED = 499
 """Status logged when the client left before the answer (nobody reads the body)."""
 
 
-def _service(request: Request) -> SdrestService:
-    service: SdrestService = request.app.state.service
-    return service
-
-
 def _known_models(service: SdrestService) -> list[str]:
     return [model.name for model in service.registry.generation_models()]
 
@@ -46,7 +48,7 @@ def _known_models(service: SdrestService) -> list[str]:
 async def list_models(request: Request) -> Response:
     """``GET /models``: the registry's generation models and presets, OpenAI-shaped."""
     require(request, "models:read")
-    service = _service(request)
+    service = service_of(request)
     models = service.registry.generation_models()
     return JSONResponse(translate.models_list(models, service.started_at))
 
@@ -54,7 +56,7 @@ async def list_models(request: Request) -> Response:
 async def get_model(request: Request) -> Response:
     """``GET /models/{model}``: one model, or a 404 ``model_not_found``."""
     require(request, "models:read")
-    service = _service(request)
+    service = service_of(request)
     name = request.path_params["model"]
     for model in service.registry.generation_models():
         if model.name == name:
@@ -64,7 +66,7 @@ async def get_model(request: Request) -> Response:
 
 async def _answer(request: Request, translated: translate.Translated) -> Response:
     """Queue the job, wait for it (or for the client to leave), and render the reply."""
-    service = _service(request)
+    service = service_of(request)
     owner = principal_of(request).username
     job = await service.submit(translated.request, owner=owner, family="openai")
     done = await wait_unless_disconnected(request, service, job)
@@ -92,7 +94,7 @@ async def _answer(request: Request, translated: translate.Translated) -> Respons
 async def generations(request: Request) -> Response:
     """``POST /images/generations``: text to image."""
     require(request, "generate")
-    service = _service(request)
+    service = service_of(request)
     raw = await read_body(request)
     translated = translate.generation_to_request(
         raw, _known_models(service), service.request_defaults
@@ -118,7 +120,7 @@ def _is_reference_model(service: SdrestService, name: str | None) -> bool:
 async def edits(request: Request) -> Response:
     """``POST /images/edits``: multipart image(s) [+ mask] + prompt -> edited images."""
     require(request, "generate")
-    service = _service(request)
+    service = service_of(request)
     upload = await read_edit_upload(request, service.settings.limits)
     # Decoding images and masks is CPU work: off the event loop.
     translated = await asyncio.to_thread(
@@ -152,11 +154,7 @@ def create_openai_app(service: SdrestService) -> Starlette:
             Route("/images/generations", generations, methods=["POST"]),
             Route("/images/edits", edits, methods=["POST"]),
         ],
-        exception_handlers={
-            Exception: _render_error,
-            SdrestError: _render_error,
-            HTTPException: _render_error,
-        },
+        exception_handlers=family_exception_handlers(_render_error),
     )
     app.state.service = service
     return app

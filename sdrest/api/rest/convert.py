@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from sdrest.api.common import JSONResponse, read_body
+from sdrest.api.common import JSONResponse, read_body, service_of
 from sdrest.api.rest.models import find_model
 from sdrest.api.rest.schemas import ConvertBody
 from sdrest.api.rest.translate import decode
@@ -25,16 +25,10 @@ from sdrest.errors import InvalidRequestError
 from sdrest.models import ModelPreset
 from sdrest.planning import convert_target
 from sdrest.schemas import ConvertRequest
-from sdrest.service import SdrestService
 from sdrest.settings import WeightType
 
 _decoder = msgspec.json.Decoder(ConvertBody)
 QUANT_TYPES: tuple[str, ...] = tuple(t for t in WeightType.__args__ if t != "default")  # type: ignore[attr-defined]
-
-
-def _service(request: Request) -> SdrestService:
-    service: SdrestService = request.app.state.service
-    return service
 
 
 async def convert_model(request: Request) -> Response:
@@ -46,7 +40,7 @@ async def convert_model(request: Request) -> Response:
         raise InvalidRequestError(
             f"quantization_type must be one of {', '.join(QUANT_TYPES)}", field="quantization_type"
         )
-    service = _service(request)
+    service = service_of(request)
     model = await asyncio.to_thread(find_model, service, body.model_name)
     if isinstance(model, ModelPreset):
         raise InvalidRequestError("a preset is several files: convert one file", field="model_name")

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from sdrest import planning
-from sdrest.api.common import JSONResponse, read_body
+from sdrest.api.common import JSONResponse, read_body, service_of
 from sdrest.api.rest import translate
 from sdrest.api.rest.errors import ModelNotFoundError
 from sdrest.api.rest.models import find_model
@@ -40,11 +40,6 @@ _COMPONENT_KIND = {
     "t5xxl_path": "t5xxl",
     "taesd_path": "taesd",
 }
-
-
-def _service(request: Request) -> SdrestService:
-    service: SdrestService = request.app.state.service
-    return service
 
 
 def resolve_model(service: SdrestService, name: str | None) -> str | None:
@@ -108,7 +103,7 @@ def check_components(service: SdrestService, model: str | None, body: GenerateBo
 
 async def _generate(request: Request, mode: translate.Mode) -> Response:
     principal = require(request, "generate")
-    service = _service(request)
+    service = service_of(request)
     body = translate.decode(await read_body(request), _generate_decoder)
 
     def prepare() -> tuple[str | None, list[str]]:
@@ -160,7 +155,7 @@ async def controlnet(request: Request) -> Response:
 async def upscale(request: Request) -> Response:
     """``POST /api/generate/upscale``: ``image`` + ``esrgan_model`` (a registry upscaler)."""
     principal = require(request, "generate")
-    service = _service(request)
+    service = service_of(request)
     body = translate.decode(await read_body(request), _upscale_decoder)
     canonical = translate.to_upscale(body)
     await asyncio.to_thread(find_model, service, canonical.upscaler, "upscaler")

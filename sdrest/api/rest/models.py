@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from sdrest.api.common import JSONResponse, read_body
+from sdrest.api.common import JSONResponse, read_body, service_of
 from sdrest.api.rest import model_views
 from sdrest.api.rest.errors import ModelNotFoundError, ModelNotLoadedError, rest_code
 from sdrest.api.rest.schemas import BatchBody, HashBody, ValidateModelBody
@@ -59,11 +59,6 @@ _TYPE_INFO: dict[str, str] = {
     "text_encoder": "CLIP-L/G, T5-XXL and LLM text encoders",
     "unknown": "files whose header names no known architecture",
 }
-
-
-def _service(request: Request) -> SdrestService:
-    service: SdrestService = request.app.state.service
-    return service
 
 
 Model = ModelEntry | ModelPreset
@@ -161,7 +156,7 @@ async def list_models(request: Request) -> Response:
     """``GET /api/models``: ``type``, ``search``, ``architecture``, ``loaded``, ``sort_by``,
     ``sort_order``, ``limit`` (0 = all), ``page``."""
     require(request, "models:read")
-    service = _service(request)
+    service = service_of(request)
     query = model_views.parse_model_query(request.query_params)
     views = await asyncio.to_thread(all_views, service)
     body = model_views.list_models(views, query)
@@ -172,7 +167,7 @@ async def list_models(request: Request) -> Response:
 async def get_model(request: Request) -> Response:
     """``GET /api/models/{model_id}`` (``?type=`` picks among files of the same name)."""
     require(request, "models:read")
-    service = _service(request)
+    service = service_of(request)
     model_id = request.path_params["model_id"]
     kind = request.query_params.get("type")
     model_type = model_views.model_type(kind) if kind else None
@@ -186,7 +181,7 @@ async def get_model(request: Request) -> Response:
 async def model_types(request: Request) -> Response:
     """``GET /api/models/types``: the types, their folders and how many files each has."""
     require(request, "models:read")
-    service = _service(request)
+    service = service_of(request)
     counts: dict[str, int] = {}
     for entry in service.registry.list():
         counts[entry.type] = counts.get(entry.type, 0) + 1
@@ -207,7 +202,7 @@ async def model_types(request: Request) -> Response:
 async def directories(request: Request) -> Response:
     """``GET /api/models/directories``: which typed folders exist and how many files they hold."""
     principal = require(request, "models:read")
-    service = _service(request)
+    service = service_of(request)
     registry = service.registry
 
     def scan() -> list[dict[str, Any]]:
@@ -232,7 +227,7 @@ async def directories(request: Request) -> Response:
 async def stats(request: Request) -> Response:
     """``GET /api/models/stats``."""
     require(request, "models:read")
-    service = _service(request)
+    service = service_of(request)
     views = await asyncio.to_thread(all_views, service)
     body = model_views.model_stats(views, service.loaded_model)
     body["duplicates"] = service.registry.duplicates
@@ -242,7 +237,7 @@ async def stats(request: Request) -> Response:
 async def refresh(request: Request) -> Response:
     """``POST /api/models/refresh``: rescan; how many files were found, new or changed, gone."""
     require(request, "models:manage")
-    service = _service(request)
+    service = service_of(request)
     before = {(e.relpath, e.size, e.mtime) for e in service.registry.list()}
     await service.refresh_models()
     entries = service.registry.list()
@@ -284,13 +279,13 @@ async def _unload(service: SdrestService, model_id: str) -> dict[str, Any]:
 async def load_model(request: Request) -> Response:
     """``POST /api/models/{model_id}/load``: load now (waits for the job running, if any)."""
     require(request, "models:manage")
-    return JSONResponse(await _load(_service(request), request.path_params["model_id"]))
+    return JSONResponse(await _load(service_of(request), request.path_params["model_id"]))
 
 
 async def unload_model(request: Request) -> Response:
     """``POST /api/models/{model_id}/unload``: 409 MODEL_NOT_LOADED when it is not the one held."""
     require(request, "models:manage")
-    return JSONResponse(await _unload(_service(request), request.path_params["model_id"]))
+    return JSONResponse(await _unload(service_of(request), request.path_params["model_id"]))
 
 
 def _validate_file(service: SdrestService, name: str | None, path: str | None) -> dict[str, Any]:
@@ -335,7 +330,7 @@ async def validate(request: Request) -> Response:
     """``POST /api/models/validate``: read a header (never the weights), say what the file is."""
     require(request, "models:read")
     body = decode(await read_body(request, _SMALL_BODY), _validate_decoder)
-    service = _service(request)
+    service = service_of(request)
     return JSONResponse(
         await asyncio.to_thread(_validate_file, service, body.model_name, body.path)
     )
@@ -356,7 +351,7 @@ async def hash_models(request: Request) -> Response:
     names = list(body.models or []) + ([body.model_name] if body.model_name else [])
     if not names:
         raise InvalidRequestError("give models (a list) or model_name", field="models")
-    service = _service(request)
+    service = service_of(request)
     hashes = [await asyncio.to_thread(_hash_one, service, name) for name in names]
     return JSONResponse({"message": "Hashes computed", "hashes": hashes})
 
@@ -388,7 +383,7 @@ async def batch(request: Request) -> Response:
         raise InvalidRequestError(
             "the engine holds one model at a time: load takes exactly one model", field="models"
         )
-    service = _service(request)
+    service = service_of(request)
     results = [await _batch_item(service, body.operation, name) for name in body.models]
     return JSONResponse(
         {

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from sdrest.api.common import service_of
 from sdrest.api.rest.errors import JobNotFoundError
 from sdrest.api.rest.translate import parse_flag, parse_int
 from sdrest.errors import InvalidRequestError, NotFoundError
@@ -28,11 +29,6 @@ _MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp"
 # Outputs are written once under an unguessable id and never change: cache them for good.
 _CACHE_FOREVER = "public, max-age=31536000, immutable"
 DEFAULT_THUMB = 200
-
-
-def _service(request: Request) -> SdrestService:
-    service: SdrestService = request.app.state.service
-    return service
 
 
 def _plain_file(path: Path, folder: Path) -> bool:
@@ -57,7 +53,7 @@ async def _missing(service: SdrestService, job_id: str, filename: str) -> NotFou
 
 async def download(request: Request) -> Response:
     """Serve one output image, or a JPEG thumbnail of it."""
-    service = _service(request)
+    service = service_of(request)
     job_id, filename = request.path_params["job_id"], request.path_params["filename"]
     thumb = parse_flag(request.query_params.get("thumb"), "thumb")
     size = parse_int(request.query_params.get("size"), "size", DEFAULT_THUMB, 50, 500)

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from sdrest.api.common import JSONResponse, read_body
+from sdrest.api.common import JSONResponse, read_body, service_of
 from sdrest.api.rest import translate
 from sdrest.api.rest.errors import JobNotFoundError
 from sdrest.api.rest.schemas import CancelBody
@@ -25,11 +25,6 @@ logger = logging.getLogger(__name__)
 _cancel_decoder = msgspec.json.Decoder(CancelBody)
 _STATUS_LIMIT = 100  # finished jobs shown after the live ones
 _SMALL_BODY = 16 * 1024
-
-
-def _service(request: Request) -> SdrestService:
-    service: SdrestService = request.app.state.service
-    return service
 
 
 async def visible_job(service: SdrestService, principal: Principal, job_id: str) -> Job:
@@ -48,7 +43,7 @@ async def queue_status(request: Request) -> Response:
     """``GET /api/queue/status``: the caller's jobs (admin: all), live ones first with positions,
     progress, speed and time remaining; then the most recent finished ones."""
     principal = require(request, "jobs:own")
-    service = _service(request)
+    service = service_of(request)
     owner = None if principal.is_admin else principal.username
     # Live jobs from memory, in the order they run (the generating one, then the queue);
     # finished ones from the store, newest first.
@@ -78,7 +73,7 @@ async def get_job(request: Request) -> Response:
     """``GET /api/queue/job/{job_id}``: the job document, with output URLs once completed.
     Guests (``optional`` auth) may poll a job by its id too."""
     principal = require_identified(request)
-    service = _service(request)
+    service = service_of(request)
     job = await visible_job(service, principal, request.path_params["job_id"])
     return JSONResponse({"job": translate.job_view(job, service.queue_position(job.id))})
 
@@ -87,7 +82,7 @@ async def cancel(request: Request) -> Response:
     """``POST /api/queue/cancel {"job_id"}``: a queued job is cancelled now; a running one stops
     when the current native call returns (its images are discarded); a finished one is a 409."""
     principal = require_identified(request)
-    service = _service(request)
+    service = service_of(request)
     body = translate.decode(await read_body(request, _SMALL_BODY), _cancel_decoder)
     job = await visible_job(service, principal, body.job_id)
     if job.status in ("completed", "failed"):
@@ -113,7 +108,7 @@ async def clear(request: Request) -> Response:
     """``POST /api/queue/clear``: cancel the caller's queued jobs (admin: everyone's). The running
     job is left alone (cancel it by id)."""
     principal = require(request, "jobs:own")
-    service = _service(request)
+    service = service_of(request)
     cancelled = []
     for job_id in service.queued_ids():
         try:

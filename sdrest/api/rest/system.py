@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from sdrest import __version__
-from sdrest.api.common import JSONResponse
+from sdrest.api.common import JSONResponse, service_of
 from sdrest.auth import require
 from sdrest.errors import ConflictError
 from sdrest.service import SdrestService
@@ -73,11 +73,6 @@ class SystemState:
 def _state(request: Request) -> SystemState:
     state: SystemState = request.app.state.system
     return state
-
-
-def _service(request: Request) -> SdrestService:
-    service: SdrestService = request.app.state.service
-    return service
 
 
 def _git(repo: Path, *args: str) -> str | None:
@@ -150,7 +145,7 @@ async def _once(state: SystemState, attr: str, compute: Callable[[], Any]) -> An
 
 async def status(request: Request) -> Response:
     """``GET /api/status`` (public): server, queue and model counts."""
-    service = _service(request)
+    service = service_of(request)
     settings = service.settings
     current = service.current_job
     restarting = _state(request).restart_task is not None
@@ -200,7 +195,7 @@ async def version(request: Request) -> Response:
 async def config(request: Request) -> Response:
     """``GET /api/config``: the settings, secrets left out (signed-in users)."""
     principal = require(request, "models:read")
-    settings = _service(request).settings
+    settings = service_of(request).settings
     body = msgspec.to_builtins(settings)
     body["auth"].pop("jwt_secret", None)
     body["presets"] = sorted(settings.presets)
@@ -228,7 +223,7 @@ async def system(request: Request) -> Response:
     """``GET /api/system``: hardware, library and limits (signed-in users). The native module is
     asked only if it is already loaded: this endpoint never loads it."""
     require(request, "models:read")
-    service = _service(request)
+    service = service_of(request)
     native = sys.modules.get("sdrest.engine.native")
     library = info = None
     if native is not None:
@@ -275,7 +270,7 @@ async def restart(request: Request) -> Response:
     state = _state(request)
     if state.restart_task is not None:
         raise ConflictError("a restart is already in progress")
-    service = _service(request)
+    service = service_of(request)
     state.restart_task = asyncio.create_task(_restart(service, state), name="sdrest-restart")
     return JSONResponse(
         {

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from sdrest import planning
-from sdrest.api.common import JSONResponse, read_body
+from sdrest.api.common import JSONResponse, read_body, service_of
 from sdrest.api.rest import image_tools, translate
 from sdrest.api.rest import utility_info as info
 from sdrest.api.rest.errors import ValidationFailedError, rest_code
@@ -54,11 +54,6 @@ _SPEC_FILES = (
 )
 
 
-def _service(request: Request) -> SdrestService:
-    service: SdrestService = request.app.state.service
-    return service
-
-
 # --- tables -----------------------------------------------------------------------------------
 
 
@@ -77,7 +72,7 @@ async def schedulers(request: Request) -> Response:
 async def parameters(request: Request) -> Response:
     """``GET /api/parameters``: ranges as enforced, defaults of the default model."""
     require(request, "models:read")
-    service = _service(request)
+    service = service_of(request)
     try:
         model: str | None = service.default_model()
         defaults = service.request_defaults(model)
@@ -133,7 +128,7 @@ async def validate(request: Request) -> Response:
     """``POST /api/validate`` (public): check a generation body as /api/generate/* would,
     without queueing it. 200 ``{valid, errors, warnings}``; 400 only for a body that is not JSON.
     """
-    service = _service(request)
+    service = service_of(request)
     raw = await read_body(request)
     try:
         body = translate.decode(raw, _generate_decoder)
@@ -197,7 +192,7 @@ async def estimate(request: Request) -> Response:
     """``POST /api/estimate``: time (measured on recent jobs of the model, else a flagged
     heuristic) and memory (file sizes + latent and VAE sizes) of a generation body."""
     require(request, "models:read")
-    service = _service(request)
+    service = service_of(request)
     body = translate.decode(await read_body(request), _generate_decoder)
     model = await _model_name(service, body.model_name)
     gen = _translate(service, body, _mode(request, body), model)
@@ -247,7 +242,7 @@ async def download(request: Request) -> Response:
     Only when the server runs with ``--allow-url-images`` (403 otherwise); public addresses only,
     every redirect re-checked (see :mod:`sdrest.net.fetch`).
     """
-    service = _service(request)
+    service = service_of(request)
     url = request.query_params.get("url", "").strip()
     if not url:
         raise InvalidRequestError("the url query parameter is required", field="url")
@@ -285,7 +280,7 @@ async def _image_tool(
     work: Callable[[Any, Limits], dict[str, Any]],
 ) -> Response:
     require(request, "generate")
-    limits = _service(request).settings.limits
+    limits = service_of(request).settings.limits
     body = translate.decode(await read_body(request), decoder)
     return JSONResponse(await asyncio.to_thread(work, body, limits))
 

@@ -20,7 +20,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from sdrest.api.common import JSONResponse, decode_json, read_body, wait_unless_disconnected
+from sdrest.api.common import (
+    JSONResponse,
+    decode_json,
+    read_body,
+    service_of,
+    wait_unless_disconnected,
+)
 from sdrest.api.sdapi import extras, listings
 from sdrest.auth import principal_of, require
 from sdrest.errors import (
@@ -185,15 +191,10 @@ async def _process(
     return _Done(await asyncio.to_thread(finish), target.info)
 
 
-def _service(request: Request) -> SdrestService:
-    service: SdrestService = request.app.state.service
-    return service
-
-
 async def extra_single_image(request: Request) -> Response:
     """``POST /extra-single-image`` -> ``{html_info, image}``."""
     require(request, "generate")
-    service = _service(request)
+    service = service_of(request)
     body = decode_json(await read_body(request), _SINGLE)
     extras.check_options(body)
     upscaler = await asyncio.to_thread(resolve_upscaler, service.registry, body.upscaler_1)
@@ -206,7 +207,7 @@ async def extra_single_image(request: Request) -> Response:
 async def extra_batch_images(request: Request) -> Response:
     """``POST /extra-batch-images`` -> ``{html_info, images}``; one job per image, in order."""
     require(request, "generate")
-    service = _service(request)
+    service = service_of(request)
     body = decode_json(await read_body(request), _BATCH)
     extras.check_options(body)
     if not body.imageList:

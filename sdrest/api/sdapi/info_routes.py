@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from sdrest.api.common import JSONResponse, decode_json, read_body
+from sdrest.api.common import JSONResponse, decode_json, read_body, service_of
 from sdrest.api.sdapi import listings
 from sdrest.api.sdapi.checkpoints import checkpoint_title
 from sdrest.api.sdapi.extras import text_chunks
@@ -28,12 +28,7 @@ from sdrest.errors import InvalidRequestError
 from sdrest.images import ImageInputError, b64_to_bytes, open_image_bytes, read_infotext
 
 if TYPE_CHECKING:
-    from sdrest.service import SdrestService
-
-
-def _service(request: Request) -> SdrestService:
-    service: SdrestService = request.app.state.service
-    return service
+    pass
 
 
 # -- listings (models:read) --------------------------------------------------------------------
@@ -42,7 +37,7 @@ def _service(request: Request) -> SdrestService:
 async def get_upscalers(request: Request) -> Response:
     """``GET /upscalers``: "None", "Lanczos", "Nearest", then the ESRGAN files."""
     require(request, "models:read")
-    registry = _service(request).registry
+    registry = service_of(request).registry
     entries = registry.entries("upscaler")
     scales = await asyncio.to_thread(upscaler_scales, registry, entries)
     return JSONResponse(listings.upscalers(entries, scales))
@@ -51,7 +46,7 @@ async def get_upscalers(request: Request) -> Response:
 async def get_realesrgan_models(request: Request) -> Response:
     """``GET /realesrgan-models``: the ESRGAN files as ``{name, path, scale}``."""
     require(request, "models:read")
-    registry = _service(request).registry
+    registry = service_of(request).registry
     entries = registry.entries("upscaler")
     scales = await asyncio.to_thread(upscaler_scales, registry, entries)
     return JSONResponse(listings.realesrgan_models(entries, scales))
@@ -60,7 +55,7 @@ async def get_realesrgan_models(request: Request) -> Response:
 async def get_sd_models(request: Request) -> Response:
     """``GET /sd-models``: model files and presets, titled ``"name [short hash]"``."""
     require(request, "models:read")
-    registry = _service(request).registry
+    registry = service_of(request).registry
 
     def title_of(name: str) -> str:
         return checkpoint_title(name, registry)
@@ -72,19 +67,19 @@ async def get_sd_models(request: Request) -> Response:
 async def get_sd_vae(request: Request) -> Response:
     """``GET /sd-vae``: the VAE files."""
     require(request, "models:read")
-    return JSONResponse(listings.sd_vae(_service(request).registry.entries("vae")))
+    return JSONResponse(listings.sd_vae(service_of(request).registry.entries("vae")))
 
 
 async def get_loras(request: Request) -> Response:
     """``GET /loras``: the LoRA files."""
     require(request, "models:read")
-    return JSONResponse(listings.loras(_service(request).registry.entries("lora")))
+    return JSONResponse(listings.loras(service_of(request).registry.entries("lora")))
 
 
 async def get_embeddings(request: Request) -> Response:
     """``GET /embeddings``: nothing loaded, every embedding file skipped with the reason."""
     require(request, "models:read")
-    return JSONResponse(listings.embeddings(_service(request).registry.entries("embedding")))
+    return JSONResponse(listings.embeddings(service_of(request).registry.entries("embedding")))
 
 
 async def get_memory(request: Request) -> Response:
@@ -113,21 +108,21 @@ async def refresh(request: Request) -> Response:
     One scan refreshes every type; A1111 answers ``null``.
     """
     require(request, "models:manage")
-    await _service(request).refresh_models()
+    await service_of(request).refresh_models()
     return JSONResponse(None)
 
 
 async def unload_checkpoint(request: Request) -> Response:
     """``POST /unload-checkpoint``: free the loaded model; the next job loads its own."""
     require(request, "models:manage")
-    await _service(request).unload_model()
+    await service_of(request).unload_model()
     return JSONResponse({})
 
 
 async def reload_checkpoint(request: Request) -> Response:
     """``POST /reload-checkpoint``: load the loaded model again, else the default model."""
     require(request, "models:manage")
-    service = _service(request)
+    service = service_of(request)
     await service.load_model(service.loaded_model)
     return JSONResponse({})
 
@@ -166,7 +161,7 @@ def _png_info(value: str, max_bytes: int, max_pixels: int) -> dict[str, Any]:
 async def png_info(request: Request) -> Response:
     """``POST /png-info``: the infotext of a PNG (text chunk) or JPEG/WebP (EXIF), parsed."""
     require(request, "generate")
-    limits = _service(request).settings.limits
+    limits = service_of(request).settings.limits
     body = decode_json(await read_body(request), _PNG_INFO)
     info = await asyncio.to_thread(
         _png_info, body.image, limits.max_image_bytes, limits.max_input_pixels

@@ -18,7 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sdrest.api.common import JSONResponse, read_body, wait_unless_disconnected
+from sdrest.api.common import (
+    JSONResponse,
+    family_exception_handlers,
+    read_body,
+    service_of,
+    wait_unless_disconnected,
+)
 from sdrest.api.sdapi import samplers, state, translate
 from sdrest.api.sdapi.checkpoints import checkpoint_title, resolve_checkpoint
 from sdrest.api.sdapi.errors import ValidationFailed, decode_body, render_error
@@ -33,17 +39,12 @@ from sdrest.api.sdapi.schemas import (
 )
 from sdrest.api.sdapi.url_images import fetch_url_images
 from sdrest.auth.principal import require
-from sdrest.errors import EngineError, ForbiddenError, InvalidRequestError, SdrestError
+from sdrest.errors import EngineError, ForbiddenError, InvalidRequestError
 from sdrest.schemas import Job
 from sdrest.service import SdrestService
 
 _OPTIONS_DECODER: msgspec.json.Decoder[dict[str, Any]] = msgspec.json.Decoder(dict[str, Any])
 MAX_OPTIONS_BODY = 1024 * 1024
-
-
-def _service(request: Request) -> SdrestService:
-    service: SdrestService = request.app.state.service
-    return service
 
 
 def _options(request: Request) -> state.OptionsStore:
@@ -52,7 +53,7 @@ def _options(request: Request) -> state.OptionsStore:
 
 
 def _context(request: Request) -> translate.Context:
-    service = _service(request)
+    service = service_of(request)
     settings = service.settings
     names = None
     if settings.a1111_prompt_loras:
@@ -87,7 +88,7 @@ class GenerationFailedError(EngineError):
 
 async def _generate(request: Request, decoder: msgspec.json.Decoder[Any]) -> Response:
     principal = require(request, "generate")
-    service = _service(request)
+    service = service_of(request)
     raw = await read_body(request)
     body: Txt2ImgBody = decode_body(raw, decoder)
     body = await fetch_url_images(body, service.settings)
@@ -136,7 +137,7 @@ async def img2img(request: Request) -> Response:
 async def progress(request: Request) -> Response:
     """``GET /progress``: the current job of the whole server, whichever family sent it."""
     principal = require(request, "generate")  # whoever may generate may watch it happen
-    service = _service(request)
+    service = service_of(request)
     job = service.current_job
     return JSONResponse(
         state.progress_view(
@@ -151,7 +152,7 @@ async def progress(request: Request) -> Response:
 async def interrupt(request: Request) -> Response:
     """``POST /interrupt``: stop the current job (it ends when the native call returns)."""
     principal = require(request, "generate")
-    service = _service(request)
+    service = service_of(request)
     job = service.current_job
     if job is not None:
         if not principal.may_see(job.owner):
@@ -175,7 +176,7 @@ async def list_schedulers(request: Request) -> Response:
 async def get_options(request: Request) -> Response:
     """``GET /options``: A1111's options object; ``sd_model_checkpoint`` is the default model."""
     require(request, "models:read")
-    service = _service(request)
+    service = service_of(request)
     try:
         name: str | None = service.default_model()
     except InvalidRequestError:
@@ -207,7 +208,7 @@ async def set_options(request: Request) -> Response:
     """``POST /options``: ``sd_model_checkpoint`` switches the default model; other keys are
     kept in memory for this server's lifetime."""
     require(request, "models:manage")
-    service = _service(request)
+    service = service_of(request)
     values = decode_body(await read_body(request, MAX_OPTIONS_BODY), _OPTIONS_DECODER)
     checked = _check_options(values)
     # Everything that can fail is checked before anything changes: a refused POST changes nothing.
@@ -223,7 +224,7 @@ async def set_options(request: Request) -> Response:
 async def cmd_flags(request: Request) -> Response:
     """``GET /cmd-flags``: A1111's flags and sdrest's settings (no secrets)."""
     require(request, "models:read")
-    return JSONResponse(state.cmd_flags(_service(request).settings))
+    return JSONResponse(state.cmd_flags(service_of(request).settings))
 
 
 ROUTES = [
@@ -245,12 +246,7 @@ def create_sdapi_app(service: SdrestService) -> Starlette:
     """The family's sub-application over the one service; A1111-shaped errors throughout."""
     app = Starlette(
         routes=[*ROUTES, *INFO_ROUTES],
-        exception_handlers={
-            Exception: render_error,
-            SdrestError: render_error,
-            404: render_error,
-            405: render_error,
-        },
+        exception_handlers=family_exception_handlers(render_error),
     )
     app.state.service = service
     app.state.options = state.OptionsStore()

@@ -11,7 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sdrest.api.common import JSONResponse, error_status, read_body
+from sdrest.api.common import (
+    JSONResponse,
+    error_status,
+    family_exception_handlers,
+    read_body,
+    service_of,
+)
 from sdrest.api.sdcpp import translate
 from sdrest.auth import ensure_visible, require, require_identified
 from sdrest.errors import InvalidRequestError, NotImplementedFeatureError, SdrestError
@@ -20,15 +26,10 @@ from sdrest.schemas import Job
 from sdrest.service import SdrestService
 
 
-def _service(request: Request) -> SdrestService:
-    service: SdrestService = request.app.state.service
-    return service
-
-
 async def capabilities(request: Request) -> Response:
     """``GET /capabilities``: the default model, defaults, limits, names and features."""
     require(request, "models:read")
-    service = _service(request)
+    service = service_of(request)
     try:
         name: str | None = service.default_model()
     except InvalidRequestError:
@@ -54,7 +55,7 @@ async def capabilities(request: Request) -> Response:
 async def img_gen(request: Request) -> Response:
     """``POST /img_gen``: validate and queue; 202 with the job id and its poll URL."""
     principal = require(request, "generate")
-    service = _service(request)
+    service = service_of(request)
     body = await read_body(request)
     gen_request = translate.to_request(body, service.request_defaults)
     job = await service.submit(gen_request, owner=principal.username, family="sdcpp")
@@ -67,7 +68,7 @@ MAX_WAIT_SECONDS = 60.0
 async def _visible_job(request: Request, job_id: str) -> Job:
     """The job, if the caller may see it: another user's job is a 404, as if unknown."""
     principal = require_identified(request)
-    job = await _service(request).get(job_id)
+    job = await service_of(request).get(job_id)
     ensure_visible(principal, job.owner, job_id)
     return job
 
@@ -100,12 +101,12 @@ async def get_job(request: Request) -> Response:
     """``?wait=S`` (sdrest extension): answer as soon as the job finishes, or after S seconds."""
     job = await _visible_job(request, request.path_params["job_id"])
     wait = _wait_param(request)
-    return await _job_response(_service(request), job, wait)
+    return await _job_response(service_of(request), job, wait)
 
 
 async def cancel_job(request: Request) -> Response:
     """``POST /jobs/{id}/cancel``: a queued job is cancelled; a generating one is a 409."""
-    service = _service(request)
+    service = service_of(request)
     job = await _visible_job(request, request.path_params["job_id"])
     await service.cancel(job.id)
     return await _job_response(service, await service.get(job.id))
@@ -114,7 +115,7 @@ async def cancel_job(request: Request) -> Response:
 async def vid_gen(request: Request) -> Response:
     """``POST /vid_gen``: 501 saying why (no video model, or video not implemented)."""
     require(request, "generate")
-    service = _service(request)
+    service = service_of(request)
     try:
         name = service.default_model()
         arch = service.registry.get(name).architecture
@@ -146,12 +147,7 @@ def create_sdcpp_app(service: SdrestService) -> Starlette:
             Route("/jobs/{job_id}", get_job, methods=["GET"]),
             Route("/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
         ],
-        exception_handlers={
-            Exception: _render_error,
-            SdrestError: _render_error,
-            404: _render_error,
-            405: _render_error,
-        },
+        exception_handlers=family_exception_handlers(_render_error),
     )
     app.state.service = service
     return app

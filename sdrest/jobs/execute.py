@@ -1,0 +1,76 @@
+"""Run one planned job on the engine and turn what it returns into a :class:`JobResult`.
+
+The service owns the job's state (queued, generating, finished); this module only does the work:
+the native call, the infotexts, the encoding and writing of the output files (off the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+from sdrest import outputs
+from sdrest.engine.base import ConvertPlan, Engine, GenerationPlan, ProgressFn, UpscalePlan
+from sdrest.errors import ConflictError
+from sdrest.images import build_infotext
+from sdrest.schemas import JobResult
+
+Plan = GenerationPlan | UpscalePlan | ConvertPlan
+
+
+async def execute(
+    engine: Engine,
+    plan: Plan,
+    job_id: str,
+    model: str,
+    output_dir: Path,
+    models_dir: Path,
+    on_progress: ProgressFn,
+    on_encoding: Callable[[], None],
+    stopped: Callable[[], bool],
+) -> JobResult | None:
+    """Run ``plan``; None when a stop was requested while the engine worked (nothing written)."""
+    if isinstance(plan, ConvertPlan):
+        return await _convert(engine, plan, models_dir, on_progress)
+    infos: list[str | None]
+    images: list[Image.Image]
+    if isinstance(plan, UpscalePlan):
+        images = [await engine.upscale(plan, on_progress)]
+        seeds, infos = [0], [None]
+        fmt, quality = plan.output_format, plan.output_compression
+    else:
+        images = await engine.generate(plan, on_progress)
+        request = plan.request
+        seeds = [plan.seed + i for i in range(len(images))]
+        infos = [
+            build_infotext(
+                request.prompt,
+                request.negative_prompt,
+                outputs.infotext_params(request, seed, img.width, img.height, model),
+            )
+            if request.embed_image_metadata
+            else None
+            for seed, img in zip(seeds, images, strict=True)
+        ]
+        fmt, quality = request.output_format, request.output_compression
+    if stopped():
+        return None
+    on_encoding()
+    refs = await asyncio.to_thread(
+        outputs.write_images, output_dir, job_id, images, seeds, fmt, quality, infos
+    )
+    return JobResult(fmt, refs, [i for i in infos if i is not None])
+
+
+async def _convert(
+    engine: Engine, plan: ConvertPlan, models_dir: Path, on_progress: ProgressFn
+) -> JobResult:
+    target = Path(plan.output_path)
+    if target.exists():  # another job wrote it since this one was accepted
+        raise ConflictError(f"{target.name} already exists")
+    await engine.convert(plan, on_progress)
+    rel = target.resolve().relative_to(models_dir.resolve())
+    return JobResult("gguf", [], files=[str(rel)])
