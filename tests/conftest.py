@@ -8,6 +8,7 @@ import sdrest.engine.native  # noqa: F401  # isort: skip
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,17 +27,22 @@ def models_dir(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def settings(tmp_path: Path, models_dir: Path) -> Settings:
+def settings_in(tmp_path: Path, models_dir: Path, **flags: Any) -> Settings:
+    """Settings whose folders are all under ``tmp_path`` (no environment), plus ``flags``."""
     return load_settings(
         {
             "models_dir": str(models_dir),
             "data_dir": str(tmp_path / "data"),
             "output_dir": str(tmp_path / "outputs"),
-            "max_queue": 3,
+            **flags,
         },
         env={},
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, models_dir: Path) -> Settings:
+    return settings_in(tmp_path, models_dir, max_queue=3)
 
 
 @pytest.fixture

@@ -35,7 +35,8 @@ from sdrest.auth.passwords import hash_password
 from sdrest.auth.users import UserStore
 from sdrest.errors import SdrestError
 from sdrest.service import SdrestService
-from sdrest.settings import Settings, load_settings
+from sdrest.settings import Settings
+from tests.conftest import settings_in
 from tests.fakes import FakeEngine
 
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "root": "root-password"}
@@ -47,16 +48,8 @@ def _hash(password: str) -> str:
 
 
 def make_settings(tmp_path: Path, models_dir: Path, mode: str, **extra: Any) -> Settings:
-    return load_settings(
-        {
-            "models_dir": str(models_dir),
-            "data_dir": str(tmp_path / "data"),
-            "output_dir": str(tmp_path / "outputs"),
-            "auth_mode": mode,
-            "auth_failure_delay": 0.0,
-            **extra,
-        },
-        env={},
+    return settings_in(
+        tmp_path, models_dir, **{"auth_mode": mode, "auth_failure_delay": 0.0, **extra}
     )
 
 

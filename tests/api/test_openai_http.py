@@ -18,7 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sdrest.app import create_app
 from sdrest.auth.principal import SCOPE_KEY, Principal
 from sdrest.service import SdrestService
-from sdrest.settings import Settings, load_settings
+from sdrest.settings import Settings
+from tests.conftest import settings_in
 from tests.fakes import FakeEngine
 
 GEN = "/v1/images/generations"
@@ -28,16 +29,7 @@ EDIT = "/v1/images/edits"
 @pytest.fixture
 def settings(tmp_path: Path, models_dir: Path) -> Settings:
     # A small per-image limit, so the 413 for one oversize upload is cheap to provoke.
-    return load_settings(
-        {
-            "models_dir": str(models_dir),
-            "data_dir": str(tmp_path / "data"),
-            "output_dir": str(tmp_path / "outputs"),
-            "max_queue": 3,
-            "max_image_mb": 0.05,
-        },
-        env={},
-    )
+    return settings_in(tmp_path, models_dir, max_queue=3, max_image_mb=0.05)
 
 
 def png(image: Image.Image) -> bytes:

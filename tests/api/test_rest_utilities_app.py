@@ -14,7 +14,8 @@ from PIL import Image
 
 from sdrest.app import create_app
 from sdrest.service import SdrestService
-from sdrest.settings import Settings, load_settings
+from sdrest.settings import Settings
+from tests.conftest import settings_in
 from tests.fakes import FakeEngine
 
 
@@ -73,16 +74,8 @@ async def test_download_is_off_by_default(client: httpx.AsyncClient) -> None:
 
 @pytest.fixture
 def auth_settings(tmp_path: Path, models_dir: Path) -> Settings:
-    return load_settings(
-        {
-            "models_dir": str(models_dir),
-            "data_dir": str(tmp_path / "data"),
-            "output_dir": str(tmp_path / "outputs"),
-            "auth_mode": "jwt",
-            "jwt_secret": "x" * 32,
-            "allow_url_images": True,
-        },
-        env={},
+    return settings_in(
+        tmp_path, models_dir, auth_mode="jwt", jwt_secret="x" * 32, allow_url_images=True
     )
 
 

@@ -31,8 +31,9 @@ from sdrest.engine.base import UpscalePlan
 from sdrest.errors import EngineError, SdrestError
 from sdrest.images import encode_image
 from sdrest.service import SdrestService
-from sdrest.settings import Settings, load_settings
+from sdrest.settings import Settings
 from sdrest.testing import write_garbage_model
+from tests.conftest import settings_in
 from tests.fakes import FakeEngine, write_fake_checkpoint, write_safetensors_header
 
 ESRGAN_X2 = ["conv_first.weight", "conv_body.weight", "conv_up1.weight", "conv_last.weight"]
@@ -55,16 +56,7 @@ def models_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, models_dir: Path) -> Settings:
-    return load_settings(
-        {
-            "models_dir": str(models_dir),
-            "data_dir": str(tmp_path / "data"),
-            "output_dir": str(tmp_path / "outputs"),
-            "max_queue": 3,
-            "max_image_mb": 0.25,  # small, so the size limit is cheap to cross
-        },
-        env={},
-    )
+    return settings_in(tmp_path, models_dir, max_queue=3, max_image_mb=0.25)  # cheap to cross
 
 
 class _AsPrincipal:
