@@ -416,3 +416,16 @@ def make_thumbnail(data: bytes, size: int) -> bytes:
     out = io.BytesIO()
     image.save(out, "JPEG", quality=85)
     return out.getvalue()
+
+
+def preview_png(image: Image.Image, width: int, height: int, max_side: int = 512) -> bytes:
+    """A live preview as PNG, scaled to the job's aspect at most ``max_side`` on its long side.
+
+    Latent-projection previews are 1/8 of the image: scaled up (bilinear) so every client shows
+    them at a useful size, but capped because previews are encoded on every poll.
+    """
+    scale = min(1.0, max_side / max(width, height, 1))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    return encode_image(to_rgb(image), "png")

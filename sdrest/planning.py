@@ -244,6 +244,8 @@ def plan_generation(
         ref_images=refs,
         loras=resolve_loras(request, registry, spec),
         hires_upscaler_path=_hires_upscaler_path(request, registry),
+        preview_method=settings.preview,
+        preview_interval=max(1, settings.preview_interval),
     )
 
 

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 import msgspec
+from PIL import Image
 
 from sdrest import outputs, planning
 from sdrest.engine.base import ConvertPlan, Engine
@@ -101,6 +102,7 @@ class SdrestService:
         self._current: str | None = None
         self._stop_requested: set[str] = set()
         self._default_model: str | None = None
+        self._previews: dict[str, tuple[int, Image.Image]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -356,8 +358,16 @@ class SdrestService:
 
         def on_progress(progress: Progress) -> None:
             if job.status == "generating":
-                job.progress = progress
+                # The engine knows steps, not previews: keep the latest preview's step.
+                job.progress = msgspec.structs.replace(
+                    progress, preview_step=job.progress.preview_step
+                )
                 self._publish("progress", job)
+
+        def on_preview(step: int, image: Image.Image) -> None:
+            if job.status == "generating":
+                self._previews[job.id] = (step, image)
+                job.progress = msgspec.structs.replace(job.progress, preview_step=step)
 
         def on_encoding() -> None:
             job.progress = msgspec.structs.replace(job.progress, phase="encoding")
@@ -371,6 +381,7 @@ class SdrestService:
                 self.output_dir,
                 self.registry.models_dir,
                 on_progress,
+                on_preview,
                 on_encoding,
                 lambda: job.id in self._stop_requested,
             )
@@ -414,7 +425,12 @@ class SdrestService:
         if done is not None:
             done.set()
 
+    def preview(self, job_id: str) -> tuple[int, Image.Image] | None:
+        """(step, image) of the running job's latest live preview; None when there is none."""
+        return self._previews.get(job_id)
+
     def _forget(self, job_id: str) -> None:
+        self._previews.pop(job_id, None)
         self._active.pop(job_id, None)
         self._plans.pop(job_id, None)
 

@@ -141,6 +141,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     job_ttl: float = 86400.0
     """Seconds a finished job (and its images) is kept before it answers 410 Gone."""
     log_level: str = "info"
+    preview: Literal["none", "proj", "tae", "vae"] = "proj"
+    """Live previews while sampling: proj (latent projection, about free), tae (the model's TAESD
+    when one is loaded), vae (a full decode: costly), or none."""
+    preview_interval: int = 1
+    """Steps between previews."""
     a1111_prompt_loras: bool = False
     """Resolve A1111 ``<lora:name:weight>`` prompt tags on /sdapi/v1 (registry names only)."""
     load: LoadOptions = msgspec.field(default_factory=LoadOptions)

@@ -9,7 +9,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from sdrest.engine.base import ConvertPlan, GenerationPlan, ModelSpec, ProgressFn, UpscalePlan
+from sdrest.engine.base import (
+    ConvertPlan,
+    GenerationPlan,
+    ModelSpec,
+    PreviewFn,
+    ProgressFn,
+    UpscalePlan,
+)
 from sdrest.errors import EngineError
 from sdrest.schemas import Progress
 
@@ -29,13 +36,21 @@ class FakeEngine:
     def loaded_model(self) -> str | None:
         return self._loaded
 
-    async def generate(self, plan: GenerationPlan, on_progress: ProgressFn) -> list[Image.Image]:
+    async def generate(
+        self,
+        plan: GenerationPlan,
+        on_progress: ProgressFn,
+        on_preview: PreviewFn | None = None,
+    ) -> list[Image.Image]:
         self.calls.append(plan)
         self._loaded = plan.model.name
         self.started.set()
         steps = plan.request.sample_params.sample_steps
         for step in range(1, steps + 1):
             on_progress(Progress("sampling", step, steps, 0.01))
+            if on_preview is not None and plan.preview_method != "none":
+                size = (max(1, plan.request.width // 8), max(1, plan.request.height // 8))
+                on_preview(step, Image.new("RGB", size, (0, step % 256, 0)))
             await asyncio.sleep(0)
         if self.hold is not None:
             await self.hold.wait()

@@ -16,6 +16,8 @@ from sdrest.schemas import ImgGenRequest, Progress
 from sdrest.settings import LoadOptions
 
 ProgressFn = Callable[[Progress], None]
+PreviewFn = Callable[[int, Image.Image], None]
+"""(step, image): a live preview of the image being sampled."""
 """Called on the engine thread; implementations hop to the event loop themselves."""
 
 
@@ -61,6 +63,8 @@ class GenerationPlan:
     loras: tuple[ResolvedLora, ...] = ()
     hires_upscaler_path: str = ""
     """The ESRGAN file of a hires fix whose upscaler is "model"."""
+    preview_method: str = "none"
+    preview_interval: int = 1
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,15 @@ class Engine(Protocol):
         """Name of the model whose context is loaded, if any."""
         ...
 
-    async def generate(self, plan: GenerationPlan, on_progress: ProgressFn) -> list[Image.Image]:
-        """Run one generation; raises :class:`sdrest.errors.EngineError` on failure."""
+    async def generate(
+        self,
+        plan: GenerationPlan,
+        on_progress: ProgressFn,
+        on_preview: PreviewFn | None = None,
+    ) -> list[Image.Image]:
+        """Run one generation; raises :class:`sdrest.errors.EngineError` on failure.
+
+        ``on_preview`` receives live previews when the plan asks for them."""
         ...
 
     async def upscale(self, plan: UpscalePlan, on_progress: ProgressFn) -> Image.Image:

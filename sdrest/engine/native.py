@@ -38,6 +38,7 @@ from sdrest.engine.base import (
     ConvertPlan,
     GenerationPlan,
     ModelSpec,
+    PreviewFn,
     ProgressFn,
     ResolvedLora,
     UpscalePlan,
@@ -135,6 +136,12 @@ def _reset_progress_callback() -> None:
     sd_cpp.sd_set_progress_callback(sd_cpp.sd_progress_callback(), ctypes.c_void_p(0))
 
 
+def _reset_preview_callback() -> None:
+    # The wrapper registers a per-call preview thunk and never unregisters it: NULL it, or the
+    # next generation would call freed memory.
+    sd_cpp.sd_set_preview_callback(sd_cpp.sd_preview_callback(), 0, 1, True, False, None)
+
+
 class _RecentNativeLines(logging.Handler):
     """Keeps the last native log lines so a failure can say what the library said."""
 
@@ -215,7 +222,10 @@ class NativeEngine:
         self._sd, self._spec = None, None
 
     def _generate_now(
-        self, plan: GenerationPlan, emit: Callable[[Progress], None]
+        self,
+        plan: GenerationPlan,
+        emit: Callable[[Progress], None],
+        preview: Callable[[int, Image.Image], None] | None,
     ) -> list[Image.Image]:
         sd = self._load_now(plan.model, emit)
         kwargs = generation_kwargs(plan)
@@ -225,6 +235,13 @@ class NativeEngine:
         def on_step(step: int, steps: int, seconds: float) -> None:
             emit(Progress("sampling", step, steps, seconds))
 
+        if preview is not None and plan.preview_method != "none":
+
+            def on_preview(step: int, frames: list[Image.Image], _noisy: bool) -> None:
+                if frames:
+                    preview(int(step), frames[0])
+
+            kwargs["preview_callback"] = on_preview
         try:
             images: list[Image.Image] = sd.generate_image(
                 progress_callback=_progress_thunk(on_step), **kwargs
@@ -234,6 +251,7 @@ class NativeEngine:
         finally:
             sd.sdrest_loras = ()
             _reset_progress_callback()
+            _reset_preview_callback()
         if not images or any(img.width == 0 or img.height == 0 for img in images):
             detail = self._recent.take()
             raise EngineError(
@@ -297,10 +315,22 @@ class NativeEngine:
 
     # -- Engine protocol ---------------------------------------------------------------------
 
-    async def generate(self, plan: GenerationPlan, on_progress: ProgressFn) -> list[Image.Image]:
+    async def generate(
+        self,
+        plan: GenerationPlan,
+        on_progress: ProgressFn,
+        on_preview: PreviewFn | None = None,
+    ) -> list[Image.Image]:
         """Load the model if needed, then generate on the native thread."""
         emit = _loop_hop(on_progress)
-        return await self._call(lambda: self._generate_now(plan, emit))
+        preview = None
+        if on_preview is not None:
+            loop = asyncio.get_running_loop()
+
+            def preview(step: int, image: Image.Image) -> None:
+                loop.call_soon_threadsafe(on_preview, step, image)
+
+        return await self._call(lambda: self._generate_now(plan, emit, preview))
 
     async def upscale(self, plan: UpscalePlan, on_progress: ProgressFn) -> Image.Image:
         """ESRGAN upscale on the native thread (the upscaler context is kept)."""

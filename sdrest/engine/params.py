@@ -96,6 +96,8 @@ def generation_kwargs(plan: GenerationPlan) -> dict[str, Any]:
         "scm_mask": req.scm_mask,
         "scm_policy": "dynamic" if req.scm_policy_dynamic else "static",
     }
+    if plan.preview_method != "none":
+        kwargs.update(preview_method=plan.preview_method, preview_interval=plan.preview_interval)
     hires = req.hires
     if hires.enabled:
         kwargs.update(

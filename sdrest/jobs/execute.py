@@ -13,7 +13,14 @@ from pathlib import Path
 from PIL import Image
 
 from sdrest import outputs
-from sdrest.engine.base import ConvertPlan, Engine, GenerationPlan, ProgressFn, UpscalePlan
+from sdrest.engine.base import (
+    ConvertPlan,
+    Engine,
+    GenerationPlan,
+    PreviewFn,
+    ProgressFn,
+    UpscalePlan,
+)
 from sdrest.errors import ConflictError
 from sdrest.images import build_infotext
 from sdrest.schemas import JobResult
@@ -29,6 +36,7 @@ async def execute(
     output_dir: Path,
     models_dir: Path,
     on_progress: ProgressFn,
+    on_preview: PreviewFn,
     on_encoding: Callable[[], None],
     stopped: Callable[[], bool],
 ) -> JobResult | None:
@@ -42,7 +50,7 @@ async def execute(
         seeds, infos = [0], [None]
         fmt, quality = plan.output_format, plan.output_compression
     else:
-        images = await engine.generate(plan, on_progress)
+        images = await engine.generate(plan, on_progress, on_preview)
         request = plan.request
         seeds = [plan.seed + i for i in range(len(images))]
         infos = [

@@ -47,6 +47,8 @@ class Progress(msgspec.Struct, frozen=True):
     step: int = 0
     steps: int = 0
     seconds_per_step: float = 0.0
+    preview_step: int = 0
+    """The step of the latest live preview (0: none yet)."""
 
     @property
     def fraction(self) -> float:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
 import httpx
+from PIL import Image
 
+from sdrest.api.rest import translate
 from sdrest.service import SdrestService
 from tests.api.test_rest_support import (
     ADMIN,
@@ -131,3 +134,27 @@ async def test_clear_cancels_only_the_callers_queued_jobs(
     assert (await service.get(running)).status == "generating"  # the running job is left alone
     fake_engine.hold.set()
     await finished(service, running)
+
+
+async def test_live_preview_of_the_running_job(
+    api: httpx.AsyncClient, service: SdrestService, fake_engine: FakeEngine
+) -> None:
+    fake_engine.hold = asyncio.Event()
+    job_id = await _submit(api, ALICE, steps=3, width=128, height=64)
+    await fake_engine.started.wait()
+    await asyncio.sleep(0.05)
+    r = await api.get(f"/api/queue/job/{job_id}/preview", headers=ALICE)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.headers["x-preview-step"] == "3" and r.headers["cache-control"] == "no-store"
+    image = Image.open(io.BytesIO(r.content))
+    assert image.size == (128, 64)  # a 1/8 latent preview, scaled to the job's size
+    assert image.getpixel((0, 0)) == (0, 3, 0)
+    assert_error(
+        await api.get(f"/api/queue/job/{job_id}/preview", headers=BOB), 404, "JOB_NOT_FOUND"
+    )
+    job = await service.get(job_id)
+    assert translate.ws_job_update(job)["preview_url"].endswith("/preview?step=3")
+    fake_engine.hold.set()
+    await finished(service, job_id)
+    assert_error(await api.get(f"/api/queue/job/{job_id}/preview", headers=ALICE), 404, "NOT_FOUND")
+    assert service.preview(job_id) is None  # nothing kept once the job is over

@@ -252,7 +252,11 @@ async def test_progress_and_interrupt(client: httpx.AsyncClient, fake_engine: Fa
     running = (await client.get("/sdapi/v1/progress")).json()
     assert running["progress"] == 1.0 and running["state"]["sampling_step"] == 4
     assert running["state"]["job"].startswith("job_") and running["state"]["job_count"] == 1
-    assert running["current_image"] is None and running["textinfo"] == "Sampling step 4/4"
+    assert running["textinfo"] == "Sampling step 4/4"
+    preview = Image.open(io.BytesIO(base64.b64decode(running["current_image"])))
+    assert preview.format == "PNG" and preview.getpixel((0, 0)) == (0, 4, 0)  # step 4's preview
+    skipped = (await client.get("/sdapi/v1/progress?skip_current_image=true")).json()
+    assert skipped["current_image"] is None
     stop = await client.post("/sdapi/v1/interrupt")
     assert stop.status_code == 200 and stop.json() == {}
     flagged = (await client.get("/sdapi/v1/progress")).json()

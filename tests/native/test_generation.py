@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from sdrest.errors import InvalidRequestError, NotFoundError
+from sdrest.planning import plan_generation
 from sdrest.schemas import ConvertRequest, HiresParams, LoraSpec, UpscaleRequest
 from sdrest.service import SdrestService
 from sdrest.settings import load_settings
@@ -169,3 +171,22 @@ async def test_convert_job_quantizes_and_the_result_generates(
         assert not list(models.glob("*.part"))
         generated = await run(service, quick(model="t8"))
         assert generated.status == "completed", generated.error
+
+
+async def test_live_previews_then_none_without_a_stale_callback(
+    native_service: SdrestService,
+) -> None:
+    settings = native_service.settings
+    plan = plan_generation(quick(steps=3), "tiny-flux2", settings, native_service.registry)
+    assert plan.preview_method == "proj"  # the default
+    seen: list[tuple[int, tuple[int, int]]] = []
+    await native_service.engine.generate(
+        plan, lambda _p: None, lambda step, image: seen.append((step, image.size))
+    )
+    assert [step for step, _ in seen] == [1, 2, 3]
+    assert all(size == (8, 8) for _, size in seen)  # the latent projection: 1/8 of 64x64
+    # The wrapper leaves its preview thunk registered: a generation without previews must not
+    # call it (freed memory) — sdrest resets it after every call.
+    quiet = dataclasses.replace(plan, preview_method="none")
+    images = await native_service.engine.generate(quiet, lambda _p: None)
+    assert images[0].size == (64, 64) and len(seen) == 3

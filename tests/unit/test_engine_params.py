@@ -99,3 +99,16 @@ def test_hires_fix_reaches_the_binding_only_when_enabled() -> None:
     kwargs = generation_kwargs(_plan(request))
     assert kwargs["hires"] is True and kwargs["hires_upscaler"] == "lanczos"
     assert (kwargs["hires_scale"], kwargs["hires_steps"], kwargs["hires_path"]) == (1.5, 2, "")
+
+
+def test_previews_reach_the_binding_only_when_on() -> None:
+    assert "preview_method" not in generation_kwargs(_plan(ImgGenRequest()))
+    plan = GenerationPlan(
+        model=ModelSpec(name="m", model_path="/m.gguf"),
+        request=ImgGenRequest(),
+        seed=1,
+        preview_method="proj",
+        preview_interval=2,
+    )
+    kwargs = generation_kwargs(plan)
+    assert (kwargs["preview_method"], kwargs["preview_interval"]) == ("proj", 2)

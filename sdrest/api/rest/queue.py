@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import msgspec
@@ -17,7 +18,8 @@ from sdrest.api.rest.schemas import CancelBody
 from sdrest.auth import Principal, require
 from sdrest.auth.principal import require_identified
 from sdrest.errors import ConflictError, NotFoundError, SdrestError
-from sdrest.schemas import Job
+from sdrest.images import preview_png
+from sdrest.schemas import ImgGenRequest, Job
 from sdrest.service import SdrestService
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,24 @@ async def get_job(request: Request) -> Response:
     return JSONResponse({"job": translate.job_view(job, service.queue_position(job.id))})
 
 
+async def get_preview(request: Request) -> Response:
+    """``GET /api/queue/job/{job_id}/preview``: the running job's latest live preview (PNG);
+    404 when it has none (not running, or previews are off)."""
+    principal = require_identified(request)
+    service = service_of(request)
+    job = await visible_job(service, principal, request.path_params["job_id"])
+    preview = service.preview(job.id)
+    if preview is None:
+        raise NotFoundError(f"job {job.id} has no live preview", field="job_id")
+    request_size = job.request or ImgGenRequest()
+    data = await asyncio.to_thread(preview_png, preview[1], request_size.width, request_size.height)
+    return Response(
+        data,
+        media_type="image/png",
+        headers={"Cache-Control": "no-store", "X-Preview-Step": str(preview[0])},
+    )
+
+
 async def cancel(request: Request) -> Response:
     """``POST /api/queue/cancel {"job_id"}``: a queued job is cancelled now; a running one stops
     when the current native call returns (its images are discarded); a finished one is a 409."""
@@ -135,6 +155,7 @@ async def clear(request: Request) -> Response:
 QUEUE_ROUTES: list[BaseRoute] = [
     Route("/queue/status", queue_status, methods=["GET"]),
     Route("/queue/job/{job_id}", get_job, methods=["GET"]),
+    Route("/queue/job/{job_id}/preview", get_preview, methods=["GET"]),
     Route("/queue/cancel", cancel, methods=["POST"]),
     Route("/queue/clear", clear, methods=["POST"]),
 ]

@@ -364,9 +364,16 @@ def ws_job_update(job: Job, now: float | None = None) -> dict[str, Any]:
     }
     if job.status == "completed" and job.result is not None:
         data["outputs"] = [output_url(job.id, ref.filename) for ref in job.result.images]
+    if job.status == "generating" and job.progress.preview_step > 0:
+        data["preview_url"] = preview_url(job.id, job.progress.preview_step)
     if job.error is not None:
         data["error"] = {"code": job.error.code, "message": job.error.message}
     return data
+
+
+def preview_url(job_id: str, step: int) -> str:
+    """The running job's live preview; ``step`` in the query makes each one a new URL."""
+    return f"/api/queue/job/{job_id}/preview?step={step}"
 
 
 def ws_message(kind: str, data: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:

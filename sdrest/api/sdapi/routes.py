@@ -40,7 +40,8 @@ from sdrest.api.sdapi.schemas import (
 from sdrest.api.sdapi.url_images import fetch_url_images
 from sdrest.auth.principal import require
 from sdrest.errors import EngineError, ForbiddenError, InvalidRequestError
-from sdrest.schemas import Job
+from sdrest.images import image_to_b64, preview_png
+from sdrest.schemas import ImgGenRequest, Job
 from sdrest.service import SdrestService
 
 _OPTIONS_DECODER: msgspec.json.Decoder[dict[str, Any]] = msgspec.json.Decoder(dict[str, Any])
@@ -139,12 +140,23 @@ async def progress(request: Request) -> Response:
     principal = require(request, "generate")  # whoever may generate may watch it happen
     service = service_of(request)
     job = service.current_job
+    visible = job is not None and principal.may_see(job.owner)
+    current_image = None
+    skip = request.query_params.get("skip_current_image", "").lower() in ("1", "true")
+    preview = service.preview(job.id) if job is not None and visible and not skip else None
+    if job is not None and preview is not None:
+        request_size = job.request or ImgGenRequest()
+        data = await asyncio.to_thread(
+            preview_png, preview[1], request_size.width, request_size.height
+        )
+        current_image = image_to_b64(data)
     return JSONResponse(
         state.progress_view(
             job,
             queued=len(service.queued_ids()),
-            visible=job is not None and principal.may_see(job.owner),
+            visible=visible,
             stop_requested=job is not None and service.stop_requested(job.id),
+            current_image=current_image,
         )
     )
 

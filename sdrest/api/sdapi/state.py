@@ -28,11 +28,12 @@ def progress_view(
     queued: int,
     visible: bool,
     stop_requested: bool,
+    current_image: str | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
     """``GET /progress``: A1111's shape; ``state.job`` is the job id when the caller may see it.
 
-    ``current_image`` is always null: the pinned binding has no previews.
+    ``current_image`` is the latest live preview (base64 PNG) when there is one.
     """
     now = time.time() if now is None else now
     if job is None:
@@ -73,7 +74,7 @@ def progress_view(
             timestamp,
             interrupted=stop_requested,
         ),
-        "current_image": None,
+        "current_image": current_image,
         "textinfo": text,
     }
 

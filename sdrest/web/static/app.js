@@ -177,7 +177,16 @@ function jobRow(job) {
   cells.forEach((text, index) => {
     const cell = document.createElement("td");
     cell.textContent = text;
-    if (index === 2) { cell.append(progress, steps); }
+    if (index === 2) {
+      cell.append(progress, steps);
+      if (job.status === "processing" && job.preview_url) {
+        const preview = document.createElement("img");
+        preview.className = "preview";
+        preview.src = job.preview_url;  // a new URL per previewed step
+        preview.alt = "live preview";
+        cell.append(preview);
+      }
+    }
     if (index === 3) cell.className = "prompt";
     if (index === 4 && (job.status === "queued" || job.status === "processing")) {
       const cancel = document.createElement("button");
