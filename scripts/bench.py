@@ -139,6 +139,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--poll", type=float, default=0.05, help="poll interval (s)")
+    parser.add_argument(
+        "--preview",
+        default="none",
+        help="the server's --preview (none: the same work as the direct call, so the ratio is"
+        " the server's own overhead; proj: the default, with live previews)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -179,6 +185,8 @@ def main() -> int:
             str(work / "data"),
             "--model",
             models.checkpoint.stem,
+            "--preview",
+            args.preview,
         ],
         env=env,
     )
@@ -214,13 +222,14 @@ def main() -> int:
     med_http, med_direct = statistics.median(via_http), statistics.median(direct)
     med_wait = statistics.median(via_wait)
     logger.info(
-        "model: %s (%d x %d, %d steps, %d threads, %d runs)",
+        "model: %s (%d x %d, %d steps, %d threads, %d runs, server --preview %s)",
         models.checkpoint.name,
         args.size,
         args.size,
         args.steps,
         args.threads,
         args.runs,
+        args.preview,
     )
     logger.info(
         "direct library call  median %.4f s  (%s)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -19,11 +20,12 @@ from sdrest.api.rest.routes import create_rest_app
 from sdrest.api.rest.ws import websocket_endpoint
 from sdrest.api.sdapi.routes import create_sdapi_app
 from sdrest.api.sdcpp.routes import create_sdcpp_app
-from sdrest.auth.authenticator import Authenticator
-from sdrest.auth.middleware import AuthMiddleware
 from sdrest.service import SdrestService
 from sdrest.settings import Settings
 from sdrest.web import create_ui_app
+
+if TYPE_CHECKING:
+    from sdrest.auth.authenticator import Authenticator
 
 
 async def health(request: Request) -> Response:
@@ -58,8 +60,13 @@ def create_app(config: Settings | SdrestService) -> Starlette:
     service = SdrestService(config) if isinstance(config, Settings) else config
     middleware = []
     authenticator: Authenticator | None = None
+    # Imported only with auth on: the token library and its crypto stack cost start-up time
+    # and memory that an open local server does not need.
     if service.settings.auth.auth_mode != "none":
         # Opens nothing yet: the accounts database and the token secret are read on first use.
+        from sdrest.auth.authenticator import Authenticator
+        from sdrest.auth.middleware import AuthMiddleware
+
         authenticator = Authenticator(service.settings)
         middleware.append(Middleware(AuthMiddleware, authenticator=authenticator))
 

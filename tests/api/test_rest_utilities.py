@@ -302,7 +302,7 @@ async def server() -> AsyncIterator[LocalServer]:
 def loopback_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     """The route's fetcher with the test policy (127.0.0.1 only); everything else as in prod."""
     monkeypatch.setattr(
-        utilities, "fetch_image", functools.partial(fetch_image, allow=only_loopback)
+        "sdrest.net.fetch.fetch_image", functools.partial(fetch_image, allow=only_loopback)
     )
 
 

@@ -433,7 +433,7 @@ async def test_url_images_when_allowed(
         fetched.append((url, max_bytes))
         return image
 
-    monkeypatch.setattr("sdrest.api.sdapi.url_images.fetch_image_bytes", fake_fetch)
+    monkeypatch.setattr("sdrest.net.fetch.fetch_image_bytes", fake_fetch)
     settings = load_settings(
         {
             "models_dir": str(models_dir),

@@ -7,7 +7,7 @@ the open server's caller (an admin) and ``login``/``refresh`` answer 400 ``auth_
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from starlette.requests import Request
@@ -15,7 +15,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from sdrest.api.common import JSONResponse, decode_json, read_body
-from sdrest.auth.authenticator import Authenticator, authenticator_of
 from sdrest.auth.principal import (
     Principal,
     permissions_of,
@@ -23,6 +22,9 @@ from sdrest.auth.principal import (
     require_identified,
 )
 from sdrest.errors import AuthRequiredError, SdrestError
+
+if TYPE_CHECKING:
+    from sdrest.auth.authenticator import Authenticator
 
 MAX_LOGIN_BODY = 64 * 1024
 
@@ -55,8 +57,15 @@ def user_view(principal: Principal) -> dict[str, Any]:
     }
 
 
+def _authenticator_of(request: Request) -> Authenticator | None:
+    # Imported on use: with auth off the token library is never loaded.
+    from sdrest.auth.authenticator import authenticator_of
+
+    return authenticator_of(request.scope)
+
+
 def _authenticator(request: Request) -> Authenticator:
-    found = authenticator_of(request.scope)
+    found = _authenticator_of(request)
     if found is None:
         raise AuthDisabledError("authentication is off on this server (--auth-mode none)")
     return found
@@ -93,7 +102,7 @@ async def login(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     """``POST /auth/logout``: the presented login token is revoked, across restarts too."""
-    authenticator = authenticator_of(request.scope)
+    authenticator = _authenticator_of(request)
     if authenticator is None:
         return JSONResponse({"message": "Logout successful (authentication is off)"})
     principal = _authenticated(request)
@@ -106,7 +115,7 @@ async def logout(request: Request) -> Response:
 
 async def validate(request: Request) -> Response:
     """``GET /auth/validate`` -> ``{user, valid: true}``; 401 for missing or bad credentials."""
-    if authenticator_of(request.scope) is None:
+    if _authenticator_of(request) is None:
         return JSONResponse({"user": user_view(principal_of(request)), "valid": True})
     principal = _authenticated(request)
     return JSONResponse({"user": user_view(principal), "valid": True})

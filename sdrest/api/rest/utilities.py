@@ -28,7 +28,6 @@ from sdrest.api.rest.schemas import GenerateBody
 from sdrest.auth import permissions_of, principal_of, require
 from sdrest.errors import InvalidRequestError, SdrestError
 from sdrest.images import image_to_b64
-from sdrest.net.fetch import fetch_image
 from sdrest.schemas import ImgGenRequest
 from sdrest.service import SdrestService
 from sdrest.settings import Limits
@@ -247,6 +246,8 @@ async def download(request: Request) -> Response:
     if not url:
         raise InvalidRequestError("the url query parameter is required", field="url")
     encoding = _encoding(request)
+    from sdrest.net.fetch import fetch_image  # httpx loads only when a URL is fetched
+
     image = await fetch_image(
         url, service.settings.fetch, max_bytes=service.settings.limits.max_image_bytes
     )

@@ -13,7 +13,6 @@ import msgspec
 
 from sdrest.api.sdapi.schemas import Img2ImgBody, Txt2ImgBody
 from sdrest.errors import InvalidRequestError, SdrestError
-from sdrest.net.fetch import fetch_image_bytes
 from sdrest.settings import Settings
 
 
@@ -50,6 +49,8 @@ async def _fetch(value: str, field: str, settings: Settings) -> str:
             field=field,
         )
     try:
+        from sdrest.net.fetch import fetch_image_bytes  # httpx loads only when needed
+
         data = await fetch_image_bytes(
             value, settings.fetch, max_bytes=settings.limits.max_image_bytes
         )
