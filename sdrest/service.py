@@ -44,12 +44,6 @@ _RECENT_FINISHED = 256
 _EXPIRY_INTERVAL = 60.0
 
 
-def _has_images(request: ImgGenRequest) -> bool:
-    return bool(
-        request.init_image or request.ref_images or request.mask_image or request.control_image
-    )
-
-
 def new_job_id() -> str:
     """Sortable by time, unguessable by the random part (outputs are served by id)."""
     return f"job_{time.time_ns() // 1_000_000:x}_{secrets.token_hex(10)}"
@@ -212,7 +206,7 @@ class SdrestService:
     ) -> Job:
         """Validate, plan and queue a generation. Raises a 4xx :class:`SdrestError` on bad input."""
         model = request.model or self.default_model()
-        if _has_images(request):  # decoding images is CPU work: keep it off the event loop
+        if request.has_images:  # decoding images is CPU work: keep it off the event loop
             plan = await asyncio.to_thread(
                 planning.plan_generation, request, model, self.settings, self.registry
             )
@@ -406,11 +400,9 @@ class SdrestService:
         job.status = status
         job.completed = time.time()
         job.result, job.error = result, error
-        if job.request is not None and _has_images(job.request):
+        if job.request is not None:
             # The store keeps the whole request; memory keeps no megabytes of base64 per job.
-            job.request = msgspec.structs.replace(
-                job.request, init_image=None, ref_images=[], mask_image=None, control_image=None
-            )
+            job.request = job.request.without_images()
         if status == "completed":
             job.progress = msgspec.structs.replace(
                 job.progress, phase="done", step=job.progress.steps

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     completed REAL,
     expired   INTEGER NOT NULL DEFAULT 0,
     request   BLOB,
+    summary   BLOB,
     state     BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created);
@@ -54,6 +55,15 @@ def _request_bytes(job: Job) -> bytes | None:
     return None if payload is None else _request_encoder.encode(payload)
 
 
+def _summary_bytes(job: Job, request: bytes | None) -> bytes | None:
+    """The request without its input images: what job listings read (prompt, size, steps)."""
+    if job.request is not None and job.request.has_images:
+        return _request_encoder.encode(job.request.without_images())
+    if job.upscale is not None:
+        return _request_encoder.encode(msgspec.structs.replace(job.upscale, image=""))
+    return request
+
+
 class JobStore:
     """Job records under ``{data_dir}/sdrest.sqlite3``."""
 
@@ -70,6 +80,9 @@ class JobStore:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.executescript(_SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+                if "summary" not in columns:  # a database from before summaries existed
+                    db.execute("ALTER TABLE jobs ADD COLUMN summary BLOB")
                 self._db = db
             return fn(self._db)
 
@@ -92,11 +105,13 @@ class JobStore:
 
     async def insert(self, job: Job) -> None:
         """Record a newly accepted job with its request."""
-        row = (job.id, job.status, job.owner, job.created, _request_bytes(job), _state_bytes(job))
+        request = _request_bytes(job)
+        summary = _summary_bytes(job, request)
+        row = (job.id, job.status, job.owner, job.created, request, summary, _state_bytes(job))
         await self._run(
             lambda db: db.execute(
-                "INSERT INTO jobs (id, status, owner, created, request, state)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, status, owner, created, request, summary, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
         )
@@ -111,10 +126,11 @@ class JobStore:
         )
 
     async def get(self, job_id: str, *, with_request: bool = False) -> Job | None:
-        """One job by id, or None. ``expired`` is set on jobs past their retention."""
+        """One job by id, or None. ``expired`` is set on jobs past their retention. The request
+        comes without its input images unless ``with_request``."""
 
         def fetch(db: sqlite3.Connection) -> Job | None:
-            column = "request" if with_request else "NULL"
+            column = "request" if with_request else "summary"
             row = db.execute(
                 f"SELECT state, expired, {column} FROM jobs WHERE id = ?", (job_id,)
             ).fetchone()
@@ -148,18 +164,19 @@ class JobStore:
             ]
             # The request payload is dropped too: an expired job keeps only a tombstone.
             db.executemany(
-                "UPDATE jobs SET expired = 1, request = NULL WHERE id = ?", [(i,) for i in ids]
+                "UPDATE jobs SET expired = 1, request = NULL, summary = NULL WHERE id = ?",
+                [(i,) for i in ids],
             )
             return ids
 
         return await self._run(run)
 
     async def recent(self, limit: int = 100) -> list[Job]:
-        """The newest jobs (without requests), newest first."""
+        """The newest jobs (requests without input images), newest first."""
 
         def fetch(db: sqlite3.Connection) -> list[Job]:
             rows = db.execute(
-                "SELECT state, expired, NULL FROM jobs ORDER BY created DESC LIMIT ?", (limit,)
+                "SELECT state, expired, summary FROM jobs ORDER BY created DESC LIMIT ?", (limit,)
             ).fetchall()
             return [_job_from_row(row) for row in rows]
 
@@ -173,7 +190,7 @@ class JobStore:
         limit: int = 100,
         offset: int = 0,
     ) -> builtins.list[Job]:
-        """Jobs newest first (without requests); ``owner`` None = everyone's."""
+        """Jobs newest first (requests without input images); ``owner`` None = everyone's."""
         where, args = ["expired = 0"], []
         if owner is not None:
             where.append("owner = ?")
@@ -182,7 +199,7 @@ class JobStore:
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
             args.extend(statuses)
         sql = (
-            f"SELECT state, expired, NULL FROM jobs WHERE {' AND '.join(where)}"
+            f"SELECT state, expired, summary FROM jobs WHERE {' AND '.join(where)}"
             " ORDER BY created DESC LIMIT ? OFFSET ?"
         )
 

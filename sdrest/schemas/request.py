@@ -227,3 +227,16 @@ class ImgGenRequest(_Strict):
             raise ValueError("at most 16 ref_images")
         if len(self.lora) > 16:
             raise ValueError("at most 16 lora entries")
+
+    @property
+    def has_images(self) -> bool:
+        """Whether the request carries any input image (base64, possibly megabytes)."""
+        return bool(self.init_image or self.ref_images or self.mask_image or self.control_image)
+
+    def without_images(self) -> ImgGenRequest:
+        """The same request minus its input images: what listings and memory keep."""
+        if not self.has_images:
+            return self
+        return msgspec.structs.replace(
+            self, init_image=None, ref_images=[], mask_image=None, control_image=None
+        )

@@ -62,3 +62,35 @@ async def test_store_survives_reopen(tmp_path: Path) -> None:
     pending = await again.unfinished()
     assert [j.id for j in pending] == ["job_2_bb"] and pending[0].request == ImgGenRequest()
     await again.close()
+
+
+async def test_listings_carry_the_request_without_its_images(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    request = ImgGenRequest(prompt="a cat", width=320, init_image="A" * 100_000, mask_image="B")
+    job = Job(id="job_1_a", kind="img_gen", created=time.time(), request=request)
+    await store.insert(job)
+    listed = (await store.list())[0]
+    assert listed.request is not None and listed.request.prompt == "a cat"
+    assert listed.request.width == 320 and not listed.request.has_images
+    by_id = await store.get("job_1_a")
+    assert by_id is not None and by_id.request == listed.request
+    full = await store.get("job_1_a", with_request=True)
+    assert full is not None and full.request == request  # recovery still gets the images
+    await store.close()
+
+
+async def test_a_database_without_summaries_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:  # the schema before the summary column
+        db.execute(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT NOT NULL, owner TEXT NOT NULL"
+            " DEFAULT '', created REAL NOT NULL, completed REAL, expired INTEGER NOT NULL"
+            " DEFAULT 0, request BLOB, state BLOB NOT NULL)"
+        )
+    store = JobStore(path)
+    job = Job(id="job_2_b", kind="img_gen", created=time.time(), request=ImgGenRequest(prompt="x"))
+    await store.insert(job)
+    assert (await store.list())[0].request == ImgGenRequest(prompt="x")
+    await store.close()

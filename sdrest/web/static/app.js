@@ -114,12 +114,12 @@ async function loadCapabilities() {
     if (caps.model) $("models").value = caps.model.name;
     const defaults = caps.defaults || {};
     const form = $("gen-form");
-    if (defaults.width) form.width.value = defaults.width;
-    if (defaults.height) form.height.value = defaults.height;
+    if (defaults.width) form.elements.width.value = defaults.width;
+    if (defaults.height) form.elements.height.value = defaults.height;
     const sample = defaults.sample_params || {};
-    if (sample.sample_steps) form.steps.value = sample.sample_steps;
+    if (sample.sample_steps) form.elements.steps.value = sample.sample_steps;
     if (sample.guidance && sample.guidance.txt_cfg !== undefined) {
-      form.cfg_scale.value = sample.guidance.txt_cfg;
+      form.elements.cfg_scale.value = sample.guidance.txt_cfg;
     }
   } catch { /* the form keeps its own defaults */ }
 }
