@@ -46,7 +46,8 @@ async def test_store_round_trip_and_expiry(tmp_path: Path) -> None:
     loaded = await store.get(job.id, with_request=True)
     assert loaded is not None and loaded.status == "failed" and loaded.error == JobError("x", "y")
     assert loaded.request is not None and loaded.request.init_image == "AAAA"
-    assert (await store.get(job.id)).request is None  # type: ignore[union-attr]
+    summary = (await store.get(job.id)).request  # type: ignore[union-attr]
+    assert summary is not None and summary.prompt == "p" and summary.init_image is None
     assert await store.expire(time.time() - 50) == [job.id]
     assert (await store.get(job.id)).expired  # type: ignore[union-attr]
     assert await store.expire(time.time()) == []
