@@ -115,8 +115,12 @@ async def _generate(request: Request, mode: translate.Mode) -> Response:
         if body.control_net_model is not None:
             await asyncio.to_thread(find_model, service, body.control_net_model, "controlnet")
         translate.to_request(body, mode, model, {}, service.settings.load)  # 400s first
+        # ControlNet files are context options of the library (loaded with the model), and no
+        # ControlNet small enough to test against can be synthesized: not claimed until it is.
         raise NotImplementedFeatureError(
-            "ControlNet generation is not available: the engine does not load ControlNet models yet"
+            "ControlNet generation is not available: sdrest does not load a ControlNet per"
+            " request yet (it would reload the model), and it has not been verified against a"
+            " real ControlNet file"
         )
     try:
         canonical = translate.to_request(
@@ -148,7 +152,7 @@ async def inpainting(request: Request) -> Response:
 
 
 async def controlnet(request: Request) -> Response:
-    """``POST /api/generate/controlnet``: validated, then 501 (no ControlNet in the engine)."""
+    """``POST /api/generate/controlnet``: validated, then 501 (no per-request ControlNet)."""
     return await _generate(request, "controlnet")
 
 
