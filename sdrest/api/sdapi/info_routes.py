@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from starlette.requests import Request
@@ -26,10 +26,6 @@ from sdrest.api.sdapi.info_memory import memory_report
 from sdrest.auth import require
 from sdrest.errors import InvalidRequestError
 from sdrest.images import ImageInputError, b64_to_bytes, open_image_bytes, read_infotext
-
-if TYPE_CHECKING:
-    pass
-
 
 # -- listings (models:read) --------------------------------------------------------------------
 
