@@ -431,7 +431,9 @@ class SdrestService:
     async def _recover(self) -> None:
         """Re-queue jobs a previous process accepted; fail the one it was running."""
         for job in await self.store.unfinished():
-            if job.status == "generating" or (job.request is None and job.upscale is None):
+            if job.status == "generating" or (
+                job.request is None and job.upscale is None and job.convert is None
+            ):
                 await self._finish(
                     job,
                     "failed",

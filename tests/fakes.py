@@ -106,6 +106,14 @@ def write_fake_checkpoint(path: Path) -> Path:
     )
 
 
+ESRGAN_X2_TENSORS = ["conv_first.weight", "conv_body.weight", "conv_up1.weight", "conv_last.weight"]
+
+
+def write_fake_esrgan(path: Path) -> Path:
+    """A header-only file the registry types as a 2x ESRGAN upscaler."""
+    return write_safetensors_header(path, ESRGAN_X2_TENSORS)
+
+
 def write_fake_lora(path: Path) -> Path:
     """A file the registry detects as a LoRA."""
     return write_safetensors_header(

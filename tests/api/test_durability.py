@@ -63,3 +63,38 @@ async def test_finished_jobs_keep_image_payloads_on_disk_not_in_memory(
     stored = await service.store.get(job.id, with_request=True)
     assert stored is not None and stored.request is not None
     assert stored.request.init_image == image  # the store keeps the whole request
+
+
+async def test_queued_upscale_and_convert_jobs_survive_a_restart(settings: Settings) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    from sdrest.schemas import ConvertRequest, UpscaleRequest
+    from tests.fakes import write_fake_esrgan
+
+    write_fake_esrgan(settings.models_path / "esrgan" / "x2.safetensors")
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(buf, "PNG")
+    first_engine = FakeEngine()
+    first_engine.hold = asyncio.Event()
+    service = SdrestService(settings, engine=first_engine)
+    await service.start()
+    await service.submit(ImgGenRequest(prompt="blocker"))
+    await asyncio.wait_for(first_engine.started.wait(), 5)
+    upscale = await service.submit_upscale(
+        UpscaleRequest(image=base64.b64encode(buf.getvalue()).decode(), upscaler="x2")
+    )
+    convert = await service.submit_convert(
+        ConvertRequest(model="tiny", weight_type="q8_0", output_path="checkpoints/t8.gguf")
+    )
+    await service.stop()
+
+    async with SdrestService(settings, engine=FakeEngine()) as again:
+        done = await again.wait(upscale.id, timeout=10)
+        assert done.status == "completed" and done.result is not None
+        assert (done.result.images[0].width, done.result.images[0].height) == (16, 16)
+        converted = await again.wait(convert.id, timeout=10)
+        assert converted.status == "completed", converted.error
+        assert (settings.models_path / "checkpoints" / "t8.gguf").is_file()

@@ -34,9 +34,14 @@ from sdrest.service import SdrestService
 from sdrest.settings import Settings
 from sdrest.testing import write_garbage_model
 from tests.conftest import settings_in
-from tests.fakes import FakeEngine, write_fake_checkpoint, write_safetensors_header
+from tests.fakes import (
+    ESRGAN_X2_TENSORS,
+    FakeEngine,
+    write_fake_checkpoint,
+    write_safetensors_header,
+)
 
-ESRGAN_X2 = ["conv_first.weight", "conv_body.weight", "conv_up1.weight", "conv_last.weight"]
+ESRGAN_X2 = ESRGAN_X2_TENSORS
 
 
 @pytest.fixture
