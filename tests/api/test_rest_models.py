@@ -282,4 +282,6 @@ async def test_convert_is_a_queued_job(
     assert "tiny.q4_0" in await _names(api, "?type=checkpoint")
     view = await api.get(f"/api/queue/job/{job.id}")
     assert view.status_code == 200, view.text
+    assert view.json()["job"]["type"] == "convert"
+    assert view.json()["job"]["model_files"] == ["checkpoints/tiny.q4_0.gguf"]
     assert_error(await api.post("/api/models/convert", json=body), 409, "CONFLICT")

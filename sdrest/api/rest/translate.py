@@ -313,6 +313,9 @@ def _parameters(job: Job) -> dict[str, Any]:
     }
 
 
+JOB_TYPES: dict[str, str] = {"img_gen": "generation", "upscale": "upscale", "convert": "convert"}
+
+
 def job_view(job: Job, position: int, now: float | None = None) -> dict[str, Any]:
     """The spec's job document (queue listing and ``GET /api/queue/job/{id}``)."""
     now = time.time() if now is None else now
@@ -334,7 +337,7 @@ def job_view(job: Job, position: int, now: float | None = None) -> dict[str, Any
     return {
         "id": job.id,
         "job_id": job.id,
-        "type": "upscale" if job.kind == "upscale" else "generation",
+        "type": JOB_TYPES.get(job.kind, job.kind),
         "status": STATUS_NAMES.get(job.status, job.status),
         "owner": job.owner,
         "family": job.family,
@@ -348,6 +351,7 @@ def job_view(job: Job, position: int, now: float | None = None) -> dict[str, Any
         **timing(job, now),
         "parameters": _parameters(job),
         "outputs": outputs,
+        "model_files": list(job.result.files) if job.result is not None else [],
         "error": None
         if job.error is None
         else {"code": job.error.code, "message": job.error.message},
