@@ -43,6 +43,12 @@ async def health(request: Request) -> Response:
     )
 
 
+async def a1111_ping(request: Request) -> Response:
+    """``GET /internal/ping``: AUTOMATIC1111's liveness probe (A1111 clients such as SillyTavern
+    call it before anything else); public like A1111's own."""
+    return JSONResponse({})
+
+
 async def to_ui(request: Request) -> Response:
     """``/`` opens the web UI."""
     return RedirectResponse("/ui/")
@@ -83,6 +89,7 @@ def create_app(config: Settings | SdrestService) -> Starlette:
     app = Starlette(
         routes=[
             Route("/api/health", health, methods=["GET"]),
+            Route("/internal/ping", a1111_ping, methods=["GET"]),
             Mount("/sdcpp/v1", app=create_sdcpp_app(service)),
             Mount("/v1", app=create_openai_app(service)),
             Mount("/sdapi/v1", app=create_sdapi_app(service)),

@@ -25,6 +25,7 @@ from tests.fakes import FakeEngine
 PUBLIC = {
     ("GET", "/"),
     ("GET", "/api/health"),
+    ("GET", "/internal/ping"),
     ("GET", "/api/status"),
     ("GET", "/api/version"),
     ("GET", "/api/queue/job/{job_id}/output/{filename}"),

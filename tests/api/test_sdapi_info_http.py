@@ -164,7 +164,20 @@ async def test_component_listings(api: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize(
     ("path", "body"),
     [
-        ("latent-upscale-modes", []),
+        (
+            "latent-upscale-modes",
+            [
+                {"name": n}
+                for n in (
+                    "Latent",
+                    "Latent (antialiased)",
+                    "Latent (bicubic)",
+                    "Latent (bicubic antialiased)",
+                    "Latent (nearest)",
+                    "Latent (nearest-exact)",
+                )
+            ],
+        ),
         ("scripts", {"txt2img": [], "img2img": []}),
         ("script-info", []),
         ("face-restorers", []),
@@ -517,3 +530,8 @@ async def test_the_family_app_renders_these_errors_in_its_shape(client: httpx.As
     resp = await client.post("/sdapi/v1/png-info", content=b"{oops")
     assert resp.status_code == 400
     assert (await client.get("/sdapi/v1/upscalers")).json()[-1]["name"] == "x2"
+
+
+async def test_a1111_liveness_probe(client: httpx.AsyncClient) -> None:
+    resp = await client.get("/internal/ping")
+    assert resp.status_code == 200 and resp.json() == {}

@@ -23,6 +23,7 @@ from sdrest.api.sdapi.checkpoints import checkpoint_title
 from sdrest.api.sdapi.extras import text_chunks
 from sdrest.api.sdapi.info_extras import EXTRAS_ROUTES, upscaler_scales
 from sdrest.api.sdapi.info_memory import memory_report
+from sdrest.api.sdapi.translate import LATENT_UPSCALE_MODES
 from sdrest.auth import require
 from sdrest.errors import InvalidRequestError
 from sdrest.images import ImageInputError, b64_to_bytes, open_image_bytes, read_infotext
@@ -169,7 +170,10 @@ INFO_ROUTES: list[BaseRoute] = [
     Route("/upscalers", get_upscalers, methods=["GET"]),
     Route(
         "/latent-upscale-modes",
-        _constant([], "stable-diffusion.cpp has no latent upscale: always empty."),
+        _constant(
+            [{"name": name} for name in LATENT_UPSCALE_MODES],
+            "The latent modes of the native hires fix (``hr_upscaler``).",
+        ),
         methods=["GET"],
     ),
     Route("/sd-models", get_sd_models, methods=["GET"]),

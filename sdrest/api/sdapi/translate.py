@@ -137,17 +137,20 @@ def _wire_fields(body: Txt2ImgBody, prompt: str, loras: list[Any], ctx: Context)
 
 
 # A1111 hires upscaler names -> the library's; any other name is an ESRGAN file of the registry.
-HIRES_UPSCALER_NAMES: dict[str, str] = {
-    "latent": "latent",
-    "latent (nearest)": "latent_nearest",
-    "latent (nearest-exact)": "latent_nearest_exact",
-    "latent (antialiased)": "latent_antialiased",
-    "latent (bicubic)": "latent_bicubic",
-    "latent (bicubic antialiased)": "latent_bicubic_antialiased",
-    "lanczos": "lanczos",
-    "nearest": "nearest",
-    "none": "none",
+HIRES_UPSCALERS: dict[str, str] = {
+    "Latent": "latent",
+    "Latent (antialiased)": "latent_antialiased",
+    "Latent (bicubic)": "latent_bicubic",
+    "Latent (bicubic antialiased)": "latent_bicubic_antialiased",
+    "Latent (nearest)": "latent_nearest",
+    "Latent (nearest-exact)": "latent_nearest_exact",
+    "Lanczos": "lanczos",
+    "Nearest": "nearest",
+    "None": "none",
 }
+HIRES_UPSCALER_NAMES = {name.lower(): native for name, native in HIRES_UPSCALERS.items()}
+LATENT_UPSCALE_MODES = [name for name in HIRES_UPSCALERS if name.startswith("Latent")]
+"""What ``/latent-upscale-modes`` lists: the latent modes the native hires fix has."""
 _SAME = ("", "use same checkpoint", "use same sampler", "use same scheduler")
 
 
