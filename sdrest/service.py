@@ -97,6 +97,7 @@ class SdrestService:
         self._stop_requested: set[str] = set()
         self._default_model: str | None = None
         self._previews: dict[str, tuple[int, Image.Image]] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -307,6 +308,16 @@ class SdrestService:
         self._stop_requested.add(job_id)
         self._publish("state", job)
         return job
+
+    def request_stop_soon(self, job_id: str) -> None:
+        """:meth:`request_stop` from code that may not await (a cancelled stream's cleanup)."""
+        task = asyncio.get_running_loop().create_task(self._stop_quietly(job_id))
+        self._background.add(task)  # a strong reference until it is done
+        task.add_done_callback(self._background.discard)
+
+    async def _stop_quietly(self, job_id: str) -> None:
+        with contextlib.suppress(SdrestError):  # already gone or expired: nothing to stop
+            await self.request_stop(job_id)
 
     def stop_requested(self, job_id: str) -> bool:
         """Whether a stop was asked for this (generating) job."""

@@ -151,7 +151,7 @@ async def test_generation_options_reach_the_engine(
         (b'{"prompt": "x", "steps": 1000}', 400, "steps"),
         (b'{"prompt": "x", "output_format": "gif"}', 400, "output_format"),
         (b'{"prompt": "x", "response_format": "xml"}', 400, "response_format"),
-        (b'{"prompt": "x", "stream": true}', 400, "stream"),
+        (b'{"prompt": "x", "stream": true, "partial_images": 4}', 400, "partial_images"),
         (b'{"prompt": "x", "lora": [{"path": "../../etc/passwd"}]}', 400, "lora"),
         (b'{"prompt": "x <sd_cpp_extra_args>[1]</sd_cpp_extra_args>"}', 400, "prompt"),
         (b'{"prompt": "x", "model": "nope"}', 404, "model"),
@@ -382,12 +382,13 @@ async def test_malformed_multipart_is_a_400(client: httpx.AsyncClient) -> None:
 # -- disconnect --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("stream", [False, True])
 async def test_client_disconnect_stops_the_job(
-    service: SdrestService, fake_engine: FakeEngine
+    service: SdrestService, fake_engine: FakeEngine, stream: bool
 ) -> None:
     fake_engine.hold = asyncio.Event()
     app = create_app(service)
-    body = json.dumps({"prompt": "x", "size": "64x64"}).encode()
+    body = json.dumps({"prompt": "x", "size": "64x64", "stream": stream}).encode()
     gone = asyncio.Event()
     sent: list[Message] = []
 
@@ -425,3 +426,61 @@ async def test_client_disconnect_stops_the_job(
     assert job.status == "cancelled" and job.error is not None
     assert job.error.code == "interrupted"
     assert not job.result
+
+
+def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+async def test_stream_sends_partial_images_then_the_finished_ones(
+    client: httpx.AsyncClient, service: SdrestService, fake_engine: FakeEngine
+) -> None:
+    body = {"prompt": "a cat", "size": "64x64", "n": 2, "steps": 6, "stream": True,
+            "partial_images": 2, "seed": 5}  # fmt: skip
+    # Held after its last step, the job stays running while the stream sends its partials (a
+    # job that finishes first simply sends fewer, as OpenAI allows).
+    fake_engine.hold = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.5, fake_engine.hold.set)
+    resp = await client.post(GEN, json=body)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(resp.text)
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["image_generation.partial_image"] * 2 + ["image_generation.completed"] * 2
+    partials = [data for kind, data in events if kind.endswith("partial_image")]
+    assert [p["partial_image_index"] for p in partials] == [0, 1]
+    # The fake engine's preview of step k is green k: the first partial is sent once step 2's
+    # preview exists (the latest preview then, since the fake runs ahead), the second later.
+    greens = [Image.open(io.BytesIO(base64.b64decode(p["b64_json"]))).getpixel((0, 0))[1]
+              for p in partials]  # fmt: skip
+    assert 2 <= greens[0] < greens[1] <= 6
+    done = [data for kind, data in events if kind.endswith("completed")]
+    assert all(d["size"] == "64x64" and d["output_format"] == "png" for d in done)
+    job = await service.get(resp.headers["x-sdrest-job-id"])
+    assert job.status == "completed" and job.family == "openai"
+
+
+async def test_stream_ends_with_an_error_event_when_the_job_fails(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    fake_engine.fail_with = "native said no"
+    resp = await client.post(GEN, json={"prompt": "x", "size": "64x64", "stream": True})
+    (kind, data), = sse_events(resp.text)  # fmt: skip
+    assert kind == "error" and data["type"] == "error"
+    assert "native said no" in data["error"]["message"]
+
+
+async def test_edit_can_stream_too(client: httpx.AsyncClient) -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (9, 9, 9)).save(buf, "PNG")
+    resp = await client.post(
+        EDIT,
+        data={"prompt": "a hat", "stream": "true"},
+        files={"image": ("a.png", buf.getvalue(), "image/png")},
+    )
+    assert resp.status_code == 200, resp.text
+    kinds = [kind for kind, _ in sse_events(resp.text)]
+    assert kinds == ["image_edit.completed"]

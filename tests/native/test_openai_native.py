@@ -129,3 +129,39 @@ def test_errors_surface_as_sdk_exceptions(client: openai.OpenAI) -> None:
     assert "no-such-model" in missing.value.message
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")
+
+
+def test_streaming_with_partial_images(client: openai.OpenAI) -> None:
+    stream = client.images.generate(
+        model="tiny-flux2",
+        prompt="a lovely cat",
+        size="64x64",
+        stream=True,
+        partial_images=2,
+        extra_body={**QUICK, "steps": 6},
+    )
+    events = list(stream)
+    types = [event.type for event in events]
+    assert types[-1] == "image_generation.completed" and types.count(types[-1]) == 1
+    partials = [e for e in events if e.type == "image_generation.partial_image"]
+    assert 1 <= len(partials) <= 2  # live previews, sent while the job was still sampling
+    assert [p.partial_image_index for p in partials] == list(range(len(partials)))
+    assert pixels(partials[0].b64_json)[0] == (64, 64)
+    final = events[-1]
+    assert final.type == "image_generation.completed"
+    assert pixels(final.b64_json)[0] == (64, 64) and final.output_format == "png"
+
+
+def test_refused_streams_are_sdk_errors(client: openai.OpenAI) -> None:
+    # Checked before the stream starts, so they are ordinary HTTP errors; a job that fails
+    # while streaming ends with an `error` event (tests/api/test_openai_http.py).
+    with pytest.raises(openai.BadRequestError):
+        client.images.generate(
+            model="tiny-flux2",
+            prompt="x",
+            size="64x64",
+            stream=True,
+            extra_body={**QUICK, "lora": [{"path": "wrong-shape"}]},
+        )
+    with pytest.raises(openai.NotFoundError):
+        client.images.generate(model="nope", prompt="x", stream=True, extra_body=QUICK)

@@ -160,7 +160,7 @@ def test_url_format_and_lora_pass_through() -> None:
         (b'{"prompt": "x", "n": 0}', "n", "n"),
         (b'{"prompt": "x", "n": "two"}', "n", "n"),
         (b'{"prompt": "x", "response_format": "png"}', "response_format", "response_format"),
-        (b'{"prompt": "x", "stream": true}', "stream", "streaming"),
+        (b'{"prompt": "x", "partial_images": 9}', "partial_images", "partial_images"),
         (b'{"prompt": "x", "sampler": "bogus"}', None, "unknown sample_method"),
         (b'{"prompt": "x", "seed": "abc"}', "seed", "seed"),
         (b'{"prompt": "<sd_cpp_extra_args>{bad</sd_cpp_extra_args>x"}', "prompt", "JSON"),
@@ -438,3 +438,12 @@ def test_form_text_is_parsed() -> None:
     fields = parse_fields({"prompt": "x", "n": "2", "seed": "5", "cfg_scale": "1.5"})
     assert isinstance(fields, EditFields)
     assert (fields.n, fields.seed, fields.cfg_scale) == (2, 5, 1.5)
+
+
+def test_partial_images_are_spread_over_the_steps() -> None:
+    from sdrest.api.openai.streaming import partial_steps
+
+    assert partial_steps(20, 3) == [5, 10, 15]
+    assert partial_steps(6, 2) == [2, 4]
+    assert partial_steps(2, 3) == [1, 1, 1]  # never step 0: there is no preview before step 1
+    assert partial_steps(10, 0) == []

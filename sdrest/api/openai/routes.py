@@ -14,7 +14,7 @@ import logging
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from sdrest.api.common import (
@@ -29,6 +29,7 @@ from sdrest.api.openai import translate
 from sdrest.api.openai.edits import REFERENCE_ARCHITECTURES, edit_to_request
 from sdrest.api.openai.errors import error_body, exception_body, job_failure
 from sdrest.api.openai.forms import read_edit_upload
+from sdrest.api.openai.streaming import job_events
 from sdrest.auth.principal import principal_of, require
 from sdrest.errors import NotFoundError, SdrestError
 from sdrest.service import SdrestService
@@ -69,6 +70,13 @@ async def _answer(request: Request, translated: translate.Translated) -> Respons
     service = service_of(request)
     owner = principal_of(request).username
     job = await service.submit(translated.request, owner=owner, family="openai")
+    if translated.stream:
+        prefix = "image_edit" if request.url.path.endswith("/edits") else "image_generation"
+        return StreamingResponse(
+            job_events(service, job, translated, prefix),
+            media_type="text/event-stream",
+            headers={JOB_HEADER: job.id, "Cache-Control": "no-cache"},
+        )
     done = await wait_unless_disconnected(request, service, job)
     if done is None:
         logger.info("client left before job %s finished; the job was stopped", job.id)

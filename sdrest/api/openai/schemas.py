@@ -43,8 +43,10 @@ class CommonFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     background: str | None = None
     moderation: str | None = None
     user: str | None = None
-    partial_images: int | None = None
+    partial_images: Annotated[int, Meta(ge=0, le=3)] | None = None
+    """With ``stream``: how many partial images (live previews) to send before the final one."""
     stream: bool = False
+    """Answer as server-sent events (``image_generation.partial_image`` / ``.completed``)."""
     # sdrest extensions (explicit fields win over sd_cpp_extra_args and preset defaults).
     negative_prompt: str | None = None
     steps: Annotated[int, Meta(ge=1)] | None = None

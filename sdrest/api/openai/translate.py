@@ -42,6 +42,8 @@ class Translated(msgspec.Struct, frozen=True):
     response_format: ResponseFormat
     revised_prompt: str | None
     """The prompt as generated, when it differs from the one sent (extra-args block removed)."""
+    stream: bool = False
+    partial_images: int = 0
 
 
 def parse_size(size: str | None) -> tuple[int, int] | None:
@@ -144,10 +146,6 @@ def build_request(
     ``implied`` sits above the preset defaults (an edit's image size); ``attached`` sits above
     everything (uploaded images: the native block cannot replace the files that were sent).
     """
-    if body.stream:
-        raise InvalidRequestError(
-            "streaming is not supported; the reply carries the finished images", field="stream"
-        )
     prompt, extra = split_extra_args(body.prompt)
     if not prompt.strip():
         raise InvalidRequestError("prompt is empty", field="prompt")
@@ -162,6 +160,8 @@ def build_request(
         request=request,
         response_format=body.response_format or "b64_json",
         revised_prompt=prompt if prompt != body.prompt else None,
+        stream=body.stream,
+        partial_images=body.partial_images or 0,
     )
 
 
