@@ -82,9 +82,11 @@ class FakeEngine:
         self._loaded = None
 
 
-def write_safetensors_header(path: Path, names: list[str]) -> Path:
+def write_safetensors_header(
+    path: Path, names: list[str], metadata: dict[str, str] | None = None
+) -> Path:
     """A valid safetensors file whose tensors are one f32 zero each (header-level fixtures)."""
-    header: dict[str, object] = {}
+    header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
     for i, name in enumerate(names):
         header[name] = {"dtype": "F32", "shape": [1], "data_offsets": [i * 4, i * 4 + 4]}
     raw = json.dumps(header).encode()

@@ -535,3 +535,23 @@ async def test_the_family_app_renders_these_errors_in_its_shape(client: httpx.As
 async def test_a1111_liveness_probe(client: httpx.AsyncClient) -> None:
     resp = await client.get("/internal/ping")
     assert resp.status_code == 200 and resp.json() == {}
+
+
+async def test_loras_show_their_training_metadata(
+    client: httpx.AsyncClient, models_dir: Path
+) -> None:
+    write_safetensors_header(
+        models_dir / "lora" / "trained.safetensors",
+        [
+            "model.diffusion_model.img_in.lora_down.weight",
+            "model.diffusion_model.img_in.lora_up.weight",
+        ],
+        metadata={"ss_output_name": "trained", "ss_tag_frequency": '{"d": {"cat": 2}}'},
+    )
+    assert (await client.post("/sdapi/v1/refresh-loras")).status_code == 200
+    listed = {item["name"]: item for item in (await client.get("/sdapi/v1/loras")).json()}
+    assert listed["trained"]["metadata"] == {
+        "ss_output_name": "trained",
+        "ss_tag_frequency": {"d": {"cat": 2}},
+    }
+    assert listed["style"]["metadata"] == {}

@@ -301,3 +301,21 @@ def test_cuda_report_reads_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "error" in info_memory.cuda_report()
     monkeypatch.setattr(info_memory, "_load_nvml", lambda: None)
     assert info_memory.cuda_report() == {"error": "unavailable"}
+
+
+def test_lora_metadata_decodes_json_values_and_keeps_the_rest() -> None:
+    raw = {
+        "ss_tag_frequency": '{"set": {"cat": 3}}',
+        "ss_dataset_dirs": "[1, 2]",
+        "ss_network_dim": "16",
+        "odd": "{not json",
+    }
+    assert listings.lora_metadata(raw) == {
+        "ss_tag_frequency": {"set": {"cat": 3}},
+        "ss_dataset_dirs": [1, 2],
+        "ss_network_dim": "16",
+        "odd": "{not json",
+    }
+    entries = [_entry("style", "lora", "lora/style.safetensors")]
+    listed = listings.loras(entries, {"style": {"ss_network_dim": "16"}})
+    assert listed[0]["metadata"] == {"ss_network_dim": "16"}

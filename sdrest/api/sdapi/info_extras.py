@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from PIL import Image
@@ -63,6 +63,21 @@ def upscaler_scales(registry: ModelRegistry, entries: list[ModelEntry]) -> dict[
         except (HeaderError, OSError):
             scales[entry.name] = None
     return scales
+
+
+def lora_metadata(registry: ModelRegistry, entries: list[ModelEntry]) -> dict[str, dict[str, Any]]:
+    """Training metadata of each safetensors LoRA, from its (cached) header; blocking reads."""
+    found: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        if entry.error is not None:
+            continue
+        try:
+            header = registry.header(entry.path)
+        except (HeaderError, OSError):
+            continue
+        if header.format == "safetensors" and header.metadata:
+            found[entry.name] = listings.lora_metadata(header.metadata)
+    return found
 
 
 @dataclass(frozen=True)

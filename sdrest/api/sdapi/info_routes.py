@@ -21,7 +21,7 @@ from sdrest.api.common import JSONResponse, decode_json, read_body, service_of
 from sdrest.api.sdapi import listings
 from sdrest.api.sdapi.checkpoints import checkpoint_title
 from sdrest.api.sdapi.extras import text_chunks
-from sdrest.api.sdapi.info_extras import EXTRAS_ROUTES, upscaler_scales
+from sdrest.api.sdapi.info_extras import EXTRAS_ROUTES, lora_metadata, upscaler_scales
 from sdrest.api.sdapi.info_memory import memory_report
 from sdrest.api.sdapi.translate import LATENT_UPSCALE_MODES
 from sdrest.auth import require
@@ -70,7 +70,10 @@ async def get_sd_vae(request: Request) -> Response:
 async def get_loras(request: Request) -> Response:
     """``GET /loras``: the LoRA files."""
     require(request, "models:read")
-    return JSONResponse(listings.loras(service_of(request).registry.entries("lora")))
+    registry = service_of(request).registry
+    entries = registry.entries("lora")
+    metadata = await asyncio.to_thread(lora_metadata, registry, entries)
+    return JSONResponse(listings.loras(entries, metadata))
 
 
 async def get_embeddings(request: Request) -> Response:

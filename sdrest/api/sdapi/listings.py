@@ -12,8 +12,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from sdrest.images import parse_infotext
 from sdrest.models import ModelEntry, ModelPreset
+
+_json_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 
 # Upscalers that need no model file: Pillow does them on the request's own worker thread.
 NONE_UPSCALER = "None"
@@ -74,18 +78,38 @@ def _relative_to_type_folder(entry: ModelEntry) -> str:
     return str(Path(*parts[1:])) if len(parts) > 1 else entry.relpath
 
 
-def loras(entries: Iterable[ModelEntry]) -> list[dict[str, Any]]:
-    """``GET /loras``: ``name`` is what ``<lora:name:1>`` and ``lora[].path`` accept."""
+def loras(
+    entries: Iterable[ModelEntry], metadata: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """``GET /loras``: ``name`` is what ``<lora:name:1>`` and ``lora[].path`` accept;
+    ``metadata`` is each file's training metadata (see :func:`lora_metadata`)."""
+    metadata = metadata or {}
     return [
         {
             "name": e.name,
             "alias": e.name,
             "path": _relative_to_type_folder(e),
-            "metadata": {},
+            "metadata": dict(metadata.get(e.name, {})),
         }
         for e in entries
         if e.error is None
     ]
+
+
+def lora_metadata(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A safetensors ``__metadata__`` as A1111 shows it: string values, except those that hold
+    JSON objects or lists (``ss_tag_frequency``, ``ss_dataset_dirs``...), which are decoded."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        text = str(value)
+        if text[:1] in ("{", "["):
+            try:
+                out[key] = _json_decoder.decode(text)
+                continue
+            except msgspec.DecodeError:
+                pass  # not JSON after all: keep the text
+        out[key] = text
+    return out
 
 
 def esrgan_scale(tensor_names: Iterable[str]) -> int | None:
