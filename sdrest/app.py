@@ -8,14 +8,16 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from sdrest import __version__
-from sdrest.api.common import JSONResponse
+from sdrest.api.common import JSONResponse, error_status
 from sdrest.api.openai.routes import create_openai_app
+from sdrest.api.openapi import OPENAPI_PATH, openapi_endpoint
 from sdrest.api.rest.routes import create_rest_app
 from sdrest.api.rest.ws import websocket_endpoint
 from sdrest.api.sdapi.routes import create_sdapi_app
@@ -47,6 +49,12 @@ async def a1111_ping(request: Request) -> Response:
     """``GET /internal/ping``: AUTOMATIC1111's liveness probe (A1111 clients such as SillyTavern
     call it before anything else); public like A1111's own."""
     return JSONResponse({})
+
+
+async def outside_any_family(request: Request, exc: Exception) -> Response:
+    """A path no family owns (or one no family's routes can match): still a JSON error."""
+    status, code, message = error_status(exc)
+    return JSONResponse({"error": {"message": message, "code": code.upper()}}, status_code=status)
 
 
 async def to_ui(request: Request) -> Response:
@@ -90,6 +98,8 @@ def create_app(config: Settings | SdrestService) -> Starlette:
         routes=[
             Route("/api/health", health, methods=["GET"]),
             Route("/internal/ping", a1111_ping, methods=["GET"]),
+            # Public; built on the first request, then served from app.state.
+            Route(OPENAPI_PATH, openapi_endpoint, methods=["GET"]),
             Mount("/sdcpp/v1", app=create_sdcpp_app(service)),
             Mount("/v1", app=create_openai_app(service)),
             Mount("/sdapi/v1", app=create_sdapi_app(service)),
@@ -100,6 +110,7 @@ def create_app(config: Settings | SdrestService) -> Starlette:
         ],
         lifespan=lifespan,
         middleware=middleware,
+        exception_handlers={HTTPException: outside_any_family},
     )
     app.state.service = service
     app.state.authenticator = authenticator

@@ -169,6 +169,15 @@ def _contains(folder: Path, candidate: Path) -> bool:
     return candidate == folder or candidate.is_relative_to(folder)
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()`` for a user-supplied path: a name the OS refuses (longer than its limit,
+    ENAMETOOLONG) names no file, rather than raising."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 class ModelRegistry:
     """Model files under ``models_dir`` plus configured presets; thread-safe to read."""
 
@@ -360,7 +369,7 @@ class ModelRegistry:
                 candidate = (folder / (relpath + suffix)).resolve()  # resolves symlinks too
                 if not _contains(root, candidate):
                     raise PathNotAllowedError(f"{relpath!r} leads outside the {type} folder")
-                if candidate.is_file():
+                if _is_file(candidate):
                     return candidate
         raise UnknownModelError(f"no {type} named or at {relpath!r}")
 
@@ -382,7 +391,7 @@ class ModelRegistry:
         candidate = (self.models_dir / value).resolve()
         if not _contains(root, candidate):
             raise PathNotAllowedError(f"{value!r} leads outside the models folder")
-        if not candidate.is_file():
+        if not _is_file(candidate):
             raise UnknownModelError(f"{field} {value!r} is neither a model name nor a file")
         return candidate
 

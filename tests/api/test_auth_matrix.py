@@ -26,6 +26,7 @@ PUBLIC = {
     ("GET", "/"),
     ("GET", "/api/health"),
     ("GET", "/internal/ping"),
+    ("GET", "/openapi.json"),
     ("GET", "/api/status"),
     ("GET", "/api/version"),
     ("GET", "/api/queue/job/{job_id}/output/{filename}"),

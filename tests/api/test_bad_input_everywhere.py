@@ -81,3 +81,11 @@ async def test_hostile_path_parameters_never_500(
     target = target.replace("{model_id}", segment).replace("{model}", segment)
     resp = await http.request(method, target, json={} if method == "POST" else None)
     assert_clean(resp, f"{method} {target!r}")
+
+
+async def test_paths_no_family_matches_still_answer_json(http: httpx.AsyncClient) -> None:
+    for path in ("/nowhere", "/api/queue/job/%0A/preview", "/sdapi/v1/%0A"):
+        resp = await http.get(path)
+        assert resp.status_code == 404, path
+        assert resp.headers["content-type"] == "application/json", path
+        assert resp.json()["error"], path

@@ -136,6 +136,19 @@ async def test_component_paths_stay_inside_the_models_folder(api: httpx.AsyncCli
     assert "per-request components" in assert_error(r, 400, "INVALID_PARAMETERS")["message"]
 
 
+async def test_paths_the_os_refuses_are_client_errors(api: httpx.AsyncClient) -> None:
+    # Regression: a NUL byte in a folder field raised ValueError (found by schemathesis) and a
+    # name longer than the OS allows raised ENAMETOOLONG; both were a 500.
+    for field in ("lora_model_dir", "embedding_dir"):
+        r = await api.post("/api/generate/text2img", json=text2img(**{field: "a\x00b"}))
+        assert assert_error(r, 400, "INVALID_PARAMETERS")["field"] == field
+    for field in ("vae_path", "taesd_path", "clip_l_path"):
+        r = await api.post("/api/generate/text2img", json=text2img(**{field: "x" * 300}))
+        assert_error(r, 404, "MODEL_NOT_FOUND")
+    r = await api.post("/api/models/validate", json={"path": "x" * 1000})
+    assert_error(r, 404, "MODEL_NOT_FOUND")
+
+
 async def test_load_options_must_match_the_server(api: httpx.AsyncClient) -> None:
     r = await api.post("/api/generate/text2img", json=text2img(clip_on_cpu=True))
     error = assert_error(r, 400, "INVALID_PARAMETERS")

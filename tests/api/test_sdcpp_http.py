@@ -90,6 +90,9 @@ async def test_unknown_lora_is_404(client: httpx.AsyncClient) -> None:
     assert resp.status_code == 404
     ok = await client.post("/sdcpp/v1/img_gen", json={"lora": [{"path": "style"}]})
     assert ok.status_code == 202
+    # Regression: a LoRA name longer than the OS allows (ENAMETOOLONG) was a 500.
+    long = await client.post("/sdcpp/v1/img_gen", json={"lora": [{"path": "x" * 300}]})
+    assert long.status_code == 404, long.text
 
 
 async def test_queue_full_429_and_cancel_queued(

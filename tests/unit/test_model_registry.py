@@ -195,6 +195,18 @@ def test_resolve_relative_refuses_escapes(root: Path, path: str) -> None:
     assert caught.type is PathNotAllowedError
 
 
+@pytest.mark.parametrize("name", ["x" * 300, "x" * 5000, "sub/" + "y" * 300])
+def test_names_longer_than_the_os_allows_name_no_file(root: Path, name: str) -> None:
+    # Regression: is_file() raised ENAMETOOLONG, a 500 on every route that takes a LoRA or
+    # component path (found probing the code where schemathesis found the NUL-byte 500).
+    registry = ModelRegistry(root)
+    registry.scan()
+    with pytest.raises(UnknownModelError):
+        registry.resolve_relative("lora", name)
+    with pytest.raises(UnknownModelError):
+        registry.resolve_component("vae", name)
+
+
 def test_symlink_inside_the_folder_is_fine(root: Path) -> None:
     (root / "Lora" / "alias.safetensors").symlink_to(root / "Lora" / "sub" / "other.safetensors")
     registry = ModelRegistry(root)

@@ -92,6 +92,8 @@ def check_components(service: SdrestService, model: str | None, body: GenerateBo
         value = getattr(body, field)
         if value is None:
             continue
+        if "\x00" in value:  # the OS refuses such a path (resolve() would raise ValueError)
+            raise InvalidRequestError(f"{field} must be inside the models folder", field=field)
         folder = Path(value) if Path(value).is_absolute() else registry.models_dir / value
         folder = folder.resolve()
         if not folder.is_relative_to(root):
