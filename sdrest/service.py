@@ -22,6 +22,7 @@ from PIL import Image
 from sdrest import outputs, planning
 from sdrest.engine.base import ConvertPlan, Engine
 from sdrest.errors import ConflictError, GoneError, NotFoundError, SdrestError
+from sdrest.images import image_to_b64, preview_png
 from sdrest.jobs import EventBus, JobEvent, JobQueue, JobStore
 from sdrest.jobs.execute import Plan, execute
 from sdrest.models import ModelRegistry
@@ -478,6 +479,20 @@ class SdrestService:
             except Exception:
                 logger.exception("expiring old jobs failed")
             await asyncio.sleep(_EXPIRY_INTERVAL)
+
+    def output_b64(self, job_id: str, filename: str) -> str:
+        """One output image as base64 (blocking file read: call it off the event loop)."""
+        return image_to_b64(self.output_file(job_id, filename).read_bytes())
+
+    async def preview_png(self, job: Job) -> tuple[int, bytes] | None:
+        """(step, PNG) of a running job's latest live preview, scaled to the job's aspect;
+        None when there is none. Encoded off the event loop."""
+        preview = self.preview(job.id)
+        if preview is None:
+            return None
+        request = job.request or ImgGenRequest()
+        data = await asyncio.to_thread(preview_png, preview[1], request.width, request.height)
+        return preview[0], data
 
     def output_file(self, job_id: str, filename: str) -> Path:
         """Path of one output image (ValueError for anything outside the job's folder)."""

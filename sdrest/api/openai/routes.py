@@ -8,7 +8,6 @@ disconnects before the answer.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 
 from starlette.applications import Starlette
@@ -88,13 +87,13 @@ async def _answer(request: Request, translated: translate.Translated) -> Respons
         status, body = job_failure(done.error)
         return JSONResponse(body, status_code=status, headers=headers)
 
-    def read_b64(filename: str) -> str:
-        data = service.output_file(done.id, filename).read_bytes()
-        return base64.b64encode(data).decode("ascii")
-
     # Reading and base64-encoding the files is blocking work: off the event loop.
     body = await asyncio.to_thread(
-        translate.images_response, done, translated, str(request.base_url), read_b64
+        translate.images_response,
+        done,
+        translated,
+        str(request.base_url),
+        lambda filename: service.output_b64(done.id, filename),
     )
     return JSONResponse(body, headers=headers)
 

@@ -9,7 +9,6 @@ client that leaves mid-stream stops its job, as the synchronous answer does.
 from __future__ import annotations
 
 import asyncio
-import base64
 import math
 import time
 from collections.abc import AsyncIterator
@@ -19,7 +18,7 @@ import msgspec
 
 from sdrest.api.openai.errors import job_failure
 from sdrest.api.openai.translate import Translated
-from sdrest.images import preview_png
+from sdrest.images import image_to_b64
 from sdrest.schemas import Job
 from sdrest.service import SdrestService
 
@@ -68,15 +67,12 @@ async def job_events(
                 current = event.job
                 if sent >= len(thresholds) or current.progress.preview_step < thresholds[sent]:
                     continue
-                preview = service.preview(job.id)
+                preview = await service.preview_png(current)
                 if preview is None:
                     continue
-                png = await asyncio.to_thread(
-                    preview_png, preview[1], request.width, request.height
-                )
                 data = _base(f"{prefix}.partial_image", size, "png")
                 data["partial_image_index"] = sent
-                data["b64_json"] = base64.b64encode(png).decode("ascii")
+                data["b64_json"] = image_to_b64(preview[1])
                 yield sse(data["type"], data)
                 sent += 1
         finished = True
@@ -86,9 +82,8 @@ async def job_events(
             yield sse("error", {"type": "error", **body, "status": status})
             return
         for ref in done.result.images:
-            raw = await asyncio.to_thread(service.output_file(done.id, ref.filename).read_bytes)
             data = _base(f"{prefix}.completed", f"{ref.width}x{ref.height}", fmt)
-            data["b64_json"] = base64.b64encode(raw).decode("ascii")
+            data["b64_json"] = await asyncio.to_thread(service.output_b64, done.id, ref.filename)
             data["usage"] = {
                 "input_tokens": 0,
                 "input_tokens_details": {"image_tokens": 0, "text_tokens": 0},

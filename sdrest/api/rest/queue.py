@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import msgspec
@@ -18,8 +17,7 @@ from sdrest.api.rest.schemas import CancelBody
 from sdrest.auth import Principal, require
 from sdrest.auth.principal import require_identified
 from sdrest.errors import ConflictError, NotFoundError, SdrestError
-from sdrest.images import preview_png
-from sdrest.schemas import ImgGenRequest, Job
+from sdrest.schemas import Job
 from sdrest.service import SdrestService
 
 logger = logging.getLogger(__name__)
@@ -86,15 +84,14 @@ async def get_preview(request: Request) -> Response:
     principal = require_identified(request)
     service = service_of(request)
     job = await visible_job(service, principal, request.path_params["job_id"])
-    preview = service.preview(job.id)
+    preview = await service.preview_png(job)
     if preview is None:
         raise NotFoundError(f"job {job.id} has no live preview", field="job_id")
-    request_size = job.request or ImgGenRequest()
-    data = await asyncio.to_thread(preview_png, preview[1], request_size.width, request_size.height)
+    step, data = preview
     return Response(
         data,
         media_type="image/png",
-        headers={"Cache-Control": "no-store", "X-Preview-Step": str(preview[0])},
+        headers={"Cache-Control": "no-store", "X-Preview-Step": str(step)},
     )
 
 

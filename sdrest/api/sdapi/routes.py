@@ -9,7 +9,6 @@ share the error renderer in ``errors``.
 from __future__ import annotations
 
 import asyncio
-import base64
 from typing import Any
 
 import msgspec
@@ -40,8 +39,8 @@ from sdrest.api.sdapi.schemas import (
 from sdrest.api.sdapi.url_images import fetch_url_images
 from sdrest.auth.principal import require
 from sdrest.errors import EngineError, ForbiddenError, InvalidRequestError
-from sdrest.images import image_to_b64, preview_png
-from sdrest.schemas import ImgGenRequest, Job
+from sdrest.images import image_to_b64
+from sdrest.schemas import Job
 from sdrest.service import SdrestService
 
 _OPTIONS_DECODER: msgspec.json.Decoder[dict[str, Any]] = msgspec.json.Decoder(dict[str, Any])
@@ -72,11 +71,7 @@ def _context(request: Request) -> translate.Context:
 def _read_images(service: SdrestService, job: Job) -> list[str]:
     if job.result is None:
         return []
-    folder = service.output_dir / job.id
-    return [
-        base64.b64encode((folder / ref.filename).read_bytes()).decode("ascii")
-        for ref in job.result.images
-    ]
+    return [service.output_b64(job.id, ref.filename) for ref in job.result.images]
 
 
 class GenerationFailedError(EngineError):
@@ -143,13 +138,9 @@ async def progress(request: Request) -> Response:
     visible = job is not None and principal.may_see(job.owner)
     current_image = None
     skip = request.query_params.get("skip_current_image", "").lower() in ("1", "true")
-    preview = service.preview(job.id) if job is not None and visible and not skip else None
-    if job is not None and preview is not None:
-        request_size = job.request or ImgGenRequest()
-        data = await asyncio.to_thread(
-            preview_png, preview[1], request_size.width, request_size.height
-        )
-        current_image = image_to_b64(data)
+    if job is not None and visible and not skip:
+        preview = await service.preview_png(job)
+        current_image = image_to_b64(preview[1]) if preview is not None else None
     return JSONResponse(
         state.progress_view(
             job,

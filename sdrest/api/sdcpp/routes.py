@@ -79,10 +79,14 @@ async def _job_response(service: SdrestService, job: Job, wait: float = 0.0) -> 
         with contextlib.suppress(asyncio.TimeoutError):
             job = await service.wait(job_id, timeout=wait)
     position = service.queue_position(job.id)
+
+    def read_b64(filename: str) -> str:
+        return service.output_b64(job.id, filename)
+
     if job.status == "completed":  # inlining images reads files: keep that off the loop
-        view = await asyncio.to_thread(translate.job_view, job, position, service.output_dir)
+        view = await asyncio.to_thread(translate.job_view, job, position, read_b64)
     else:
-        view = translate.job_view(job, position, service.output_dir)
+        view = translate.job_view(job, position, read_b64)
     return JSONResponse(view)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -47,17 +46,17 @@ def _ts(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def job_view(job: Job, queue_position: int, output_dir: Path) -> dict[str, Any]:
-    """The job document of ``GET /jobs/{id}``, images inlined as base64 (reads files)."""
+def job_view(job: Job, queue_position: int, read_b64: Callable[[str], str]) -> dict[str, Any]:
+    """The job document of ``GET /jobs/{id}``, images inlined as base64: ``read_b64(filename)``
+    returns an output file's base64 (file I/O stays with the caller)."""
     result = None
     if job.status == "completed" and job.result is not None:
         images = []
         for ref in job.result.images:
-            data = (output_dir / job.id / ref.filename).read_bytes()
             images.append(
                 {
                     "index": ref.index,
-                    "b64_json": base64.b64encode(data).decode("ascii"),
+                    "b64_json": read_b64(ref.filename),
                     "width": ref.width,
                     "height": ref.height,
                     "seed": ref.seed,
