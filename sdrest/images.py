@@ -18,6 +18,8 @@ from types import MappingProxyType
 
 from PIL import Image, PngImagePlugin
 
+from sdrest.errors import InvalidRequestError
+
 log = logging.getLogger(__name__)
 
 #: Formats accepted from clients. An allowlist keeps Pillow's riskier decoders (EPS runs
@@ -48,12 +50,13 @@ _INFOTEXT_MAX_PIXELS = 1 << 26
 _TRANSPARENT_LUT = (255,) + (0,) * 255
 
 
-class ImageInputError(ValueError):
-    """A client image that cannot be used; ``field`` is the request field path."""
+class ImageInputError(InvalidRequestError, ValueError):
+    """A client image that cannot be used (400); ``field`` is the request field path.
+
+    A domain error itself, so every family renders it as the 400 it is, with no re-wrapping."""
 
     def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
+        super().__init__(f"{field}: {reason}", field=field)
         self.reason = reason
 
 
@@ -174,7 +177,8 @@ def to_mask(image: Image.Image) -> Image.Image:
     return image if image.mode == "L" else image.convert("L")
 
 
-def _has_alpha(image: Image.Image) -> bool:
+def has_alpha(image: Image.Image) -> bool:
+    """Whether the image carries transparency (an alpha band or a transparent palette entry)."""
     return "A" in image.getbands() or "transparency" in image.info
 
 
@@ -183,7 +187,7 @@ def alpha_to_mask(image: Image.Image) -> Image.Image | None:
 
     None too when the image has no alpha at all, so callers can require a separate mask.
     """
-    if not _has_alpha(image):
+    if not has_alpha(image):
         return None
     rgba = image if image.mode in ("RGBA", "LA") else image.convert("RGBA")
     alpha = rgba.getchannel("A")
@@ -273,7 +277,7 @@ def encode_image(
     else:
         exif = _exif_with_comment(infotext) if infotext is not None else b""
         if image.mode not in ("RGB", "RGBA"):
-            image = image.convert("RGBA" if _has_alpha(image) else "RGB")
+            image = image.convert("RGBA" if has_alpha(image) else "RGB")
         lossless = quality == 100
         effort = _WEBP_LOSSLESS_EFFORT if lossless else quality
         image.save(out, "WEBP", quality=effort, lossless=lossless, exif=exif)
@@ -406,7 +410,7 @@ def make_thumbnail(data: bytes, size: int) -> bytes:
     image = _open_unloaded(data, "image", max_pixels=_THUMB_MAX_PIXELS)
     image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
     image = _load(image, "image")
-    if _has_alpha(image):
+    if has_alpha(image):
         rgba = image.convert("RGBA")
         image = Image.new("RGB", rgba.size, "white")
         image.paste(rgba, mask=rgba.getchannel("A"))
@@ -416,6 +420,11 @@ def make_thumbnail(data: bytes, size: int) -> bytes:
     out = io.BytesIO()
     image.save(out, "JPEG", quality=85)
     return out.getvalue()
+
+
+def png_b64(image: Image.Image) -> str:
+    """An image as base64 PNG (fast compression): how a decoded image is handed on as a field."""
+    return image_to_b64(encode_image(image, "png"))
 
 
 def preview_png(image: Image.Image, width: int, height: int, max_side: int = 512) -> bytes:

@@ -21,7 +21,7 @@ from sdrest.engine.base import (
 )
 from sdrest.engine.params import parse_cache_option
 from sdrest.errors import ConflictError, InvalidRequestError, NotFoundError
-from sdrest.images import ImageInputError, decode_image_field
+from sdrest.images import decode_image_field
 from sdrest.models import (
     HeaderError,
     ModelEntry,
@@ -158,16 +158,18 @@ def check_limits(request: ImgGenRequest, limits: Limits) -> None:
             )
 
 
+def decode_input_image(value: str, field_name: str, limits: Limits) -> Image.Image:
+    """A base64 (or data URL) request image under the server's input limits; a 400 naming
+    ``field_name`` when it is not a usable image. Blocking: call it off the event loop."""
+    return decode_image_field(
+        value, field_name, max_bytes=limits.max_image_bytes, max_pixels=limits.max_input_pixels
+    )
+
+
 def _decode(value: str | None, field_name: str, mode: str, limits: Limits) -> Image.Image | None:
     if value is None:
         return None
-    try:
-        image = decode_image_field(
-            value, field_name, max_bytes=limits.max_image_bytes, max_pixels=limits.max_input_pixels
-        )
-    except ImageInputError as exc:
-        raise InvalidRequestError(str(exc), field=field_name) from exc
-    return image.convert(mode)
+    return decode_input_image(value, field_name, limits).convert(mode)
 
 
 def _lora_path(registry: ModelRegistry, path: str, field_name: str) -> str:

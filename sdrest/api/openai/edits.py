@@ -9,8 +9,6 @@ way (white = repaint), which is what A1111-style tools send.
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -19,7 +17,14 @@ from PIL import Image
 from sdrest.api.openai.schemas import EditFields
 from sdrest.api.openai.translate import DefaultsFor, Translated, build_request, request_model
 from sdrest.errors import InvalidRequestError
-from sdrest.images import ImageInputError, alpha_to_mask, open_image_bytes, to_mask
+from sdrest.images import (
+    alpha_to_mask,
+    has_alpha,
+    image_to_b64,
+    open_image_bytes,
+    png_b64,
+    to_mask,
+)
 from sdrest.settings import Limits
 
 REFERENCE_ARCHITECTURES: frozenset[str] = frozenset({"flux2"})
@@ -27,27 +32,6 @@ REFERENCE_ARCHITECTURES: frozenset[str] = frozenset({"flux2"})
 cannot be told from their base models by the file header: pick ``edit_mode`` for them."""
 MAX_EDIT_IMAGES = 16
 """OpenAI's own limit on ``image[]``; also the canonical request's ``ref_images`` limit."""
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _png_b64(image: Image.Image) -> str:
-    out = io.BytesIO()
-    image.save(out, "PNG", compress_level=1)
-    return _b64(out.getvalue())
-
-
-def _open(data: bytes, field: str, limits: Limits) -> Image.Image:
-    try:
-        return open_image_bytes(data, field, max_pixels=limits.max_input_pixels)
-    except ImageInputError as exc:
-        raise InvalidRequestError(str(exc), field=field) from exc
-
-
-def _has_alpha(image: Image.Image) -> bool:
-    return "A" in image.getbands() or "transparency" in image.info
 
 
 def library_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -58,7 +42,7 @@ def library_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
             " they must be the same size",
             field="mask",
         )
-    if not _has_alpha(mask):
+    if not has_alpha(mask):
         return to_mask(mask)
     converted = alpha_to_mask(mask)
     if converted is None:
@@ -69,13 +53,12 @@ def library_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
     return converted
 
 
-def choose_mode(
-    fields: EditFields, first: Image.Image, has_mask: bool, reference_model: bool
-) -> str:
-    """``img2img`` or ``reference`` (see :attr:`EditFields.edit_mode`)."""
+def choose_mode(fields: EditFields, masked: bool, reference_model: bool) -> str:
+    """``img2img`` or ``reference`` (see :attr:`EditFields.edit_mode`); ``masked``: a mask was
+    uploaded or the first image has transparent pixels."""
     if fields.edit_mode != "auto":
         return fields.edit_mode
-    if reference_model and not has_mask and alpha_to_mask(first) is None:
+    if reference_model and not masked:
         return "reference"
     return "img2img"
 
@@ -104,25 +87,31 @@ def edit_to_request(
         )
     if len(images) > MAX_EDIT_IMAGES:
         raise InvalidRequestError(f"at most {MAX_EDIT_IMAGES} images", field="image")
-    decoded = [_open(data, f"image[{i}]", limits) for i, data in enumerate(images)]
+    pixels = limits.max_input_pixels
+    decoded = [
+        open_image_bytes(data, f"image[{i}]", max_pixels=pixels) for i, data in enumerate(images)
+    ]
     first = decoded[0]
+    # The first image's own transparency, scanned once: it picks the mode and is the mask.
+    transparent = alpha_to_mask(first) if mask is None else None
     reference_model = is_reference_model(request_model(fields, known_models))
-    mode = choose_mode(fields, first, mask is not None, reference_model)
+    mode = choose_mode(fields, mask is not None or transparent is not None, reference_model)
     implied: dict[str, Any] = {"width": first.width, "height": first.height}
     attached: dict[str, Any] = {}
     if mode == "reference":
         if mask is not None:
             raise InvalidRequestError("a mask needs edit_mode img2img", field="mask")
-        attached["ref_images"] = [_b64(data) for data in images]
+        attached["ref_images"] = [image_to_b64(data) for data in images]
     else:
-        attached["init_image"] = _b64(images[0])
-        attached["ref_images"] = [_b64(data) for data in images[1:]]
+        attached["init_image"] = image_to_b64(images[0])
+        attached["ref_images"] = [image_to_b64(data) for data in images[1:]]
         if mask is not None:
-            converted: Image.Image | None = library_mask(_open(mask, "mask", limits), first.size)
+            uploaded = open_image_bytes(mask, "mask", max_pixels=pixels)
+            converted: Image.Image | None = library_mask(uploaded, first.size)
         else:
-            converted = alpha_to_mask(first)
+            converted = transparent
         if converted is not None:
-            attached["mask_image"] = _png_b64(converted)
+            attached["mask_image"] = png_b64(converted)
             implied["strength"] = 1.0
     if fields.strength is not None:
         attached["strength"] = fields.strength

@@ -16,12 +16,12 @@ from PIL import Image, ImageOps
 
 from sdrest.errors import InvalidRequestError
 from sdrest.images import (
-    ImageInputError,
-    decode_image_field,
     encode_image,
+    has_alpha,
     image_to_b64,
     media_type,
 )
+from sdrest.planning import decode_input_image
 from sdrest.settings import Limits
 
 OutputFormat = Literal["png", "jpeg", "webp"]
@@ -67,17 +67,11 @@ class CropBody(_Body):
 
 def decode_input(value: str, limits: Limits) -> Image.Image:
     """The request image, decoded under the server's input limits (400 naming ``image``)."""
-    try:
-        image = decode_image_field(
-            value, "image", max_bytes=limits.max_image_bytes, max_pixels=limits.max_input_pixels
-        )
-    except ImageInputError as exc:
-        raise InvalidRequestError(str(exc), field="image") from exc
+    image = decode_input_image(value, "image", limits)
     if image.mode in _KEPT_MODES:
         return image
     # Palette, 16-bit, CMYK...: Lanczos and the encoders want 8-bit RGB(A) or grey.
-    has_alpha = "A" in image.getbands() or "transparency" in image.info
-    return image.convert("RGBA" if has_alpha else "RGB")
+    return image.convert("RGBA" if has_alpha(image) else "RGB")
 
 
 def target_size(

@@ -7,31 +7,13 @@ through untouched (no decode, no re-encode).
 
 from __future__ import annotations
 
-import base64
-import io
-
 from PIL import Image, ImageFilter, ImageOps
 
-from sdrest.errors import InvalidRequestError
-from sdrest.images import ImageInputError, decode_image_field
+from sdrest.images import png_b64
+from sdrest.planning import decode_input_image
 from sdrest.settings import Limits
 
 JUST_RESIZE, CROP_AND_RESIZE, RESIZE_AND_FILL, LATENT_RESIZE = 0, 1, 2, 3
-
-
-def _decode(value: str, field: str, limits: Limits) -> Image.Image:
-    try:
-        return decode_image_field(
-            value, field, max_bytes=limits.max_image_bytes, max_pixels=limits.max_input_pixels
-        )
-    except ImageInputError as exc:
-        raise InvalidRequestError(str(exc), field=field) from exc
-
-
-def _png_b64(image: Image.Image) -> str:
-    out = io.BytesIO()
-    image.save(out, "PNG", compress_level=1)  # a temporary hand-over: speed over size
-    return base64.b64encode(out.getvalue()).decode("ascii")
 
 
 def resize(image: Image.Image, width: int, height: int, mode: int) -> Image.Image:
@@ -68,10 +50,10 @@ def prepare_init_image(
     value: str, width: int, height: int, mode: int, limits: Limits, field: str = "init_images[0]"
 ) -> str:
     """The init image at exactly ``width`` x ``height`` (base64 PNG), or ``value`` if it is."""
-    image = _decode(value, field, limits)
+    image = decode_input_image(value, field, limits)
     if image.size == (width, height):
         return value
-    return _png_b64(resize(image.convert("RGB"), width, height, mode))
+    return png_b64(resize(image.convert("RGB"), width, height, mode))
 
 
 def prepare_mask(
@@ -85,7 +67,7 @@ def prepare_mask(
     blur: int,
 ) -> str:
     """The mask (white = repaint) resized, inverted and blurred as A1111 does; base64 PNG."""
-    image = _decode(value, "mask", limits)
+    image = decode_input_image(value, "mask", limits)
     if image.size == (width, height) and not invert and blur <= 0:
         return value
     if "A" in image.getbands():
@@ -97,4 +79,4 @@ def prepare_mask(
         mask = ImageOps.invert(mask)
     if blur > 0:
         mask = mask.filter(ImageFilter.GaussianBlur(blur))
-    return _png_b64(mask)
+    return png_b64(mask)

@@ -36,8 +36,9 @@ from sdrest.errors import (
     NotFoundError,
     SdrestError,
 )
-from sdrest.images import ImageInputError, decode_image_field, image_to_b64
+from sdrest.images import image_to_b64
 from sdrest.models import HeaderError, ModelEntry, ModelRegistry, UnknownModelError
+from sdrest.planning import decode_input_image
 from sdrest.schemas import Job, UpscaleRequest
 
 if TYPE_CHECKING:
@@ -120,16 +121,6 @@ def resolve_upscaler(registry: ModelRegistry, name: str | None) -> Upscaler:
     return Upscaler(entry.name, entry, native or listings.DEFAULT_ESRGAN_SCALE)
 
 
-def _decode(value: str, field: str, service: SdrestService) -> Image.Image:
-    limits = service.settings.limits
-    try:
-        return decode_image_field(
-            value, field, max_bytes=limits.max_image_bytes, max_pixels=limits.max_input_pixels
-        )
-    except ImageInputError as exc:
-        raise InvalidRequestError(str(exc), field=field) from exc
-
-
 def _job_failure(job: Job) -> SdrestError:
     reason = job.error.message if job.error else job.status
     if job.status == "cancelled":
@@ -163,7 +154,7 @@ async def _process(
     field: str,
 ) -> _Done | None:
     """One image through the chosen upscaler; None when the client went away."""
-    image = await asyncio.to_thread(_decode, value, field, service)
+    image = await asyncio.to_thread(decode_input_image, value, field, service.settings.limits)
     parameters = image.info.get("parameters")
     parameters = parameters if isinstance(parameters, str) else None
     if upscaler.label == listings.NONE_UPSCALER:

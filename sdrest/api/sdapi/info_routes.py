@@ -151,8 +151,8 @@ def _png_info(value: str, max_bytes: int, max_pixels: int) -> dict[str, Any]:
         if len(data) > max_bytes:
             raise ImageInputError("image", f"image larger than {max_bytes / (1 << 20):g} MiB")
         image = open_image_bytes(data, "image", max_pixels=max_pixels)
-    except ImageInputError as exc:
-        raise InvalidRequestError(str(exc), field="image") from exc
+    except ImageInputError:
+        raise  # already a 400 naming the field
     except (binascii.Error, ValueError) as exc:
         raise InvalidRequestError(f"image: not valid base64 ({exc})", field="image") from exc
     return listings.png_info(read_infotext(data), text_chunks(image))
