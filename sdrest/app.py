@@ -113,5 +113,4 @@ def create_app(config: Settings | SdrestService) -> Starlette:
         exception_handlers={HTTPException: outside_any_family},
     )
     app.state.service = service
-    app.state.authenticator = authenticator
     return app

@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 #: Ghostscript, for one) away from untrusted bytes.
 INPUT_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 #: Output formats ``encode_image`` writes.
-OUTPUT_FORMATS = ("png", "jpeg", "webp")
 
 _FORMATS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
     {
@@ -248,12 +247,11 @@ def encode_image(
     *,
     quality: int = 100,
     infotext: str | None = None,
-    compress_level: int = _PNG_COMPRESS_LEVEL,
 ) -> bytes:
     """Encode to png, jpeg or webp; ``infotext`` goes where A1111 puts it.
 
-    PNG is lossless (``quality`` ignored; ``compress_level`` 0..9, default 1 for speed: encoding
-    is on every job's critical path) with the infotext in a ``parameters`` text chunk. JPEG takes
+    PNG is lossless (``quality`` ignored; compression level 1 for speed: encoding is on every
+    job's critical path) with the infotext in a ``parameters`` text chunk. JPEG takes
     ``quality`` 1..100 and drops alpha; WebP takes 0..100 and is lossless at 100. Both carry the
     infotext as an EXIF UserComment. A JPEG whose infotext does not fit one EXIF segment is
     written without it rather than failing.
@@ -267,7 +265,7 @@ def encode_image(
         if infotext is not None:
             info = PngImagePlugin.PngInfo()
             info.add_text("parameters", infotext)
-        image.save(out, "PNG", pnginfo=info, compress_level=max(0, min(9, compress_level)))
+        image.save(out, "PNG", pnginfo=info, compress_level=_PNG_COMPRESS_LEVEL)
     elif key == "jpeg":
         exif = _exif_with_comment(infotext) if infotext is not None else b""
         if len(exif) > _JPEG_MAX_EXIF:

@@ -21,7 +21,7 @@ from sdrest.engine.base import (
 )
 from sdrest.engine.params import parse_cache_option
 from sdrest.errors import ConflictError, InvalidRequestError, NotFoundError
-from sdrest.images import decode_image_field
+from sdrest.images import decode_image_field, to_mask, to_rgb
 from sdrest.models import (
     HeaderError,
     ModelEntry,
@@ -81,15 +81,20 @@ def _find_preset(registry: ModelRegistry, name: str) -> ModelPreset | None:
 
 
 def _component_path(registry: ModelRegistry, kind: str, value: str) -> str:
+    # The registry's own rule, the one presets are checked with at scan time: the component's
+    # type first, then any name, then a path that stays inside the models folder.
     try:
-        return registry.get(value).path
-    except UnknownModelError:
-        pass
-    candidate = (registry.models_dir / value).resolve()
-    root = registry.models_dir.resolve()
-    if not candidate.is_relative_to(root) or not candidate.is_file():
-        raise NotFoundError(f"preset {kind} {value!r} is not a model in the models folder")
-    return str(candidate)
+        return str(registry.resolve_component(kind, value))
+    except (UnknownModelError, PathNotAllowedError) as exc:
+        raise NotFoundError(f"preset {kind} {value!r}: {exc}") from exc
+
+
+def _entry(registry: ModelRegistry, name: str, field: str, type: str | None = None) -> ModelEntry:
+    """A registry entry by name; 404 naming ``field`` when there is none."""
+    try:
+        return registry.get(name, type=type)
+    except UnknownModelError as exc:
+        raise NotFoundError(str(exc), field=field) from exc
 
 
 def model_spec(name: str, settings: Settings, registry: ModelRegistry) -> ModelSpec:
@@ -101,16 +106,13 @@ def model_spec(name: str, settings: Settings, registry: ModelRegistry) -> ModelS
         main = preset.model or preset.diffusion_model
         if main:
             key = "model_path" if preset.model else "diffusion_model_path"
-            fields[key] = _component_path(registry, "model", main)
+            fields[key] = _component_path(registry, key.removesuffix("_path"), main)
         for attr, field_name in _PRESET_COMPONENTS.items():
             value = getattr(preset, attr)
             if value:
                 fields[field_name] = _component_path(registry, attr, value)
         return ModelSpec(name=name, lora_dir=lora_dir, options=settings.load, **fields)
-    try:
-        entry: ModelEntry = registry.get(name)
-    except UnknownModelError as exc:
-        raise NotFoundError(str(exc), field="model") from exc
+    entry = _entry(registry, name, "model")
     field_name = _ROLE_FIELD.get(entry.role, _ROLE_FIELD.get(entry.type, ""))
     if not field_name:
         raise InvalidRequestError(
@@ -169,7 +171,8 @@ def decode_input_image(value: str, field_name: str, limits: Limits) -> Image.Ima
 def _decode(value: str | None, field_name: str, mode: str, limits: Limits) -> Image.Image | None:
     if value is None:
         return None
-    return decode_input_image(value, field_name, limits).convert(mode)
+    image = decode_input_image(value, field_name, limits)
+    return to_mask(image) if mode == "L" else to_rgb(image)  # no copy when already in mode
 
 
 def _lora_path(registry: ModelRegistry, path: str, field_name: str) -> str:
@@ -254,20 +257,14 @@ def plan_generation(
 def _hires_upscaler_path(request: ImgGenRequest, registry: ModelRegistry) -> str:
     if not request.hires.enabled or request.hires.upscaler != "model":
         return ""
-    try:
-        return registry.get(request.hires.upscaler_model, type="upscaler").path
-    except UnknownModelError as exc:
-        raise NotFoundError(str(exc), field="hires.upscaler_model") from exc
+    return _entry(registry, request.hires.upscaler_model, "hires.upscaler_model", "upscaler").path
 
 
 def plan_upscale(
     request: UpscaleRequest, settings: Settings, registry: ModelRegistry
 ) -> UpscalePlan:
     """Resolve the upscaler by registry name and decode the image."""
-    try:
-        entry = registry.get(request.upscaler, type="upscaler")
-    except UnknownModelError as exc:
-        raise NotFoundError(str(exc), field="upscaler") from exc
+    entry = _entry(registry, request.upscaler, "upscaler", "upscaler")
     if not 1 <= request.repeats <= 4:
         raise InvalidRequestError("repeats must be between 1 and 4", field="repeats")
     image = _decode(request.image, "image", "RGB", settings.limits)
@@ -309,10 +306,7 @@ def convert_target(models_dir: Path, source: Path, weight_type: str, output: str
 def plan_convert(request: ConvertRequest, registry: ModelRegistry) -> ConvertPlan:
     """Resolve a conversion: the source file by registry name, the target inside the models folder
     (``request.output_path`` is already relative to it)."""
-    try:
-        entry = registry.get(request.model)
-    except UnknownModelError as exc:
-        raise NotFoundError(str(exc), field="model_name") from exc
+    entry = _entry(registry, request.model, "model_name")
     target = convert_target(
         registry.models_dir, Path(entry.path), request.weight_type, request.output_path
     )

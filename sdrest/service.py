@@ -98,6 +98,8 @@ class SdrestService:
         self._stop_requested: set[str] = set()
         self._default_model: str | None = None
         self._previews: dict[str, tuple[int, Image.Image]] = {}
+        self._preview_pngs: dict[str, tuple[int, bytes]] = {}
+        """The latest preview encoded, per job: every poller of a step shares one encoding."""
         self._background: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -117,8 +119,7 @@ class SdrestService:
 
             self._engine = NativeEngine()
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(self.registry.scan)
-        self.registry.start_hashing()
+        await self.refresh_models()
         await self.store.open()
         await self._recover()
         self._tasks = [
@@ -179,9 +180,14 @@ class SdrestService:
         await self.engine.unload()
 
     async def refresh_models(self) -> None:
-        """Rescan the models folder (off the event loop)."""
-        await asyncio.to_thread(self.registry.scan)
-        self.registry.start_hashing()
+        """Rescan the models folder and restart background hashing, off the event loop
+        (restarting waits for the file being hashed now, which can take seconds)."""
+
+        def rescan() -> None:
+            self.registry.scan()
+            self.registry.start_hashing()
+
+        await asyncio.to_thread(rescan)
 
     async def list_jobs(
         self,
@@ -435,6 +441,7 @@ class SdrestService:
 
     def _forget(self, job_id: str) -> None:
         self._previews.pop(job_id, None)
+        self._preview_pngs.pop(job_id, None)
         self._active.pop(job_id, None)
         self._plans.pop(job_id, None)
 
@@ -486,13 +493,19 @@ class SdrestService:
 
     async def preview_png(self, job: Job) -> tuple[int, bytes] | None:
         """(step, PNG) of a running job's latest live preview, scaled to the job's aspect;
-        None when there is none. Encoded off the event loop."""
+        None when there is none. Encoded off the event loop, once per step."""
         preview = self.preview(job.id)
         if preview is None:
             return None
+        step, image = preview
+        cached = self._preview_pngs.get(job.id)
+        if cached is not None and cached[0] == step:
+            return cached
         request = job.request or ImgGenRequest()
-        data = await asyncio.to_thread(preview_png, preview[1], request.width, request.height)
-        return preview[0], data
+        data = await asyncio.to_thread(preview_png, image, request.width, request.height)
+        if job.id in self._previews:  # still running: keep it for the next poller
+            self._preview_pngs[job.id] = (step, data)
+        return step, data
 
     def output_file(self, job_id: str, filename: str) -> Path:
         """Path of one output image (ValueError for anything outside the job's folder)."""

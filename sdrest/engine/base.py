@@ -16,9 +16,9 @@ from sdrest.schemas import ImgGenRequest, Progress
 from sdrest.settings import LoadOptions
 
 ProgressFn = Callable[[Progress], None]
+"""Called on the event loop: engines hop from their native thread themselves."""
 PreviewFn = Callable[[int, Image.Image], None]
-"""(step, image): a live preview of the image being sampled."""
-"""Called on the engine thread; implementations hop to the event loop themselves."""
+"""(step, image): a live preview of the image being sampled; delivered like progress."""
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import stable_diffusion_cpp as sd_binding
 import stable_diffusion_cpp.stable_diffusion_cpp as sd_cpp
@@ -45,12 +47,14 @@ from sdrest.engine.base import (
 )
 from sdrest.engine.params import generation_kwargs, load_kwargs
 from sdrest.errors import EngineError, ModelLoadError
+from sdrest.images import to_rgb
 from sdrest.schemas import Progress
 
 logger = logging.getLogger(__name__)
 native_logger = logging.getLogger("sdrest.native")
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class _HiresParams(sd_binding.sd_hires_params_t):  # type: ignore[misc]
@@ -136,6 +140,20 @@ def _reset_progress_callback() -> None:
     sd_cpp.sd_set_progress_callback(sd_cpp.sd_progress_callback(), ctypes.c_void_p(0))
 
 
+@contextlib.contextmanager
+def _native_progress(phase: str, emit: Callable[[Progress], None]) -> Iterator[None]:
+    """Report the library's progress callback as ``phase`` for one native call, and always
+    unregister it after: the thunk lives only as long as this block."""
+    thunk = sd_cpp.sd_progress_callback(
+        lambda step, steps, seconds, _d: emit(Progress(phase, int(step), int(steps), seconds))
+    )
+    sd_cpp.sd_set_progress_callback(thunk, ctypes.c_void_p(0))
+    try:
+        yield
+    finally:
+        _reset_progress_callback()
+
+
 def _reset_preview_callback() -> None:
     # The wrapper registers a per-call preview thunk and never unregisters it: NULL it, or the
     # next generation would call freed memory.
@@ -192,17 +210,11 @@ class NativeEngine:
                 raise ModelLoadError(f"model load failed: {label} file not found: {path}")
         logger.info("loading model %s", spec.name)
         self._recent.take()
-        # Bound to a local so the thunk outlives the native call that may invoke it.
-        thunk = sd_cpp.sd_progress_callback(
-            lambda step, steps, _t, _d: emit(Progress("loading", int(step), int(steps)))
-        )
-        sd_cpp.sd_set_progress_callback(thunk, ctypes.c_void_p(0))
         try:
-            sd = _StructuredLoraDiffusion(**load_kwargs(spec))
+            with _native_progress("loading", emit):
+                sd = _StructuredLoraDiffusion(**load_kwargs(spec))
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"model load failed: {exc}") from exc
-        finally:
-            _reset_progress_callback()
         _WRAPPER_LOGGER.setLevel(logging.CRITICAL)
         if not sd._model.model:
             # NULL context: null the pointers first, or the destructor's free() crashes.
@@ -273,7 +285,7 @@ class NativeEngine:
             if not ctx:
                 raise ModelLoadError(f"model load failed: upscaler {Path(plan.upscaler_path).name}")
             self._upscaler, self._upscaler_key = ctx, key
-        image = plan.image.convert("RGB")
+        image = to_rgb(plan.image)  # planning decoded it as RGB already: no copy
         for _ in range(plan.repeats):
             image = _run_upscale(self._upscaler, image, emit)
         return image
@@ -285,11 +297,7 @@ class NativeEngine:
         partial = target.with_name(target.name + ".part")  # never a half-written model in the scan
         self._recent.take()
         emit(Progress("converting"))
-        thunk = sd_cpp.sd_progress_callback(
-            lambda step, steps, _t, _d: emit(Progress("converting", int(step), int(steps)))
-        )
-        sd_cpp.sd_set_progress_callback(thunk, ctypes.c_void_p(0))
-        try:
+        with _native_progress("converting", emit):
             ok = sd_cpp.convert(
                 plan.input_path.encode("utf-8"),
                 b"",
@@ -298,8 +306,6 @@ class NativeEngine:
                 b"",
                 True,
             )
-        finally:
-            _reset_progress_callback()
         if not ok or not partial.is_file():
             partial.unlink(missing_ok=True)
             detail = self._recent.take()
@@ -323,13 +329,7 @@ class NativeEngine:
     ) -> list[Image.Image]:
         """Load the model if needed, then generate on the native thread."""
         emit = _loop_hop(on_progress)
-        preview = None
-        if on_preview is not None:
-            loop = asyncio.get_running_loop()
-
-            def preview(step: int, image: Image.Image) -> None:
-                loop.call_soon_threadsafe(on_preview, step, image)
-
+        preview = _loop_hop(on_preview) if on_preview is not None else None
         return await self._call(lambda: self._generate_now(plan, emit, preview))
 
     async def upscale(self, plan: UpscalePlan, on_progress: ProgressFn) -> Image.Image:
@@ -362,14 +362,14 @@ class NativeEngine:
         native_logger.removeHandler(self._recent)
 
 
-def _loop_hop(on_progress: ProgressFn) -> Callable[[Progress], None]:
-    """Deliver progress on the event loop thread, whatever thread reports it."""
+def _loop_hop(callback: Callable[P, None]) -> Callable[P, None]:
+    """``callback`` delivered on the event loop thread, whatever thread calls it."""
     loop = asyncio.get_running_loop()
 
-    def emit(progress: Progress) -> None:
-        loop.call_soon_threadsafe(on_progress, progress)
+    def hop(*args: P.args, **kwargs: P.kwargs) -> None:
+        loop.call_soon_threadsafe(functools.partial(callback, *args, **kwargs))
 
-    return emit
+    return hop
 
 
 def _libc_free() -> Callable[[Any], None] | None:
@@ -394,14 +394,8 @@ def _run_upscale(ctx: Any, image: Image.Image, emit: Callable[[Progress], None])
         channel=3,
         data=ctypes.cast(buffer, ctypes.POINTER(ctypes.c_uint8)),
     )
-    thunk = sd_cpp.sd_progress_callback(
-        lambda step, steps, seconds, _d: emit(Progress("upscaling", int(step), int(steps), seconds))
-    )
-    sd_cpp.sd_set_progress_callback(thunk, ctypes.c_void_p(0))
-    try:
+    with _native_progress("upscaling", emit):
         result = sd_cpp.upscale(ctx, source, 1)
-    finally:
-        _reset_progress_callback()
     if not result.data or result.width == 0:
         raise EngineError("upscale returned no image")
     size = result.width * result.height * result.channel

@@ -171,17 +171,6 @@ class JobStore:
 
         return await self._run(run)
 
-    async def recent(self, limit: int = 100) -> list[Job]:
-        """The newest jobs (requests without input images), newest first."""
-
-        def fetch(db: sqlite3.Connection) -> list[Job]:
-            rows = db.execute(
-                "SELECT state, expired, summary FROM jobs ORDER BY created DESC LIMIT ?", (limit,)
-            ).fetchall()
-            return [_job_from_row(row) for row in rows]
-
-        return await self._run(fetch)
-
     async def list(
         self,
         *,

@@ -19,18 +19,6 @@ from dataclasses import dataclass
 from sdrest.models.headers import FileHeader, TensorInfo
 
 UNKNOWN = "unknown"
-ROLES = (
-    "checkpoint",
-    "diffusion_model",
-    "vae",
-    "taesd",
-    "lora",
-    "text_encoder",
-    "upscaler",
-    "controlnet",
-    "embedding",
-    UNKNOWN,
-)
 
 
 @dataclass(frozen=True)

@@ -101,10 +101,6 @@ class HashCache:
             return None
         return cached[2]
 
-    def get(self, item: HasPath | Path | str) -> str | None:
-        """Alias of :meth:`sha256_of`."""
-        return self.sha256_of(item)
-
     def compute(self, path: Path | str) -> str:
         """Hash the file (unless cached as it is now), remember it and persist the cache."""
         file = Path(path)

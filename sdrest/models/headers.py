@@ -23,7 +23,6 @@ MAX_ARRAY_PREVIEW = 64
 MAX_ARRAY_DEPTH = 4
 
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
-SAFETENSORS_SUFFIXES = frozenset({".safetensors", ".sft"})
 
 _GGUF_MAGIC = b"GGUF"
 _ZIP_MAGIC = b"PK\x03\x04"

@@ -8,7 +8,6 @@ files) come from the settings and are checked against the folder on every scan.
 
 from __future__ import annotations
 
-import builtins
 import difflib
 import logging
 import os
@@ -135,10 +134,10 @@ class _Snapshot(msgspec.Struct, frozen=True):
     preset_errors: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-def _walk(root: Path, warnings: builtins.list[str]) -> Iterator[Path]:
+def _walk(root: Path, warnings: list[str]) -> Iterator[Path]:
     """Model files under ``root``: hidden names skipped, directory symlinks followed once."""
     seen: set[str] = set()
-    stack: builtins.list[tuple[Path, int]] = [(root, 0)]
+    stack: list[tuple[Path, int]] = [(root, 0)]
     while stack:
         folder, depth = stack.pop()
         real = os.path.realpath(folder)
@@ -203,7 +202,7 @@ class ModelRegistry:
         """(Re)scan the folder; a bad file is listed as unknown with its error. Never raises."""
         with self._scan_lock:
             report = ScanReport()
-            entries: builtins.list[ModelEntry] = []
+            entries: list[ModelEntry] = []
             if self.models_dir.is_dir():
                 detected: dict[str, _Probe] = {}
                 for path in _walk(self.models_dir, report.warnings):
@@ -261,10 +260,10 @@ class ModelRegistry:
 
     @staticmethod
     def _index(
-        entries: builtins.list[ModelEntry],
-    ) -> tuple[dict[tuple[str, str], ModelEntry], dict[str, builtins.list[str]]]:
+        entries: list[ModelEntry],
+    ) -> tuple[dict[tuple[str, str], ModelEntry], dict[str, list[str]]]:
         index: dict[tuple[str, str], ModelEntry] = {}
-        groups: dict[tuple[str, str], builtins.list[ModelEntry]] = {}
+        groups: dict[tuple[str, str], list[ModelEntry]] = {}
         # Shallowest path first, then alphabetical: the winner of a duplicate is predictable.
         for entry in sorted(entries, key=lambda e: (e.relpath.count(os.sep), e.relpath)):
             groups.setdefault((entry.type, entry.name), []).append(entry)
@@ -278,18 +277,14 @@ class ModelRegistry:
 
     # -- lookups -----------------------------------------------------------------------------
 
-    def list(self, type: str | None = None) -> builtins.list[ModelEntry]:
+    def entries(self, type: str | None = None) -> list[ModelEntry]:
         """Entries (sorted by relative path), optionally only those of one type."""
         with self._lock:
             entries = self._snapshot.entries
         return [e for e in entries if type is None or e.type == type]
 
-    def entries(self, type: str | None = None) -> builtins.list[ModelEntry]:
-        """Alias of :meth:`list`."""
-        return self.list(type)
-
     @property
-    def duplicates(self) -> dict[str, builtins.list[str]]:
+    def duplicates(self) -> dict[str, list[str]]:
         """``"type/name" -> relpaths`` for names that are not unique per type (first is used)."""
         with self._lock:
             return {k: list(v) for k, v in self._snapshot.duplicates.items()}
@@ -321,7 +316,7 @@ class ModelRegistry:
         raise UnknownModelError(f"unknown {kind}model {name!r}{hint}")
 
     @staticmethod
-    def _type_order(snapshot: _Snapshot) -> builtins.list[str]:
+    def _type_order(snapshot: _Snapshot) -> list[str]:
         others = sorted({k for k, _ in snapshot.index} - set(GENERATION_TYPES))
         return [*GENERATION_TYPES, *others]
 
@@ -343,7 +338,7 @@ class ModelRegistry:
 
     # -- paths -------------------------------------------------------------------------------
 
-    def type_folders(self, type: str) -> builtins.list[Path]:
+    def type_folders(self, type: str) -> list[Path]:
         """Existing folders of ``type`` in the models folder (``lora/``, ``loras/``...)."""
         try:
             children = sorted(self.models_dir.iterdir())
@@ -397,7 +392,7 @@ class ModelRegistry:
 
     # -- presets -----------------------------------------------------------------------------
 
-    def _check_preset(self, preset: ModelPreset, snapshot: _Snapshot) -> builtins.list[str]:
+    def _check_preset(self, preset: ModelPreset, snapshot: _Snapshot) -> list[str]:
         problems = []
         if not (preset.model or preset.diffusion_model):
             problems.append("names neither model nor diffusion_model")
@@ -421,7 +416,7 @@ class ModelRegistry:
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise UnknownModelError(f"unknown preset {name!r}{hint}") from None
 
-    def presets(self) -> builtins.list[ModelPreset]:
+    def presets(self) -> list[ModelPreset]:
         """Every configured preset."""
         return list(self._presets.values())
 
@@ -430,11 +425,11 @@ class ModelRegistry:
         with self._lock:
             return self._snapshot.preset_errors.get(name)
 
-    def generation_models(self) -> builtins.list[ModelEntry | ModelPreset]:
+    def generation_models(self) -> list[ModelEntry | ModelPreset]:
         """What a user can pick as "the model": checkpoints, diffusion models, then presets."""
-        files: builtins.list[ModelEntry | ModelPreset] = [
+        files: list[ModelEntry | ModelPreset] = [
             e
-            for e in self.list()
+            for e in self.entries()
             if e.type in GENERATION_TYPES
             and e.role in (*GENERATION_TYPES, UNKNOWN)
             and e.error is None
@@ -457,7 +452,7 @@ class ModelRegistry:
 
     def start_hashing(self) -> None:
         """Hash every readable listed file in the background (cached ones are skipped)."""
-        self._hasher.start(e for e in self.list() if e.error is None)
+        self._hasher.start(e for e in self.entries() if e.error is None)
 
     def stop_hashing(self) -> None:
         """Stop the background hashing (after the file being hashed now)."""

@@ -174,7 +174,7 @@ async def test_types_directories_stats(api: httpx.AsyncClient, service: SdrestSe
     stats = (await api.get("/api/models/stats")).json()
     assert stats["total_models"] == 7 and stats["total_files"] == 6
     assert stats["by_type"]["checkpoint"]["count"] == 3 and stats["invalid"] == 1
-    assert stats["total_size"] == sum(e.size for e in service.registry.list())
+    assert stats["total_size"] == sum(e.size for e in service.registry.entries())
 
 
 async def test_refresh_counts_new_and_removed(

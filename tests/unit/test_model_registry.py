@@ -51,14 +51,14 @@ def root(tmp_path: Path) -> Path:
 
 
 def _by_key(registry: ModelRegistry) -> dict[tuple[str, str], object]:
-    return {(e.type, e.relpath): e for e in registry.list()}
+    return {(e.type, e.relpath): e for e in registry.entries()}
 
 
 def test_scan_types_from_folders_and_headers(root: Path) -> None:
     registry = ModelRegistry(root)
     report = registry.scan()
     assert report.count == 9 and report.errors == 0
-    got = {(e.relpath, e.type, e.architecture, e.role, e.format) for e in registry.list()}
+    got = {(e.relpath, e.type, e.architecture, e.role, e.format) for e in registry.entries()}
     assert got == {
         ("checkpoints/sd15.safetensors", "checkpoint", "sd1", "checkpoint", "safetensors"),
         ("diffusion_models/flux-dev.gguf", "diffusion_model", "flux", "diffusion_model", "gguf"),
@@ -73,7 +73,7 @@ def test_scan_types_from_folders_and_headers(root: Path) -> None:
     entry = registry.get("flux-dev")
     assert entry.path == str(root / "diffusion_models" / "flux-dev.gguf")
     assert entry.size == (root / "diffusion_models" / "flux-dev.gguf").stat().st_size
-    assert [e.name for e in registry.list("lora")] == ["style", "other", "style"]
+    assert [e.name for e in registry.entries("lora")] == ["style", "other", "style"]
 
 
 def test_bad_files_are_listed_as_unknown_with_an_error(tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ def test_bad_files_are_listed_as_unknown_with_an_error(tmp_path: Path) -> None:
     registry = ModelRegistry(models)
     report = registry.scan()  # must not raise
     assert report.count == 8 and report.errors == 7
-    bad = [e for e in registry.list() if e.error]
+    bad = [e for e in registry.entries() if e.error]
     assert {e.name for e in bad} == {
         "empty",
         "garbage",
@@ -184,7 +184,7 @@ def test_resolve_relative_refuses_escapes(root: Path, path: str) -> None:
     (root / "Lora" / "escape.safetensors").symlink_to(outside)
     registry = ModelRegistry(root)
     registry.scan()
-    registry_names = {e.name for e in registry.list("lora")}
+    registry_names = {e.name for e in registry.entries("lora")}
     assert "escape" in registry_names  # listed (the admin put it there) ...
     with pytest.raises((PathNotAllowedError, UnknownModelError)) as caught:
         if path.startswith("escape"):
@@ -246,7 +246,7 @@ def test_missing_models_dir_is_a_warning(tmp_path: Path) -> None:
     registry = ModelRegistry(tmp_path / "nope")
     report = registry.scan()
     assert report.count == 0 and "does not exist" in report.warnings[0]
-    assert registry.list() == []
+    assert registry.entries() == []
 
 
 def test_hash_cache_hit_miss_and_persistence(tmp_path: Path) -> None:

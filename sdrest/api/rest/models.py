@@ -82,7 +82,7 @@ def find_model(service: SdrestService, model_id: str, type: str | None = None) -
             missing = str(exc)
         if _HEX.fullmatch(model_id):
             wanted = model_id.lower()
-            for entry in registry.list(type):
+            for entry in registry.entries(type):
                 digest = registry.hashes.sha256_of(entry)
                 if digest is not None and digest.startswith(wanted):
                     return entry
@@ -141,7 +141,7 @@ def _entry_view(service: SdrestService, entry: ModelEntry, loaded: str | None) -
 def all_views(service: SdrestService) -> list[dict[str, Any]]:
     """Every model file and preset as a view (stats files for hashes: call off the loop)."""
     loaded = service.loaded_model
-    views = [_entry_view(service, e, loaded) for e in service.registry.list()]
+    views = [_entry_view(service, e, loaded) for e in service.registry.entries()]
     views += [_preset_view(service, p, loaded) for p in service.registry.presets()]
     return views
 
@@ -183,7 +183,7 @@ async def model_types(request: Request) -> Response:
     require(request, "models:read")
     service = service_of(request)
     counts: dict[str, int] = {}
-    for entry in service.registry.list():
+    for entry in service.registry.entries():
         counts[entry.type] = counts.get(entry.type, 0) + 1
     counts["preset"] = len(service.registry.presets())
     details = [
@@ -206,7 +206,7 @@ async def directories(request: Request) -> Response:
     registry = service.registry
 
     def scan() -> list[dict[str, Any]]:
-        entries = registry.list()
+        entries = registry.entries()
         out = []
         for folder, kind in sorted(FOLDER_TYPES.items()):
             path = registry.models_dir / folder
@@ -238,9 +238,9 @@ async def refresh(request: Request) -> Response:
     """``POST /api/models/refresh``: rescan; how many files were found, new or changed, gone."""
     require(request, "models:manage")
     service = service_of(request)
-    before = {(e.relpath, e.size, e.mtime) for e in service.registry.list()}
+    before = {(e.relpath, e.size, e.mtime) for e in service.registry.entries()}
     await service.refresh_models()
-    entries = service.registry.list()
+    entries = service.registry.entries()
     after = {(e.relpath, e.size, e.mtime) for e in entries}
     current = {e.relpath for e in entries}
     return JSONResponse(
