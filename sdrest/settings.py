@@ -113,6 +113,10 @@ class FetchSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     fetch_max_redirects: int = 3
 
 
+SECRET_SETTINGS: frozenset[str] = frozenset({"jwt_secret"})
+"""Settings no endpoint ever shows (config listings, cmd-flags)."""
+
+
 def default_data_dir() -> Path:
     """The user's data folder for sdrest (XDG on Linux, the usual places elsewhere)."""
     if sys.platform == "win32":
@@ -279,3 +283,12 @@ def load_settings(
         except msgspec.ValidationError as exc:
             raise InvalidRequestError(f"preset {preset.name!r} defaults: {exc}") from exc
     return settings
+
+
+def public_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data without :data:`SECRET_SETTINGS`: what endpoints may show."""
+    tree: dict[str, Any] = msgspec.to_builtins(settings)
+    for name, (section, _info) in setting_fields().items():
+        if name in SECRET_SETTINGS:
+            (tree[section] if section else tree).pop(name, None)
+    return tree

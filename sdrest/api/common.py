@@ -57,14 +57,20 @@ class PayloadTooLargeError(SdrestError):
     code = "payload_too_large"
 
 
-def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
-    """Decode a body with a typed decoder; malformed JSON and type errors become 400s."""
+def decode_json(
+    body: bytes,
+    decoder: msgspec.json.Decoder[T],
+    *,
+    invalid: type[InvalidRequestError] = InvalidRequestError,
+) -> T:
+    """Decode a body with a typed decoder; malformed JSON and type errors become 400s
+    (``invalid``: the error class a family wants for a well-formed body with a bad field)."""
     if not body.strip():
         raise InvalidRequestError("request body is empty; expected a JSON object")
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise InvalidRequestError(f"invalid request: {exc}", field=_field_of(exc)) from exc
+        raise invalid(f"invalid request: {exc}", field=_field_of(exc)) from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"malformed JSON: {exc}") from exc
 

@@ -20,6 +20,7 @@ from sdrest.api.openai.schemas import EditFields, GenerationBody
 from sdrest.api.rest.auth_routes import LoginBody
 from sdrest.api.rest.image_tools import CropBody, ResizeBody
 from sdrest.api.rest.model_views import SORT_KEYS
+from sdrest.api.rest.outputs import DEFAULT_THUMB
 from sdrest.api.rest.schemas import (
     BatchBody,
     CancelBody,
@@ -133,7 +134,7 @@ _THUMB = (
     _query(
         "size",
         {"type": "integer", "minimum": 50, "maximum": 500},
-        "Longest side of the thumbnail (with `thumb`; default 256).",
+        f"Longest side of the thumbnail (with `thumb`; default {DEFAULT_THUMB}).",
     ),
 )
 _MODE = (

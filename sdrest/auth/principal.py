@@ -47,6 +47,11 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     token_expires: float | None = None
 
     @property
+    def identified(self) -> bool:
+        """Signed in, a guest, or the open server: anyone but a refused or missing credential."""
+        return self.auth_failure is None and self.role != "anonymous"
+
+    @property
     def is_admin(self) -> bool:
         """Admins see and manage every job."""
         return self.role == "admin"
@@ -132,7 +137,7 @@ def require_identified(request: Any) -> Principal:
     For endpoints any identified caller may use, guests included (polling a job by its id).
     """
     principal = principal_of(request)
-    if principal.auth_failure is not None or principal.role == "anonymous":
+    if not principal.identified:
         raise _unidentified_error(principal)
     return principal
 

@@ -73,8 +73,7 @@ async def download(request: Request) -> Response:
             headers={"Cache-Control": _CACHE_FOREVER},
         )
     try:
-        data = await asyncio.to_thread(path.read_bytes)
-        small = await asyncio.to_thread(make_thumbnail, data, size)
+        small = await asyncio.to_thread(lambda: make_thumbnail(path.read_bytes(), size))
     except (OSError, ImageInputError) as exc:
         raise NotFoundError(f"cannot make a thumbnail of {filename!r}: {exc}") from exc
     return Response(

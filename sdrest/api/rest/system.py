@@ -33,6 +33,7 @@ from sdrest.api.common import JSONResponse, service_of
 from sdrest.auth import require
 from sdrest.errors import ConflictError
 from sdrest.service import SdrestService
+from sdrest.settings import public_settings
 
 logger = logging.getLogger(__name__)
 
@@ -58,16 +59,13 @@ class VersionInfo(msgspec.Struct, frozen=True):
 
 
 class SystemState:
-    """Per-app facts computed once off the loop (version, GPU backend) and background tasks."""
+    """Per-app facts computed once off the loop (version, GPU backend) and the restart task."""
 
     def __init__(self) -> None:
         self.version: VersionInfo | None = None
         self.backend: str | None = None
         self.lock = asyncio.Lock()
         self.restart_task: asyncio.Task[None] | None = None
-        self.background: set[asyncio.Task[None]] = set()
-        """Fire-and-forget tasks (model conversions), kept referenced until they finish."""
-        self.last_restart: float | None = None
 
 
 def _state(request: Request) -> SystemState:
@@ -196,8 +194,7 @@ async def config(request: Request) -> Response:
     """``GET /api/config``: the settings, secrets left out (signed-in users)."""
     principal = require(request, "models:read")
     settings = service_of(request).settings
-    body = msgspec.to_builtins(settings)
-    body["auth"].pop("jwt_secret", None)
+    body = public_settings(settings)
     body["presets"] = sorted(settings.presets)
     if not principal.is_admin:  # folders on the server are the operator's business
         for key in ("models_dir", "output_dir", "data_dir"):
@@ -256,7 +253,6 @@ async def _restart(service: SdrestService, state: SystemState) -> None:
         await service.unload_model()
         await service.refresh_models()
         service.reset_default_model()
-        state.last_restart = time.time()
         logger.info("in-process restart done; %d jobs still queued", len(service.queued_ids()))
     except Exception:
         logger.exception("in-process restart failed")

@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from sdrest.api.common import convert
+from sdrest.api.common import convert, decode_json
 from sdrest.api.rest.errors import ValidationFailedError
 from sdrest.api.rest.schemas import GenerateBody, UpscaleBody
 from sdrest.errors import InvalidRequestError
@@ -77,16 +77,7 @@ STATUS_NAMES: dict[str, str] = {
 
 def decode(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     """Decode a wire body: malformed JSON is INVALID_PARAMETERS, a wrong field VALIDATION_ERROR."""
-    if not body.strip():
-        raise InvalidRequestError("request body is empty; expected a JSON object")
-    try:
-        return decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        text = str(exc)
-        field = text.split(" - at `$.", 1)[1].rstrip("`") if " - at `$." in text else None
-        raise ValidationFailedError(f"invalid request: {text}", field=field) from exc
-    except msgspec.DecodeError as exc:
-        raise InvalidRequestError(f"malformed JSON: {exc}") from exc
+    return decode_json(body, decoder, invalid=ValidationFailedError)
 
 
 def wire_field(path: str | None) -> str | None:

@@ -112,10 +112,6 @@ def _issue(exc: SdrestError, field: str | None = None) -> info.Issue:
     return info.Issue(translate.wire_field(exc.field) or field, exc.message, rest_code(exc.code))
 
 
-def _has_images(gen: ImgGenRequest) -> bool:
-    return bool(gen.init_image or gen.mask_image or gen.control_image or gen.ref_images)
-
-
 def _translate(
     service: SdrestService, body: GenerateBody, mode: translate.Mode, model: str
 ) -> ImgGenRequest:
@@ -152,12 +148,10 @@ async def validate(request: Request) -> Response:
             gen = _translate(service, body, mode, model)
             warnings = info.request_warnings(gen, model, service.loaded_model)
             checked = gen
-            if _has_images(gen) and "generate" not in permissions_of(principal_of(request)):
+            if gen.has_images and "generate" not in permissions_of(principal_of(request)):
                 # validate is public: decoding megabytes of images is for callers who may
                 # generate, anyone else gets the other checks and a warning.
-                checked = msgspec.structs.replace(
-                    gen, init_image=None, mask_image=None, control_image=None, ref_images=[]
-                )
+                checked = gen.without_images()
                 warnings.append(
                     info.Issue(
                         "init_image",

@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from sdrest.api.common import service_of
 from sdrest.api.rest.translate import ws_job_update, ws_message
 from sdrest.auth import Principal, principal_of
 from sdrest.jobs import JobEvent
@@ -38,15 +39,6 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_SLOW = 1008
 _MAX_CLIENT_MESSAGE = 4096
 _encoder = msgspec.json.Encoder()
-
-
-def may_connect(principal: Principal, auth_mode: str) -> bool:
-    """Auth off: everybody. Otherwise anyone identified (a user, an admin, or a guest on an
-    ``optional`` server), never a caller whose credentials were refused or who sent none where
-    they are required (the middleware marks both as anonymous)."""
-    if auth_mode == "none":
-        return True
-    return principal.auth_failure is None and principal.role != "anonymous"
 
 
 class _Connection:
@@ -183,10 +175,12 @@ async def _watch(conn: _Connection) -> None:
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
     """Serve one WebSocket client (close 4401 when auth is on and the caller is not signed in)."""
-    service: SdrestService = websocket.app.state.service
+    service = service_of(websocket)
     principal = principal_of(websocket)
     await websocket.accept()
-    if not may_connect(principal, service.settings.auth.auth_mode):
+    # Anyone identified: a user, an admin, a guest of an ``optional`` server, or everybody with
+    # auth off (the open-server principal); never a refused or missing credential.
+    if not principal.identified:
         await websocket.close(code=CLOSE_UNAUTHENTICATED, reason="authentication required")
         return
     conn = _Connection(websocket, service, principal)

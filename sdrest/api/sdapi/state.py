@@ -14,12 +14,10 @@ import msgspec
 
 from sdrest.errors import InvalidRequestError
 from sdrest.schemas import Job, Progress
-from sdrest.settings import Settings, setting_fields
+from sdrest.settings import SECRET_SETTINGS, Settings, setting_fields
 
 MAX_OPTION_KEYS = 512
 _STEP_PHASES = frozenset({"sampling", "decoding", "encoding", "done"})
-# Settings that must never be shown to clients.
-_SECRET_SETTINGS = frozenset({"jwt_secret"})
 
 
 def progress_view(
@@ -157,7 +155,7 @@ def cmd_flags(settings: Settings) -> dict[str, Any]:
     }
     tree = msgspec.to_builtins(settings)
     for name, (section, _info) in setting_fields().items():
-        if name in _SECRET_SETTINGS:
+        if name in SECRET_SETTINGS:
             continue
         value = tree.get(section, {}).get(name) if section else tree.get(name)
         flags.setdefault(name, value)
