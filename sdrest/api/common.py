@@ -113,6 +113,10 @@ def family_exception_handlers(render: ExceptionRenderer) -> dict[Any, ExceptionR
     return {Exception: render, SdrestError: render, HTTPException: render}
 
 
+CLIENT_CLOSED = 499
+"""Status of an answer nobody reads: the client disconnected and its job was stopped."""
+
+
 async def wait_unless_disconnected(
     request: Request, service: SdrestService, job: Job
 ) -> Job | None:

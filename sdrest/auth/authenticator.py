@@ -32,13 +32,12 @@ from sdrest.auth.principal import (
     rejected,
 )
 from sdrest.auth.tokens import SECRET_FILE, TokenClaims, TokenIssuer
-from sdrest.auth.users import User, UserStore, check_username, looks_like_api_key
+from sdrest.auth.users import AUTH_DB, User, UserStore, check_username, looks_like_api_key
 from sdrest.errors import InvalidRequestError
 from sdrest.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-AUTH_DB = "auth.sqlite3"
 AUTHENTICATOR_KEY = "sdrest.authenticator"
 """Scope key under which the middleware leaves the authenticator for the auth routes."""
 _CACHE_SECONDS = 60.0

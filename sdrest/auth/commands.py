@@ -16,9 +16,8 @@ from typing import TextIO
 
 import msgspec
 
-from sdrest.auth.authenticator import AUTH_DB
 from sdrest.auth.passwords import check_password_policy, hash_password
-from sdrest.auth.users import UserRole, UserStore, check_username
+from sdrest.auth.users import AUTH_DB, UserRole, UserStore, check_username
 from sdrest.errors import ConflictError, InvalidRequestError, NotFoundError
 
 PasswordPrompt = Callable[[str], str]

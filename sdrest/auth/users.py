@@ -103,6 +103,10 @@ def looks_like_api_key(value: str) -> bool:
     return value.startswith(KEY_PREFIX) and len(value) > len(KEY_PREFIX) + 16
 
 
+AUTH_DB = "auth.sqlite3"
+"""The accounts database, in the data folder."""
+
+
 class UserStore:
     """Users, API keys and revoked token ids, in one SQLite file."""
 

@@ -17,6 +17,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from sdrest.api.common import (
+    CLIENT_CLOSED,
     JSONResponse,
     error_status,
     family_exception_handlers,
@@ -37,8 +38,6 @@ logger = logging.getLogger(__name__)
 
 JOB_HEADER = "x-sdrest-job-id"
 """Response header naming the job behind a reply."""
-CLIENT_CLOSED = 499
-"""Status logged when the client left before the answer (nobody reads the body)."""
 
 
 def _known_models(service: SdrestService) -> list[str]:

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from sdrest.api.common import (
+    CLIENT_CLOSED,
     JSONResponse,
     decode_json,
     read_body,
@@ -46,8 +47,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CLIENT_GONE = 499
-"""Status of an answer nobody reads: the client disconnected and its job was stopped."""
 
 _SINGLE = msgspec.json.Decoder(extras.ExtrasSingleRequest)
 _BATCH = msgspec.json.Decoder(extras.ExtrasBatchRequest)
@@ -206,7 +205,7 @@ async def extra_single_image(request: Request) -> Response:
     upscaler = await asyncio.to_thread(resolve_upscaler, service.registry, body.upscaler_1)
     done = await _process(request, service, body, upscaler, body.image, "image")
     if done is None:
-        return Response(status_code=CLIENT_GONE)
+        return Response(status_code=CLIENT_CLOSED)
     return JSONResponse({"html_info": extras.html_info(done.info), "image": image_to_b64(done.png)})
 
 
@@ -231,7 +230,7 @@ async def extra_batch_images(request: Request) -> Response:
         field = f"imageList[{index}].data"
         done = await _process(request, service, body, upscaler, item.data, field)
         if done is None:
-            return Response(status_code=CLIENT_GONE)
+            return Response(status_code=CLIENT_CLOSED)
         images.append(image_to_b64(done.png))
         info = done.info
     return JSONResponse({"html_info": extras.html_info(info), "images": images})

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sdrest.api.common import (
+    CLIENT_CLOSED,
     JSONResponse,
     family_exception_handlers,
     read_body,
@@ -97,7 +98,7 @@ async def _generate(request: Request, decoder: msgspec.json.Decoder[Any]) -> Res
     job = await service.submit(gen_request, owner=principal.username, family="sdapi")
     finished = await wait_unless_disconnected(request, service, job)
     if finished is None:
-        return Response(status_code=499)  # nobody is listening any more
+        return Response(status_code=CLIENT_CLOSED)  # nobody is listening any more
     if finished.status == "failed":
         error = finished.error
         raise GenerationFailedError(
@@ -108,8 +109,12 @@ async def _generate(request: Request, decoder: msgspec.json.Decoder[Any]) -> Res
     if finished.status == "completed" and body.send_images is not False:
         images = await asyncio.to_thread(_read_images, service, finished)
     include = isinstance(body, Img2ImgBody) and bool(body.include_init_images)
+    # The echo re-reads the body as sent, base64 images and all: off the event loop.
+    parameters = await asyncio.to_thread(
+        lambda: translate.echo_parameters(ANY_DECODER.decode(raw), include)
+    )
     extra = translate.ResultInfo(
-        parameters=translate.echo_parameters(ANY_DECODER.decode(raw), include),
+        parameters=parameters,
         images=images,
         model_hash=service.registry.short_hash(finished.model),
         batch_size=body.batch_size,
