@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sdrest.errors import NotFoundError
 from sdrest.models import ModelEntry, ModelPreset, ModelRegistry
+from sdrest.models.hashing import short_hash
 
 _TITLE = re.compile(r"^(?P<name>.*?)\s*\[(?P<hash>[0-9a-fA-F]{8,64})\]$")
 _HASH = re.compile(r"^[0-9a-fA-F]{8,64}$")
@@ -27,9 +28,15 @@ def checkpoint_title(name: str, registry: ModelRegistry) -> str:
     model = _find(name, registry)
     if model is None or isinstance(model, ModelPreset):
         return name
+    return title_of_model(model, registry.sha256(model.name, model.type))
+
+
+def title_of_model(model: ModelEntry | ModelPreset, sha256: str | None) -> str:
+    """:func:`checkpoint_title` for a model already found, with its hash already read."""
+    if isinstance(model, ModelPreset):
+        return model.name
     filename = Path(model.path).name
-    short = registry.short_hash(model.name, model.type)
-    return f"{filename} [{short}]" if short else filename
+    return f"{filename} [{short_hash(sha256)}]" if sha256 else filename
 
 
 def _find(name: str, registry: ModelRegistry) -> ModelEntry | ModelPreset | None:

@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from sdrest.api.common import JSONResponse, decode_json, read_body, service_of
 from sdrest.api.sdapi import listings
-from sdrest.api.sdapi.checkpoints import checkpoint_title
+from sdrest.api.sdapi.checkpoints import title_of_model
 from sdrest.api.sdapi.extras import text_chunks
 from sdrest.api.sdapi.info_extras import EXTRAS_ROUTES, lora_metadata, upscaler_scales
 from sdrest.api.sdapi.info_memory import memory_report
@@ -27,6 +27,7 @@ from sdrest.api.sdapi.translate import LATENT_UPSCALE_MODES
 from sdrest.auth import require
 from sdrest.errors import InvalidRequestError
 from sdrest.images import ImageInputError, b64_to_bytes, open_image_bytes, read_infotext
+from sdrest.models import ModelPreset
 
 # -- listings (models:read) --------------------------------------------------------------------
 
@@ -54,11 +55,18 @@ async def get_sd_models(request: Request) -> Response:
     require(request, "models:read")
     registry = service_of(request).registry
 
-    def title_of(name: str) -> str:
-        return checkpoint_title(name, registry)
+    def build() -> list[dict[str, Any]]:
+        # One pass: each model's hash read once (a stat per file: off the loop), its title
+        # made from the model in hand rather than looked up again by name.
+        models = registry.generation_models()
+        shas = {
+            m.name: None if isinstance(m, ModelPreset) else registry.hashes.sha256_of(m)
+            for m in models
+        }
+        titles = {m.name: title_of_model(m, shas[m.name]) for m in models}
+        return listings.sd_models(models, shas.get, titles.__getitem__)
 
-    models = registry.generation_models()
-    return JSONResponse(listings.sd_models(models, registry.sha256, title_of))
+    return JSONResponse(await asyncio.to_thread(build))
 
 
 async def get_sd_vae(request: Request) -> Response:
