@@ -41,6 +41,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
         "limits": parser.add_argument_group("request limits"),
         "auth": parser.add_argument_group("authentication"),
         "fetch": parser.add_argument_group("fetching images from URLs"),
+        "engine": parser.add_argument_group("the engine (worker process, memory)"),
     }
     for name, (section, info) in setting_fields().items():
         group = groups[section]

@@ -86,3 +86,15 @@ class ModelLoadError(EngineError):
     """The native library could not load the model files."""
 
     code = "model_load_failed"
+
+
+class EngineCrashedError(EngineError):
+    """The worker process running the native library died (a signal or an exit) mid-call."""
+
+    code = "engine_crashed"
+
+
+class EngineAbortedError(EngineError):
+    """The running native call was stopped on request (the worker process was stopped)."""
+
+    code = "cancelled"

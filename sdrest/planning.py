@@ -204,17 +204,19 @@ def _check_lora_fits(registry: ModelRegistry, spec: ModelSpec, lora: str, field_
 
 
 def resolve_loras(
-    request: ImgGenRequest, registry: ModelRegistry, spec: ModelSpec
+    request: ImgGenRequest, registry: ModelRegistry, spec: ModelSpec, *, check_shapes: bool = True
 ) -> tuple[ResolvedLora, ...]:
     """Structured LoRAs: a registry LoRA name or a path inside the LoRA folder, nothing else.
 
-    Each must fit the model: a mismatched LoRA would abort the native library.
+    With ``check_shapes`` each must fit the model: a mismatched LoRA would abort the native
+    library (in worker mode that fails only its job, so the check may be turned off).
     """
     resolved = []
     for i, lora in enumerate(request.lora):
         field_name = f"lora[{i}].path"
         path = _lora_path(registry, lora.path, field_name)
-        _check_lora_fits(registry, spec, path, field_name)
+        if check_shapes:
+            _check_lora_fits(registry, spec, path, field_name)
         resolved.append(ResolvedLora(path, lora.multiplier, lora.is_high_noise))
     return tuple(resolved)
 
@@ -247,7 +249,7 @@ def plan_generation(
         mask_image=_decode(request.mask_image, "mask_image", "L", limits),
         control_image=_decode(request.control_image, "control_image", "RGB", limits),
         ref_images=refs,
-        loras=resolve_loras(request, registry, spec),
+        loras=resolve_loras(request, registry, spec, check_shapes=settings.engine.lora_shape_check),
         hires_upscaler_path=_hires_upscaler_path(request, registry),
         preview_method=settings.preview,
         preview_interval=max(1, settings.preview_interval),

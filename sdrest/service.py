@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,10 +22,17 @@ from PIL import Image
 
 from sdrest import outputs, planning
 from sdrest.engine.base import ConvertPlan, Engine
-from sdrest.errors import ConflictError, GoneError, NotFoundError, SdrestError
-from sdrest.images import image_to_b64, preview_png
+from sdrest.errors import (
+    ConflictError,
+    EngineAbortedError,
+    GoneError,
+    NotFoundError,
+    SdrestError,
+)
+from sdrest.images import image_to_b64
 from sdrest.jobs import EventBus, JobEvent, JobQueue, JobStore
 from sdrest.jobs.execute import Plan, execute
+from sdrest.jobs.previews import PreviewCache
 from sdrest.models import ModelRegistry
 from sdrest.schemas import (
     ConvertRequest,
@@ -43,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 _RECENT_FINISHED = 256
 _EXPIRY_INTERVAL = 60.0
+_STOP_WAIT = 5.0
+"""Seconds a stop waits for the stopped job to be recorded as cancelled."""
 
 
 def new_job_id() -> str:
@@ -62,6 +72,24 @@ def new_job(kind: JobKind, owner: str, family: str, model: str, **payload: Any) 
         model=model,
         **payload,
     )
+
+
+MAX_ATTEMPTS = 2
+"""A job interrupted by a server stop is retried once; a second interruption fails it, so a job
+that kills the process can never make it crash-loop."""
+
+
+def create_engine(settings: Settings) -> Engine:
+    """The engine ``settings.engine`` asks for. The in-process one imports the native library
+    into this process; the worker one never does."""
+    budget = settings.engine.memory_budget_bytes
+    if settings.engine.engine_mode == "in-process":
+        from sdrest.engine.inprocess import InProcessEngine  # the native library loads here
+
+        return InProcessEngine(budget)
+    from sdrest.engine.supervisor import WorkerEngine
+
+    return WorkerEngine(budget)
 
 
 class SdrestService:
@@ -95,11 +123,12 @@ class SdrestService:
         self._plans: dict[str, Plan] = {}
         self._done: dict[str, asyncio.Event] = {}
         self._current: str | None = None
-        self._stop_requested: set[str] = set()
+        self._stop_requested: dict[str, JobError] = {}
+        """Generating jobs asked to stop, and the error they end with."""
+        self._operations: dict[str, tuple[Callable[[], Awaitable[None]], asyncio.Future[None]]] = {}
+        """Model loads and unloads waiting in the job queue (by their queue id)."""
         self._default_model: str | None = None
-        self._previews: dict[str, tuple[int, Image.Image]] = {}
-        self._preview_pngs: dict[str, tuple[int, bytes]] = {}
-        """The latest preview encoded, per job: every poller of a step shares one encoding."""
+        self._previews = PreviewCache()
         self._background: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -115,9 +144,7 @@ class SdrestService:
     async def start(self) -> None:
         """Scan models, open the store, recover unfinished jobs, start the consumer."""
         if self._engine is None:
-            from sdrest.engine.native import NativeEngine  # the native library loads here
-
-            self._engine = NativeEngine()
+            self._engine = create_engine(self.settings)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         await self.refresh_models()
         await self.store.open()
@@ -166,18 +193,30 @@ class SdrestService:
         self._default_model = name
 
     async def load_model(self, name: str | None = None) -> str:
-        """Load a model (default: the default model) now, so the next job does not wait for it.
+        """Load a model (default: the default model) so the next job does not wait for it.
 
-        The engine serializes this with generations on its one native thread.
+        Scheduled like a job: it runs after the jobs queued before it, never during one.
         """
         name = name or self.default_model()
         spec = planning.model_spec(name, self.settings, self.registry)
-        await self.engine.load(spec)
+        await self._between_jobs(lambda: self.engine.load(spec))
         return name
 
     async def unload_model(self) -> None:
-        """Free the loaded model (the next job loads its own)."""
-        await self.engine.unload()
+        """Free the loaded models (the next job loads its own), in queue order like a job."""
+        await self._between_jobs(self.engine.unload)
+
+    async def _between_jobs(self, operation: Callable[[], Awaitable[None]]) -> None:
+        """Run an engine operation from the job queue, in FIFO order with the jobs."""
+        op_id = f"op_{secrets.token_hex(8)}"
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._operations[op_id] = (operation, done)
+        self._queue.push(op_id, force=True)
+        try:
+            await done
+        finally:  # the caller gave up while it waited: it never runs
+            self._operations.pop(op_id, None)
+            self._queue.remove(op_id)
 
     async def refresh_models(self) -> None:
         """Rescan the models folder and restart background hashing, off the event loop
@@ -267,7 +306,7 @@ class SdrestService:
 
     def queued_ids(self) -> list[str]:
         """Waiting jobs, next first."""
-        return self._queue.ids()
+        return [job_id for job_id in self._queue.ids() if job_id not in self._operations]
 
     @property
     def loaded_model(self) -> str | None:
@@ -291,29 +330,44 @@ class SdrestService:
         return job
 
     async def cancel(self, job_id: str) -> Job:
-        """Cancel a queued job. A running one cannot be stopped in-process: 409."""
+        """Cancel a job: a queued one now; a generating one by stopping the engine (worker mode;
+        in-process a running native call cannot be stopped: 409). Returns the job once it has
+        ended (a few milliseconds for a generating one)."""
         job = await self.get(job_id)
         if job.finished:
             return job
         if job.status == "generating":
-            raise ConflictError("the job is already generating and cannot be cancelled")
+            if not self.engine.supports_abort:
+                raise ConflictError("the job is already generating and cannot be cancelled")
+            return await self._stop_generating(
+                job, JobError("cancelled", "job cancelled by client while generating")
+            )
         self._queue.remove(job_id)
         await self._finish(job, "cancelled", error=JobError("cancelled", "job cancelled by client"))
         return job
 
-    async def request_stop(self, job_id: str) -> Job:
-        """Stop a job whatever its state: a queued one is cancelled now; a generating one is
-        finished as cancelled (code ``interrupted``) as soon as the native call returns, and its
-        images are discarded. In-process the library cannot abort mid-call, so the engine thread
-        finishes the current call first; the next queued job starts right after.
-        """
+    async def request_stop(self, job_id: str, *, wait: bool = False) -> Job:
+        """Stop a job whatever its state (A1111 interrupt, a client that went away): a queued
+        one is cancelled; a generating one ends as cancelled (code ``interrupted``), at once in
+        worker mode, else as soon as the native call returns (its images are discarded).
+        ``wait``: return once a stopped generating job has ended (worker mode)."""
         job = await self.get(job_id)
         if job.finished:
             return job
         if job.status == "queued":
             return await self.cancel(job_id)
-        self._stop_requested.add(job_id)
+        reason = JobError("interrupted", "job stopped by client")
+        return await self._stop_generating(job, reason, wait=wait)
+
+    async def _stop_generating(self, job: Job, reason: JobError, *, wait: bool = True) -> Job:
+        self._stop_requested.setdefault(job.id, reason)
         self._publish("state", job)
+        if self.engine.supports_abort and self._current == job.id:
+            await self.engine.abort()
+            done = self._done.get(job.id)
+            if wait and done is not None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(done.wait(), _STOP_WAIT)
         return job
 
     def request_stop_soon(self, job_id: str) -> None:
@@ -344,7 +398,17 @@ class SdrestService:
 
     async def _consume(self) -> None:
         while True:
-            job_id = await self._queue.pop()
+            idle = self.settings.engine.idle_unload
+            wait = idle if idle > 0 and self.engine.loaded_model is not None else None
+            job_id = await self._queue.pop(timeout=wait)
+            if job_id is None:
+                logger.info("no work for %gs: freeing the loaded models", idle)
+                await self._run_operation(self.engine.unload, None)
+                continue
+            operation = self._operations.get(job_id)
+            if operation is not None:
+                await self._run_operation(*operation)
+                continue
             job, plan = self._active.get(job_id), self._plans.get(job_id)
             if job is None or plan is None or job.status != "queued":
                 continue
@@ -353,6 +417,9 @@ class SdrestService:
                 await self._run(job, plan)
             except asyncio.CancelledError:
                 raise
+            except EngineAbortedError:
+                reason = self._stop_requested.get(job_id) or JobError("cancelled", "job stopped")
+                await self._finish(job, "cancelled", error=reason)
             except SdrestError as exc:
                 await self._finish(job, "failed", error=JobError(exc.code, exc.message))
             except Exception as exc:  # never let one job kill the consumer
@@ -360,10 +427,27 @@ class SdrestService:
                 await self._finish(job, "failed", error=JobError("internal_error", str(exc)))
             finally:
                 self._current = None
-                self._stop_requested.discard(job_id)
+                self._stop_requested.pop(job_id, None)
+
+    async def _run_operation(
+        self, operation: Callable[[], Awaitable[None]], done: asyncio.Future[None] | None
+    ) -> None:
+        try:
+            await operation()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if done is None:
+                logger.exception("engine operation failed")
+            elif not done.done():
+                done.set_exception(exc)
+            return
+        if done is not None and not done.done():
+            done.set_result(None)
 
     async def _run(self, job: Job, plan: Plan) -> None:
         job.status, job.started = "generating", time.time()
+        job.attempts += 1
         job.progress = Progress("loading")
         await self.store.update(job)
         self._publish("state", job)
@@ -378,7 +462,7 @@ class SdrestService:
 
         def on_preview(step: int, image: Image.Image) -> None:
             if job.status == "generating":
-                self._previews[job.id] = (step, image)
+                self._previews.put(job.id, step, image)
                 job.progress = msgspec.structs.replace(job.progress, preview_step=step)
 
         def on_encoding() -> None:
@@ -400,10 +484,9 @@ class SdrestService:
         finally:
             if isinstance(plan, ConvertPlan):  # the new file (or none) shows in the registry
                 await self.refresh_models()
-        if result is None:
-            await self._finish(
-                job, "cancelled", error=JobError("interrupted", "job stopped by client")
-            )
+        if result is None:  # stopped while the native call ran (in-process)
+            reason = self._stop_requested.get(job.id) or JobError("interrupted", "job stopped")
+            await self._finish(job, "cancelled", error=reason)
         else:
             await self._finish(job, "completed", result=result)
 
@@ -440,27 +523,30 @@ class SdrestService:
         return self._previews.get(job_id)
 
     def _forget(self, job_id: str) -> None:
-        self._previews.pop(job_id, None)
-        self._preview_pngs.pop(job_id, None)
+        self._previews.forget(job_id)
         self._active.pop(job_id, None)
         self._plans.pop(job_id, None)
 
     # -- durability ------------------------------------------------------------------------
 
     async def _recover(self) -> None:
-        """Re-queue jobs a previous process accepted; fail the one it was running."""
+        """Re-queue the jobs a previous process accepted, in their order. The one it was running
+        is retried once (:data:`MAX_ATTEMPTS`), then failed."""
         for job in await self.store.unfinished():
-            if job.status == "generating" or (
-                job.request is None and job.upscale is None and job.convert is None
-            ):
-                await self._finish(
-                    job,
-                    "failed",
-                    error=JobError(
-                        "server_restarted", "the server stopped while this job was running"
-                    ),
-                )
+            if job.request is None and job.upscale is None and job.convert is None:
+                await self._fail_recovered(job, "the job's request was not stored")
                 continue
+            if job.status == "generating":
+                if job.attempts >= MAX_ATTEMPTS:
+                    await self._fail_recovered(
+                        job,
+                        f"the server stopped while this job was running, {job.attempts} times;"
+                        " it is not retried again",
+                    )
+                    continue
+                job.status, job.started, job.progress = "queued", None, Progress()
+                await self.store.update(job)
+                logger.info("retrying job %s, interrupted by a server stop", job.id)
             try:
                 plan = await asyncio.to_thread(
                     planning.plan_for_job, job, self.settings, self.registry
@@ -470,6 +556,9 @@ class SdrestService:
                 continue
             await self._enqueue(job, plan, recovered=True)
             logger.info("recovered queued job %s", job.id)
+
+    async def _fail_recovered(self, job: Job, message: str) -> None:
+        await self._finish(job, "failed", error=JobError("server_restarted", message))
 
     async def expire_now(self) -> list[str]:
         """Expire finished jobs older than the retention time and delete their files."""
@@ -494,18 +583,8 @@ class SdrestService:
     async def preview_png(self, job: Job) -> tuple[int, bytes] | None:
         """(step, PNG) of a running job's latest live preview, scaled to the job's aspect;
         None when there is none. Encoded off the event loop, once per step."""
-        preview = self.preview(job.id)
-        if preview is None:
-            return None
-        step, image = preview
-        cached = self._preview_pngs.get(job.id)
-        if cached is not None and cached[0] == step:
-            return cached
         request = job.request or ImgGenRequest()
-        data = await asyncio.to_thread(preview_png, image, request.width, request.height)
-        if job.id in self._previews:  # still running: keep it for the next poller
-            self._preview_pngs[job.id] = (step, data)
-        return step, data
+        return await self._previews.png(job.id, request.width, request.height)
 
     def output_file(self, job_id: str, filename: str) -> Path:
         """Path of one output image (ValueError for anything outside the job's folder)."""
@@ -518,5 +597,5 @@ class SdrestService:
 
     def live_jobs(self) -> list[Job]:
         """The job being generated, then the queued ones in run order (in memory, no store)."""
-        ids = ([self._current] if self._current else []) + self._queue.ids()
+        ids = ([self._current] if self._current else []) + self.queued_ids()
         return [job for job_id in ids if (job := self._active.get(job_id)) is not None]

@@ -2,7 +2,8 @@
 
 Precedence is flags > environment > config file > defaults. Every leaf setting has one name that
 is used everywhere: ``--some-name`` on the command line, ``SDREST_SOME_NAME`` in the environment
-and ``some_name`` in the TOML file (load options under ``[load]``, limits under ``[limits]``).
+and ``some_name`` in the TOML file (load options under ``[load]``, limits under ``[limits]``, and
+likewise ``[auth]``, ``[fetch]`` and ``[engine]``).
 The four ``STABLE_DIFFUSION_*`` variables of the stable-diffusion.cpp-rest server are honoured too.
 """
 
@@ -113,6 +114,32 @@ class FetchSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     fetch_max_redirects: int = 3
 
 
+EngineMode = Literal["worker", "in-process"]
+
+
+class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where and how the native library runs (TOML section ``[engine]``)."""
+
+    engine_mode: EngineMode = "worker"
+    """worker: the library runs in a supervised child process, so a native crash fails one job
+    and a running job can be cancelled; in-process: in the server's own process (embedding,
+    debugging)."""
+    idle_unload: float = 0.0
+    """Seconds without work after which loaded models are freed (in worker mode the worker
+    process exits and gives all its memory back); 0 = never."""
+    memory_budget_mb: float = 0.0
+    """Keep several models loaded while their files' sizes add up to at most this many MiB
+    (least recently used freed first); 0 = one model at a time."""
+    lora_shape_check: bool = True
+    """Refuse, at submit time, LoRAs whose tensor shapes do not fit the model (the library would
+    abort). Without it a bad LoRA fails its job as ``engine_crashed`` in worker mode."""
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        """``memory_budget_mb`` in bytes."""
+        return int(self.memory_budget_mb * 1024 * 1024)
+
+
 SECRET_SETTINGS: frozenset[str] = frozenset({"jwt_secret"})
 """Settings no endpoint ever shows (config listings, cmd-flags)."""
 
@@ -156,6 +183,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     limits: Limits = msgspec.field(default_factory=Limits)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     fetch: FetchSettings = msgspec.field(default_factory=FetchSettings)
+    engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
     presets: dict[str, ModelPreset] = msgspec.field(default_factory=dict)
 
     @property
@@ -180,6 +208,7 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {
     "limits": Limits,
     "auth": AuthSettings,
     "fetch": FetchSettings,
+    "engine": EngineSettings,
 }
 _TOP_LEVEL_SKIP = {*_SECTIONS, "presets"}
 _REST_ENV = {

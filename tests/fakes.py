@@ -11,20 +11,25 @@ from PIL import Image
 
 from sdrest.engine.base import (
     ConvertPlan,
+    EngineInfo,
     GenerationPlan,
     ModelSpec,
     PreviewFn,
     ProgressFn,
     UpscalePlan,
 )
-from sdrest.errors import EngineError
+from sdrest.errors import ConflictError, EngineAbortedError, EngineError
 from sdrest.schemas import Progress
 
 
 class FakeEngine:
-    """Solid-colour images whose colour depends on the seed; can be held to keep a job running."""
+    """Solid-colour images whose colour depends on the seed; can be held to keep a job running.
+    ``abortable`` says whether it behaves like the worker engine (abort stops a held job) or the
+    in-process one (abort is refused)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, abortable: bool = True) -> None:
+        self.supports_abort = abortable
+        self.aborted = asyncio.Event()
         self.calls: list[GenerationPlan] = []
         self.hold: asyncio.Event | None = None
         self.started = asyncio.Event()
@@ -44,6 +49,7 @@ class FakeEngine:
     ) -> list[Image.Image]:
         self.calls.append(plan)
         self._loaded = plan.model.name
+        self.aborted.clear()  # an abort is for the call running when it comes
         self.started.set()
         steps = plan.request.sample_params.sample_steps
         for step in range(1, steps + 1):
@@ -53,7 +59,15 @@ class FakeEngine:
                 on_preview(step, Image.new("RGB", size, (0, step % 256, 0)))
             await asyncio.sleep(0)
         if self.hold is not None:
-            await self.hold.wait()
+            held, aborted = (
+                asyncio.ensure_future(self.hold.wait()),
+                asyncio.ensure_future(self.aborted.wait()),
+            )
+            await asyncio.wait({held, aborted}, return_when=asyncio.FIRST_COMPLETED)
+            held.cancel()
+            aborted.cancel()
+            if self.aborted.is_set():
+                raise EngineAbortedError("the running job was stopped")
         if self.fail_with:
             raise EngineError(self.fail_with)
         req = plan.request
@@ -74,6 +88,14 @@ class FakeEngine:
 
     async def load(self, spec: ModelSpec) -> None:
         self._loaded = spec.name
+
+    def info(self) -> EngineInfo:
+        return EngineInfo(mode="fake", loaded_models=(self._loaded,) if self._loaded else ())
+
+    async def abort(self) -> None:
+        if not self.supports_abort:
+            raise ConflictError("this engine cannot stop a running generation")
+        self.aborted.set()
 
     async def unload(self) -> None:
         self._loaded = None

@@ -1,7 +1,9 @@
 """The engine boundary: what the job system asks of a backend, with no native import.
 
 Tests may put a double behind :class:`Engine` for pure HTTP behaviour; the product uses
-:class:`sdrest.engine.native.NativeEngine`, the only module that imports the native library.
+:class:`sdrest.engine.supervisor.WorkerEngine` (the library in a supervised worker process) or
+:class:`sdrest.engine.inprocess.InProcessEngine`. Only :mod:`sdrest.engine.native` imports the
+native library.
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ class ModelSpec:
     control_net_path: str = ""
     lora_dir: str = ""
     options: LoadOptions = field(default_factory=LoadOptions)
+
+    def files(self) -> dict[str, str]:
+        """The model's files by role (``model``, ``vae``, ``clip_l``, ...), the unset ones left
+        out."""
+        return {
+            name.removesuffix("_path"): value
+            for name, value in vars(self).items()
+            if name.endswith("_path") and value
+        }
 
 
 @dataclass(frozen=True)
@@ -88,8 +99,40 @@ class ConvertPlan:
     weight_type: str
 
 
+@dataclass(frozen=True)
+class EngineInfo:
+    """What runs the native library now (``/api/system``, ``/sdcpp/v1/capabilities``)."""
+
+    mode: str
+    """``worker`` or ``in-process`` (or a test double's name)."""
+    loaded_models: tuple[str, ...] = ()
+    """Loaded models, the most recently used last."""
+    library_version: str | None = None
+    system_info: str | None = None
+    worker_pid: int | None = None
+    worker_starts: int = 0
+    """How many worker processes were started (the first one included)."""
+    worker_crashes: int = 0
+
+
 class Engine(Protocol):
     """A backend that runs one native call at a time."""
+
+    @property
+    def supports_abort(self) -> bool:
+        """Whether :meth:`abort` can stop a running call."""
+        ...
+
+    def info(self) -> EngineInfo:
+        """What runs the native library now."""
+        ...
+
+    async def abort(self) -> None:
+        """Stop the running call now: it raises :class:`sdrest.errors.EngineAbortedError`.
+
+        Raises :class:`sdrest.errors.ConflictError` when the engine cannot (``supports_abort``
+        is false)."""
+        ...
 
     @property
     def loaded_model(self) -> str | None:
@@ -120,7 +163,7 @@ class Engine(Protocol):
         ...
 
     async def unload(self) -> None:
-        """Free the loaded context."""
+        """Free every loaded context."""
         ...
 
     async def close(self) -> None:

@@ -1,8 +1,11 @@
-"""The native engine: the ONLY module that imports ``stable_diffusion_cpp``.
+"""The native library, driven from one thread: the ONLY module that imports
+``stable_diffusion_cpp``.
 
-All native calls run on one dedicated thread, because a context is not thread-safe and the
-library's progress and log callbacks are process-global. The loaded context is kept between jobs
-and rebuilt only when the :class:`ModelSpec` (files or load options) changes.
+It runs in the supervised worker process (:mod:`sdrest.engine.worker`, the default) or in the
+server's own process (:mod:`sdrest.engine.inprocess`). Either way all native calls come from one
+thread, because a context is not thread-safe and the library's progress and log callbacks are
+process-global. Loaded contexts are kept between jobs, keyed by :class:`ModelSpec` (files and load
+options).
 
 Hazards of the pinned 0.4.7 wrapper that this module defends against (measured, see
 shared/tiny-models/README.md):
@@ -19,17 +22,15 @@ shared/tiny-models/README.md):
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import ctypes
 import ctypes.util
-import functools
 import logging
+import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import stable_diffusion_cpp as sd_binding
 import stable_diffusion_cpp.stable_diffusion_cpp as sd_cpp
@@ -40,8 +41,6 @@ from sdrest.engine.base import (
     ConvertPlan,
     GenerationPlan,
     ModelSpec,
-    PreviewFn,
-    ProgressFn,
     ResolvedLora,
     UpscalePlan,
 )
@@ -52,9 +51,6 @@ from sdrest.schemas import Progress
 
 logger = logging.getLogger(__name__)
 native_logger = logging.getLogger("sdrest.native")
-
-T = TypeVar("T")
-P = ParamSpec("P")
 
 
 class _HiresParams(sd_binding.sd_hires_params_t):  # type: ignore[misc]
@@ -176,38 +172,44 @@ class _RecentNativeLines(logging.Handler):
         return text
 
 
-class NativeEngine:
-    """:class:`sdrest.engine.base.Engine` over the real library, on one native thread."""
+class NativeCore:
+    """The native library driven from ONE thread (whichever calls it): model contexts, the
+    upscaler and conversions. Not thread-safe by design: the in-process engine calls it from its
+    executor thread, the worker process from its main thread.
 
-    def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdrest-native")
-        self._sd: _StructuredLoraDiffusion | None = None
-        self._spec: ModelSpec | None = None
+    Several model contexts may stay loaded within ``memory_budget`` bytes (estimated as the sum
+    of the model's file sizes); the least recently used is freed first. A budget of 0 keeps one
+    model at a time.
+    """
+
+    def __init__(self, memory_budget: int = 0) -> None:
+        self.memory_budget = memory_budget
+        self._contexts: collections.OrderedDict[ModelSpec, _StructuredLoraDiffusion] = (
+            collections.OrderedDict()
+        )
         self._upscaler: Any = None
         self._upscaler_key: tuple[str, int] | None = None
         self._recent = _RecentNativeLines()
         native_logger.addHandler(self._recent)
 
     @property
-    def loaded_model(self) -> str | None:
-        """Name of the model whose context is loaded, if any."""
-        return self._spec.name if self._spec is not None else None
+    def loaded_models(self) -> list[str]:
+        """Names of the loaded models, the most recently used last."""
+        return [spec.name for spec in self._contexts]
 
-    async def _call(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
-
-    # -- model context (engine thread only) ---------------------------------------------------
-
-    def _load_now(self, spec: ModelSpec, emit: Callable[[Progress], None]) -> StableDiffusion:
-        if self._sd is not None and self._spec == spec:
-            return self._sd
-        self._unload_now()
+    def load(self, spec: ModelSpec, emit: Callable[[Progress], None]) -> StableDiffusion:
+        """The context for ``spec``: kept from an earlier call, or loaded now."""
+        sd = self._contexts.get(spec)
+        if sd is not None:
+            self._contexts.move_to_end(spec)
+            return sd
         for label, path in (
             ("model", spec.model_path),
             ("diffusion model", spec.diffusion_model_path),
         ):
             if path and not Path(path).is_file():
                 raise ModelLoadError(f"model load failed: {label} file not found: {path}")
+        self._make_room(footprint(spec))
         logger.info("loading model %s", spec.name)
         self._recent.take()
         try:
@@ -224,22 +226,35 @@ class NativeEngine:
             raise ModelLoadError(
                 f"model load failed: {spec.name}" + (f" ({detail})" if detail else "")
             )
-        self._sd, self._spec = sd, spec
+        self._contexts[spec] = sd
         return sd
 
-    def _unload_now(self) -> None:
-        if self._sd is not None:
-            logger.info("unloading model %s", self.loaded_model)
-            self._sd.close()
-        self._sd, self._spec = None, None
+    def _make_room(self, needed: int) -> None:
+        """Free least recently used contexts until ``needed`` more bytes fit the budget."""
+        while self._contexts and (
+            self.memory_budget <= 0
+            or sum(map(footprint, self._contexts)) + needed > self.memory_budget
+        ):
+            self._free_oldest()
 
-    def _generate_now(
+    def _free_oldest(self) -> None:
+        spec, sd = self._contexts.popitem(last=False)
+        logger.info("unloading model %s", spec.name)
+        sd.close()
+
+    def unload(self) -> None:
+        """Free every model context."""
+        while self._contexts:
+            self._free_oldest()
+
+    def generate(
         self,
         plan: GenerationPlan,
         emit: Callable[[Progress], None],
         preview: Callable[[int, Image.Image], None] | None,
     ) -> list[Image.Image]:
-        sd = self._load_now(plan.model, emit)
+        """Load the plan's model if needed and generate."""
+        sd = self.load(plan.model, emit)
         kwargs = generation_kwargs(plan)
         sd.sdrest_loras = plan.loras
         self._recent.take()
@@ -271,7 +286,8 @@ class NativeEngine:
             )
         return images
 
-    def _upscale_now(self, plan: UpscalePlan, emit: Callable[[Progress], None]) -> Image.Image:
+    def upscale(self, plan: UpscalePlan, emit: Callable[[Progress], None]) -> Image.Image:
+        """ESRGAN upscale (the upscaler context is kept for the next call)."""
         key = (plan.upscaler_path, plan.threads)
         if self._upscaler_key != key:
             self._free_upscaler()
@@ -290,7 +306,8 @@ class NativeEngine:
             image = _run_upscale(self._upscaler, image, emit)
         return image
 
-    def _convert_now(self, plan: ConvertPlan, emit: Callable[[Progress], None]) -> None:
+    def convert(self, plan: ConvertPlan, emit: Callable[[Progress], None]) -> None:
+        """Quantize a model file; written as ``.part`` and renamed when complete."""
         from stable_diffusion_cpp.stable_diffusion import GGML_TYPE_MAP
 
         target = Path(plan.output_path)
@@ -319,57 +336,21 @@ class NativeEngine:
             sd_cpp.free_upscaler_ctx(self._upscaler)
         self._upscaler, self._upscaler_key = None, None
 
-    # -- Engine protocol ---------------------------------------------------------------------
-
-    async def generate(
-        self,
-        plan: GenerationPlan,
-        on_progress: ProgressFn,
-        on_preview: PreviewFn | None = None,
-    ) -> list[Image.Image]:
-        """Load the model if needed, then generate on the native thread."""
-        emit = _loop_hop(on_progress)
-        preview = _loop_hop(on_preview) if on_preview is not None else None
-        return await self._call(lambda: self._generate_now(plan, emit, preview))
-
-    async def upscale(self, plan: UpscalePlan, on_progress: ProgressFn) -> Image.Image:
-        """ESRGAN upscale on the native thread (the upscaler context is kept)."""
-        emit = _loop_hop(on_progress)
-        return await self._call(lambda: self._upscale_now(plan, emit))
-
-    async def convert(self, plan: ConvertPlan, on_progress: ProgressFn) -> None:
-        """Quantize a model file to GGUF on the native thread (serialized with generations)."""
-        emit = _loop_hop(on_progress)
-        await self._call(lambda: self._convert_now(plan, emit))
-
-    async def load(self, spec: ModelSpec) -> None:
-        """Load (or keep) the context for ``spec``."""
-        await self._call(lambda: self._load_now(spec, lambda _p: None))
-
-    async def unload(self) -> None:
-        """Free the loaded model context."""
-        await self._call(self._unload_now)
-
-    async def close(self) -> None:
-        """Free every context and stop the native thread."""
-
-        def shutdown() -> None:
-            self._unload_now()
-            self._free_upscaler()
-
-        await self._call(shutdown)
-        self._executor.shutdown(wait=True)
+    def close(self) -> None:
+        """Free every context; the object is unusable afterwards."""
+        self.unload()
+        self._free_upscaler()
         native_logger.removeHandler(self._recent)
 
 
-def _loop_hop(callback: Callable[P, None]) -> Callable[P, None]:
-    """``callback`` delivered on the event loop thread, whatever thread calls it."""
-    loop = asyncio.get_running_loop()
-
-    def hop(*args: P.args, **kwargs: P.kwargs) -> None:
-        loop.call_soon_threadsafe(functools.partial(callback, *args, **kwargs))
-
-    return hop
+def footprint(spec: ModelSpec) -> int:
+    """Bytes a model is assumed to take when loaded: the sum of its files' sizes (weights
+    dominate; compute buffers come on top and are not counted)."""
+    total = 0
+    for path in spec.files().values():
+        with contextlib.suppress(OSError):
+            total += os.path.getsize(path)
+    return total
 
 
 def _libc_free() -> Callable[[Any], None] | None:

@@ -45,9 +45,17 @@ class JobQueue:
         """Waiting job ids, next first."""
         return list(self._ids)
 
-    async def pop(self) -> str:
-        """Wait for and take the next job id."""
+    async def pop(self, timeout: float | None = None) -> str | None:
+        """Wait for and take the next job id; None when ``timeout`` seconds pass first."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         while not self._ids:
             self._ready.clear()
-            await self._ready.wait()
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return None
+            try:
+                await asyncio.wait_for(self._ready.wait(), remaining)
+            except TimeoutError:
+                return None
         return self._ids.popleft()

@@ -94,6 +94,8 @@ class Job(msgspec.Struct, kw_only=True):
     error: JobError | None = None
     progress: Progress = msgspec.field(default_factory=Progress)
     expired: bool = False
+    attempts: int = 0
+    """How many times the job started generating (a restart mid-job retries it once)."""
 
     @property
     def finished(self) -> bool:

@@ -11,29 +11,53 @@ from sdrest.settings import Settings
 from tests.fakes import FakeEngine
 
 
-async def test_restart_requeues_queued_and_fails_the_running_one(settings: Settings) -> None:
-    first_engine = FakeEngine()
-    first_engine.hold = asyncio.Event()  # the first job never finishes in this process
-    service = SdrestService(settings, engine=first_engine)
+async def _stop_mid_job(settings: Settings, queue_more: int = 0) -> tuple[str, list[str]]:
+    """Start a service, leave its first job generating (plus ``queue_more`` queued), stop it
+    as if the process died: nothing finished."""
+    engine = FakeEngine()
+    engine.hold = asyncio.Event()  # the running job never finishes in this process
+    service = SdrestService(settings, engine=engine)
     await service.start()
-    running = await service.submit(ImgGenRequest(prompt="a", seed=1))
-    await asyncio.wait_for(first_engine.started.wait(), 5)
-    queued = [await service.submit(ImgGenRequest(prompt="b", seed=s)) for s in (2, 3)]
-    await service.stop()  # as if the process died: nothing finished
+    live = service.live_jobs()
+    if live:  # recovered jobs run first: the retried one is generating again
+        running_id = live[0].id
+    else:
+        running_id = (await service.submit(ImgGenRequest(prompt="a", seed=1))).id
+    await asyncio.wait_for(engine.started.wait(), 5)
+    queued = [
+        (await service.submit(ImgGenRequest(prompt="b", seed=s))).id
+        for s in range(2, 2 + queue_more)
+    ]
+    await service.stop()
+    return running_id, queued
 
+
+async def test_restart_requeues_queued_and_retries_the_running_one(settings: Settings) -> None:
+    running, queued = await _stop_mid_job(settings, queue_more=2)
     again = SdrestService(settings, engine=FakeEngine())
     await again.start()
     try:
-        lost = await again.get(running.id)
-        assert lost.status == "failed" and lost.error is not None
-        assert lost.error.code == "server_restarted"
-        for job in queued:
-            done = await again.wait(job.id, timeout=10)
+        ids = [running, *queued]
+        assert [job.id for job in again.live_jobs()] == ids  # the accepted order, retried first
+        for job_id, seed in zip(ids, (1, 2, 3), strict=True):
+            done = await again.wait(job_id, timeout=10)
             assert done.status == "completed" and done.result is not None
-            assert done.request is not None and done.request.seed == job.request.seed  # type: ignore[union-attr]
-        assert Path(again.output_dir, queued[0].id, "0.png").is_file()
+            assert done.request is not None and done.request.seed == seed
+        assert (await again.get(running)).attempts == 2
+        assert Path(again.output_dir, queued[0], "0.png").is_file()
     finally:
         await again.stop()
+
+
+async def test_a_job_interrupted_twice_fails_instead_of_looping(settings: Settings) -> None:
+    running, _ = await _stop_mid_job(settings)
+    retried, _ = await _stop_mid_job(settings)  # the retry is interrupted as well
+    assert retried == running
+    async with SdrestService(settings, engine=FakeEngine()) as again:
+        lost = await again.get(running)
+        assert lost.status == "failed" and lost.error is not None
+        assert lost.error.code == "server_restarted"
+        assert "2 times" in lost.error.message and lost.attempts == 2
 
 
 async def test_finished_jobs_survive_a_restart(settings: Settings) -> None:

@@ -103,9 +103,21 @@ async def test_cancel_queued_running_and_finished(
         "job_status": "cancelled",
     }
     r = await api.post("/api/queue/cancel", json={"job_id": running}, headers=ALICE)
+    assert r.status_code == 200, r.text
+    assert r.json()["message"] == "Job cancelled successfully"  # the engine stopped it
+    assert r.json()["job_status"] == "cancelled"
+    job = await finished(service, running)
+    assert job.status == "cancelled" and job.result is None
+    assert job.error is not None and job.error.code == "interrupted"
+
+    fake_engine.supports_abort = False  # in-process: it ends when the native call returns
+    fake_engine.started.clear()
+    slow = await _submit(api, ALICE)
+    await fake_engine.started.wait()
+    r = await api.post("/api/queue/cancel", json={"job_id": slow}, headers=ALICE)
     assert r.status_code == 200 and "requested" in r.json()["message"]
     fake_engine.hold.set()
-    job = await finished(service, running)
+    job = await finished(service, slow)
     assert job.status == "cancelled" and job.result is None
 
     done = await _submit(api, ALICE)

@@ -108,8 +108,10 @@ async def test_queue_full_429_and_cancel_queued(
     assert full.status_code == 429
     assert "full" in full.json()["error"]
     assert (await client.get(f"/sdcpp/v1/jobs/{queued[1]}")).json()["queue_position"] == 2
+    fake_engine.supports_abort = False  # as in-process: a running native call cannot stop
     busy = await client.post(f"/sdcpp/v1/jobs/{running}/cancel")
     assert busy.status_code == 409
+    fake_engine.supports_abort = True
     cancelled = await client.post(f"/sdcpp/v1/jobs/{queued[0]}/cancel")
     assert cancelled.status_code == 200
     body = cancelled.json()
@@ -118,6 +120,22 @@ async def test_queue_full_429_and_cancel_queued(
     fake_engine.hold.set()
     assert (await _wait_done(client, queued[2]))["status"] == "completed"
     assert (await _wait_done(client, queued[0]))["status"] == "cancelled"
+
+
+async def test_cancel_a_generating_job_stops_it(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    fake_engine.hold = asyncio.Event()  # never set: only the abort ends this job
+    running = (await client.post("/sdcpp/v1/img_gen", json={"seed": 1})).json()["id"]
+    await asyncio.wait_for(fake_engine.started.wait(), 5)
+    r = await client.post(f"/sdcpp/v1/jobs/{running}/cancel")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "cancelled" and body["error"]["code"] == "cancelled"
+    assert not body.get("result")
+    fake_engine.hold.set()
+    nxt = (await client.post("/sdcpp/v1/img_gen", json={"seed": 2})).json()["id"]
+    assert (await _wait_done(client, nxt))["status"] == "completed"
 
 
 async def test_failed_job_reports_error(client: httpx.AsyncClient, fake_engine: FakeEngine) -> None:
@@ -143,7 +161,7 @@ async def test_capabilities_tell_the_truth(client: httpx.AsyncClient) -> None:
     assert caps["model"]["name"] == "tiny"
     assert caps["limits"]["max_queue_size"] == 3
     assert caps["limits"]["max_width"] == 4096
-    assert caps["features"]["cancel_generating"] is False
+    assert caps["features"]["cancel_generating"] is True  # the fake aborts like the worker
     assert caps["features"]["cancel_queued"] is True
     assert "euler_a" in caps["samplers"] and "karras" in caps["schedulers"]
     assert caps["loras"] == [{"name": "style", "path": "style.safetensors"}]

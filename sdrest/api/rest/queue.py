@@ -96,20 +96,20 @@ async def get_preview(request: Request) -> Response:
 
 
 async def cancel(request: Request) -> Response:
-    """``POST /api/queue/cancel {"job_id"}``: a queued job is cancelled now; a running one stops
-    when the current native call returns (its images are discarded); a finished one is a 409."""
+    """``POST /api/queue/cancel {"job_id"}``: a queued job is cancelled now; a running one is
+    stopped (at once in worker mode, else when the native call returns, its images discarded);
+    a finished one is a 409."""
     principal = require_identified(request)
     service = service_of(request)
     body = translate.decode(await read_body(request, _SMALL_BODY), _cancel_decoder)
     job = await visible_job(service, principal, body.job_id)
     if job.status in ("completed", "failed"):
         raise ConflictError(f"job {job.id} has already {job.status}", field="job_id")
-    was_running = job.status == "generating"
-    job = await service.request_stop(job.id)
+    job = await service.request_stop(job.id, wait=True)
     message = (
-        "Job cancellation requested: it stops when the current step returns"
-        if was_running
-        else "Job cancelled successfully"
+        "Job cancelled successfully"
+        if job.finished
+        else "Job cancellation requested: it stops when the current native call returns"
     )
     return JSONResponse(
         {

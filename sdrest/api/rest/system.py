@@ -15,7 +15,6 @@ import logging
 import os
 import platform
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -217,15 +216,12 @@ def _memory() -> dict[str, int | None]:
 
 
 async def system(request: Request) -> Response:
-    """``GET /api/system``: hardware, library and limits (signed-in users). The native module is
-    asked only if it is already loaded: this endpoint never loads it."""
+    """``GET /api/system``: hardware, library, engine and limits (signed-in users). The library
+    version comes from the engine (the worker reports it when it starts): the server process
+    never loads the native library for this."""
     require(request, "models:read")
     service = service_of(request)
-    native = sys.modules.get("sdrest.engine.native")
-    library = info = None
-    if native is not None:
-        library = native.library_version()
-        info = native.system_info()
+    engine = service.engine.info()
     memory = await asyncio.to_thread(_memory)
     backend = await _once(_state(request), "backend", detect_backend)
     limits = service.settings.limits
@@ -237,8 +233,15 @@ async def system(request: Request) -> Response:
                 "cpu_count": os.cpu_count(),
                 **memory,
                 "sdrest_version": __version__,
-                "library_version": library,
-                "library_system_info": info,
+                "library_version": engine.library_version,
+                "library_system_info": engine.system_info,
+                "engine": {
+                    "mode": engine.mode,
+                    "worker_pid": engine.worker_pid,
+                    "worker_starts": engine.worker_starts,
+                    "worker_crashes": engine.worker_crashes,
+                    "loaded_models": list(engine.loaded_models),
+                },
                 "gpu_backend": backend,
                 "loaded_model": service.loaded_model,
                 "limits": msgspec.to_builtins(limits),

@@ -39,18 +39,6 @@ _resize_decoder = msgspec.json.Decoder(image_tools.ResizeBody)
 _crop_decoder = msgspec.json.Decoder(image_tools.CropBody)
 _MODES: tuple[translate.Mode, ...] = ("text2img", "img2img", "inpainting", "controlnet")
 # ModelSpec fields that hold a file path: what an estimate counts as weights.
-_SPEC_FILES = (
-    "model_path",
-    "diffusion_model_path",
-    "vae_path",
-    "taesd_path",
-    "clip_l_path",
-    "clip_g_path",
-    "t5xxl_path",
-    "llm_path",
-    "clip_vision_path",
-    "control_net_path",
-)
 
 
 # --- tables -----------------------------------------------------------------------------------
@@ -172,11 +160,10 @@ def _file_sizes(service: SdrestService, gen: ImgGenRequest, model: str) -> dict[
     """Sizes of the files a job of ``model`` loads (disk: run off the loop)."""
     spec = planning.model_spec(model, service.settings, service.registry)
     sizes: dict[str, int] = {}
-    for field in _SPEC_FILES:
-        path = getattr(spec, field)
-        if path:
-            sizes[field.removesuffix("_path")] = os.stat(path).st_size
-    for lora in planning.resolve_loras(gen, service.registry, spec):
+    for role, path in spec.files().items():
+        sizes[role] = os.stat(path).st_size
+    check = service.settings.engine.lora_shape_check
+    for lora in planning.resolve_loras(gen, service.registry, spec, check_shapes=check):
         sizes["lora:" + os.path.basename(lora.path)] = os.stat(lora.path).st_size
     return sizes
 

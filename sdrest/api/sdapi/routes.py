@@ -158,7 +158,8 @@ async def progress(request: Request) -> Response:
 
 
 async def interrupt(request: Request) -> Response:
-    """``POST /interrupt``: stop the current job (it ends when the native call returns)."""
+    """``POST /interrupt``: stop the current job (at once in worker mode; in-process when the
+    native call returns)."""
     principal = require(request, "generate")
     service = service_of(request)
     job = service.current_job

@@ -48,6 +48,7 @@ async def capabilities(request: Request) -> Response:
         service.registry.entries("lora"),
         defaults,
         service.registry.models_dir / "lora",
+        cancel_generating=service.engine.supports_abort,
     )
     return JSONResponse(body)
 
@@ -109,7 +110,8 @@ async def get_job(request: Request) -> Response:
 
 
 async def cancel_job(request: Request) -> Response:
-    """``POST /jobs/{id}/cancel``: a queued job is cancelled; a generating one is a 409."""
+    """``POST /jobs/{id}/cancel``: a queued job is cancelled; a generating one is stopped
+    (worker mode; in-process it is a 409). Answers with the job as it ended."""
     service = service_of(request)
     job = await _visible_job(request, request.path_params["job_id"])
     await service.cancel(job.id)

@@ -113,8 +113,11 @@ def capabilities(
     loras: list[ModelEntry],
     defaults: Mapping[str, Any],
     lora_dir: Path,
+    *,
+    cancel_generating: bool,
 ) -> dict[str, Any]:
-    """``GET /capabilities``: what this server really does, and the limits it enforces."""
+    """``GET /capabilities``: what this server really does, and the limits it enforces.
+    ``cancel_generating``: whether the engine can stop a running job (worker mode)."""
     limits = settings.limits
     can_encode = not settings.load.vae_decode_only
     return {
@@ -157,7 +160,7 @@ def capabilities(
             "vae_tiling": True,
             "cache": True,
             "cancel_queued": True,
-            "cancel_generating": False,
+            "cancel_generating": cancel_generating,
             "vid_gen": False,
         },
     }

@@ -1,0 +1,158 @@
+"""The engine worker process: the native library, serving one call at a time over a socket.
+
+Started by :class:`sdrest.engine.supervisor.WorkerEngine` as
+``python -m sdrest.engine.worker FD MEMORY_BUDGET PARENT_PID LOG_LEVEL``. It never outlives the
+server: on Linux the kernel kills it when the server dies (``PR_SET_PDEATHSIG``), and everywhere a
+watcher thread exits when the parent changes or the socket closes. Ctrl-C in a terminal reaches
+the whole process group; the worker ignores it and lets the server decide.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, BinaryIO
+
+import msgspec
+from PIL import Image
+
+from sdrest.engine import wire
+from sdrest.errors import SdrestError
+from sdrest.schemas import Progress
+
+if TYPE_CHECKING:
+    from sdrest.engine.native import NativeCore
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_PARENT_POLL = 0.5
+
+
+class _Channel:
+    """Writes framed replies; log records and progress come from whichever thread logs."""
+
+    def __init__(self, sock: socket.socket, codec: wire.Codec) -> None:
+        self._sock = sock
+        self._codec = codec
+        self._lock = threading.Lock()
+
+    def send(self, message: wire.Reply) -> None:
+        frame = self._codec.frame(message)
+        with self._lock:
+            try:
+                self._sock.sendall(frame)
+            except OSError:
+                os._exit(0)  # the server is gone: nobody wants the rest of this call
+
+
+class _ForwardLogs(logging.Handler):
+    """Every log record goes to the server, which logs it under the same logger name."""
+
+    def __init__(self, channel: _Channel) -> None:
+        super().__init__()
+        self._channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._channel.send(wire.LogLine(record.name, record.levelno, record.getMessage()))
+        except Exception:  # a log line must never break a native call
+            self.handleError(record)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    if sys.platform.startswith("linux"):
+        libc_name = ctypes.util.find_library("c")
+        if libc_name:
+            libc = ctypes.CDLL(libc_name, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(0)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(_PARENT_POLL)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="sdrest-parent-watch", daemon=True).start()
+
+
+def _read_frame(reader: BinaryIO) -> bytes | None:
+    header = reader.read(wire.HEADER.size)
+    if len(header) < wire.HEADER.size:
+        return None
+    (size,) = wire.HEADER.unpack(header)
+    if size > wire.MAX_FRAME:
+        return None
+    body = reader.read(size)
+    return body if len(body) == size else None
+
+
+def serve(core: NativeCore, call: wire.Call, send: Callable[[wire.Reply], None]) -> wire.Reply:
+    """Run one call on the native core and say how it ended."""
+
+    def emit(progress: Progress) -> None:
+        send(wire.ProgressEvent(progress))
+
+    def preview(step: int, image: Image.Image) -> None:
+        send(wire.PreviewEvent(step, image))
+
+    images: list[Image.Image] = []
+    try:
+        match call:
+            case wire.GenerateCall(plan=plan, previews=previews):
+                images = core.generate(plan, emit, preview if previews else None)
+            case wire.UpscaleCall(plan=plan):
+                images = [core.upscale(plan, emit)]
+            case wire.ConvertCall(plan=plan):
+                core.convert(plan, emit)
+            case wire.LoadCall(spec=spec):
+                core.load(spec, emit)
+            case wire.UnloadCall():
+                core.unload()
+    except Exception as exc:  # the server decides what a failure means; keep serving
+        if not isinstance(exc, SdrestError):
+            logger.exception("engine call failed")
+        return wire.failure(exc, core.loaded_models)
+    return wire.Done(images, core.loaded_models)
+
+
+def main(argv: list[str]) -> int:
+    """Serve calls until the server closes the socket."""
+    fd, memory_budget, parent_pid, level = (int(arg) for arg in argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
+    sock = socket.socket(fileno=fd)
+    codec = wire.Codec()
+    channel = _Channel(sock, codec)
+    root = logging.getLogger()
+    root.handlers[:] = [_ForwardLogs(channel)]
+    root.setLevel(level)
+    # The native library loads here, before anything imports numpy (a CUDA build crashes
+    # otherwise: see README, "GPU").
+    from sdrest.engine.native import NativeCore, library_version, system_info
+
+    core = NativeCore(memory_budget)
+    channel.send(wire.Ready(os.getpid(), library_version(), system_info()))
+    reader = sock.makefile("rb")
+    while (body := _read_frame(reader)) is not None:
+        try:
+            call = codec.call(body)
+        except msgspec.DecodeError as exc:  # a server/worker version mismatch, never user input
+            channel.send(wire.failure(exc, core.loaded_models))
+            continue
+        channel.send(serve(core, call, channel.send))
+    # The server closed the socket (unload, shutdown): exiting frees every context at once.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
