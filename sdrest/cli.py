@@ -160,7 +160,12 @@ def serve(settings: Settings) -> int:
         log_level=settings.log_level,
         lifespan="on",
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        # uvicorn shuts down gracefully on Ctrl-C (the worker is stopped, the queue kept on
+        # disk), then raises the signal again for the exit status: say it without a traceback.
+        return 130
     return 0
 
 

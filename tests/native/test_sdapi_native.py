@@ -116,3 +116,24 @@ def test_same_pixels_as_sdcpp(live: LiveServer) -> None:
     assert len(a1111) == len(native) == 2
     assert [_pixels(b) for b in a1111] == [_pixels(b) for b in native]
     assert _pixels(a1111[0]) != _pixels(a1111[1])  # consecutive seeds, different images
+
+
+def test_interrupt_stops_a_running_txt2img_at_once(live: LiveServer) -> None:
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=live.port, sampler="Euler", steps=24)
+    answer: list[Any] = []
+    caller = threading.Thread(
+        target=lambda: answer.append(api.txt2img(prompt="a cat", width=256, height=256, seed=1))
+    )
+    caller.start()
+    deadline = time.monotonic() + 60
+    while api.get_progress()["state"]["sampling_step"] < 1:
+        assert time.monotonic() < deadline and caller.is_alive()
+        time.sleep(0.05)
+    started = time.monotonic()
+    api.interrupt()
+    caller.join(timeout=10)
+    elapsed = time.monotonic() - started
+    assert not caller.is_alive() and elapsed < 2.0, elapsed
+    assert answer[0].images == [] and answer[0].info["interrupted"] is True
+    after = api.txt2img(prompt="a cat", width=64, height=64, seed=2, steps=1, cfg_scale=1.0)
+    assert after.image.size == (64, 64)  # the restarted worker serves the next request
