@@ -1,8 +1,10 @@
 """Side-by-side benchmark on a synthesized tiny model, all measured in one run.
 
 Prints: HTTP end-to-end (POST /sdcpp/v1/img_gen + polling) vs the direct library call for the same
-request (median of several, as a ratio), the server's time from start to healthy, and its RSS
-when idle (before and after the model is loaded).
+request (median of several, as a ratio), the same through a second server with the engine
+in-process (what the worker process costs), the server's time from start to healthy, its RSS
+(server + worker) before and after the model is loaded, and how long a cancel of a generating job
+takes (the worker is killed and restarted) and what the next job then pays for the reload.
 """
 
 from __future__ import annotations
@@ -132,6 +134,67 @@ def sdapi_run(base: str, request: dict[str, Any]) -> float:
     return time.perf_counter() - start
 
 
+def _start_server(
+    models: Any, work: Path, args: argparse.Namespace, mode: str
+) -> tuple[subprocess.Popen[bytes], str, float]:
+    """``sdrest serve`` with ``--engine-mode mode``; (process, base URL, seconds to healthy)."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "SDREST_THREADS": str(args.threads)}
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sdrest",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--models-dir",
+            str(models.root),
+            "--data-dir",
+            str(work / "data"),
+            "--model",
+            models.checkpoint.stem,
+            "--preview",
+            args.preview,
+            "--engine-mode",
+            mode,
+        ],
+        env=env,
+    )
+    while True:
+        try:
+            _http("GET", f"{base}/api/health")
+            return server, base, time.perf_counter() - started
+        except OSError:
+            if server.poll() is not None or time.perf_counter() - started > 60:
+                server.kill()
+                raise RuntimeError("server did not become healthy") from None
+            time.sleep(0.01)
+
+
+def _worker_pid(base: str) -> int:
+    return int(_http("GET", f"{base}/api/system")["system"]["engine"]["worker_pid"])
+
+
+def cancel_run(base: str, request: dict[str, Any]) -> tuple[float, float]:
+    """Cancel a long job once it samples: (seconds until the cancel answered with the job
+    cancelled, seconds the next job then takes, model reload in a new worker included)."""
+    slow = {**request, "sample_params": {**request["sample_params"], "sample_steps": 150}}
+    job = _http("POST", f"{base}/sdcpp/v1/img_gen", slow)
+    while _http("GET", f"{base}/sdcpp/v1/jobs/{job['id']}")["progress"]["step"] < 1:
+        time.sleep(0.02)
+    start = time.perf_counter()
+    state = _http("POST", f"{base}/sdcpp/v1/jobs/{job['id']}/cancel")
+    cancel = time.perf_counter() - start
+    if state["status"] != "cancelled":
+        raise RuntimeError(f"cancel did not stop the job: {state}")
+    return cancel, http_run(base, request, 0)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=11)
@@ -165,59 +228,35 @@ def main() -> int:
         },
     }
 
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "SDREST_THREADS": str(args.threads)}
-    started = time.perf_counter()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sdrest",
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--models-dir",
-            str(models.root),
-            "--data-dir",
-            str(work / "data"),
-            "--model",
-            models.checkpoint.stem,
-            "--preview",
-            args.preview,
-        ],
-        env=env,
-    )
+    server, base, to_healthy = _start_server(models, work / "worker", args, "worker")
+    inproc, inproc_base, _ = _start_server(models, work / "in-process", args, "in-process")
     try:
-        while True:
-            try:
-                _http("GET", f"{base}/api/health")
-                break
-            except OSError:
-                if server.poll() is not None or time.perf_counter() - started > 60:
-                    raise RuntimeError("server did not become healthy") from None
-                time.sleep(0.01)
-        to_healthy = time.perf_counter() - started
         time.sleep(0.5)
         rss_idle = _rss_mib(server.pid)
         direct_runner = DirectRunner(models.checkpoint, args.threads)
         direct_runner.run(request)  # warm-up: first runs allocate buffers
         http_run(base, request, args.poll)
+        http_run(inproc_base, request, 0)
         openai_run(base, request)
         sdapi_run(base, request)
-        direct, via_http, via_wait, via_openai, via_sdapi = [], [], [], [], []
+        direct, via_http, via_wait, via_openai, via_sdapi, via_inproc = [], [], [], [], [], []
         for _ in range(args.runs):  # interleaved, so drift on the machine hits all alike
             direct.append(direct_runner.run(request))
             via_http.append(http_run(base, request, args.poll))
             via_wait.append(http_run(base, request, 0))
+            via_inproc.append(http_run(inproc_base, request, 0))
             via_openai.append(openai_run(base, request))
             via_sdapi.append(sdapi_run(base, request))
-        rss_loaded = _rss_mib(server.pid)
+        rss_loaded = _rss_mib(server.pid) + _rss_mib(_worker_pid(base))
+        cancels, reloads = [], []
+        for _ in range(3):
+            cancel, reload = cancel_run(base, request)
+            cancels.append(cancel)
+            reloads.append(reload)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for process in (server, inproc):
+            process.terminate()
+            process.wait(timeout=30)
 
     med_http, med_direct = statistics.median(via_http), statistics.median(direct)
     med_wait = statistics.median(via_wait)
@@ -261,9 +300,25 @@ def main() -> int:
     logger.info("ratio HTTP wait / direct  %.3f  (goal <= 1.05; long poll)", med_wait / med_direct)
     logger.info("ratio OpenAI / direct     %.3f", statistics.median(via_openai) / med_direct)
     logger.info("ratio A1111 / direct      %.3f", statistics.median(via_sdapi) / med_direct)
+    logger.info(
+        "ratio worker / in-process (?wait)  %.3f  (in-process median %.4f s)",
+        med_wait / statistics.median(via_inproc),
+        statistics.median(via_inproc),
+    )
     logger.info("start to healthy     %.3f s", to_healthy)
     logger.info(
-        "server RSS idle      %.1f MiB (after jobs, model loaded: %.1f MiB)", rss_idle, rss_loaded
+        "RSS idle             %.1f MiB (server, no worker yet); after jobs, server + worker with"
+        " the model loaded: %.1f MiB",
+        rss_idle,
+        rss_loaded,
+    )
+    logger.info(
+        "cancel of a generating job: answered cancelled in median %.3f s (%s); the next job"
+        " (model reloaded in a new worker) took %.3f s against %.3f s normally",
+        statistics.median(cancels),
+        ", ".join(f"{t:.3f}" for t in cancels),
+        statistics.median(reloads),
+        med_wait,
     )
     return 0
 

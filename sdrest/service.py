@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,7 @@ import msgspec
 from PIL import Image
 
 from sdrest import outputs, planning
-from sdrest.engine.base import ConvertPlan, Engine
+from sdrest.engine.base import ConvertPlan, Engine, create_engine
 from sdrest.errors import (
     ConflictError,
     EngineAbortedError,
@@ -33,17 +32,18 @@ from sdrest.images import image_to_b64
 from sdrest.jobs import EventBus, JobEvent, JobQueue, JobStore
 from sdrest.jobs.execute import Plan, execute
 from sdrest.jobs.previews import PreviewCache
+from sdrest.jobs.queue import QueuedOperation
 from sdrest.models import ModelRegistry
 from sdrest.schemas import (
     ConvertRequest,
     ImgGenRequest,
     Job,
     JobError,
-    JobKind,
     JobResult,
     JobStatus,
     Progress,
     UpscaleRequest,
+    new_job,
 )
 from sdrest.settings import Settings
 
@@ -53,43 +53,9 @@ _RECENT_FINISHED = 256
 _EXPIRY_INTERVAL = 60.0
 _STOP_WAIT = 5.0
 """Seconds a stop waits for the stopped job to be recorded as cancelled."""
-
-
-def new_job_id() -> str:
-    """Sortable by time, unguessable by the random part (outputs are served by id)."""
-    return f"job_{time.time_ns() // 1_000_000:x}_{secrets.token_hex(10)}"
-
-
-def new_job(kind: JobKind, owner: str, family: str, model: str, **payload: Any) -> Job:
-    """A freshly accepted job; ``payload`` is its request (``request``, ``upscale`` or
-    ``convert``)."""
-    return Job(
-        id=new_job_id(),
-        kind=kind,
-        created=time.time(),
-        owner=owner,
-        family=family,
-        model=model,
-        **payload,
-    )
-
-
 MAX_ATTEMPTS = 2
 """A job interrupted by a server stop is retried once; a second interruption fails it, so a job
 that kills the process can never make it crash-loop."""
-
-
-def create_engine(settings: Settings) -> Engine:
-    """The engine ``settings.engine`` asks for. The in-process one imports the native library
-    into this process; the worker one never does."""
-    budget = settings.engine.memory_budget_bytes
-    if settings.engine.engine_mode == "in-process":
-        from sdrest.engine.inprocess import InProcessEngine  # the native library loads here
-
-        return InProcessEngine(budget)
-    from sdrest.engine.supervisor import WorkerEngine
-
-    return WorkerEngine(budget)
 
 
 class SdrestService:
@@ -125,8 +91,6 @@ class SdrestService:
         self._current: str | None = None
         self._stop_requested: dict[str, JobError] = {}
         """Generating jobs asked to stop, and the error they end with."""
-        self._operations: dict[str, tuple[Callable[[], Awaitable[None]], asyncio.Future[None]]] = {}
-        """Model loads and unloads waiting in the job queue (by their queue id)."""
         self._default_model: str | None = None
         self._previews = PreviewCache()
         self._background: set[asyncio.Task[None]] = set()
@@ -208,15 +172,11 @@ class SdrestService:
 
     async def _between_jobs(self, operation: Callable[[], Awaitable[None]]) -> None:
         """Run an engine operation from the job queue, in FIFO order with the jobs."""
-        op_id = f"op_{secrets.token_hex(8)}"
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._operations[op_id] = (operation, done)
-        self._queue.push(op_id, force=True)
+        queued = self._queue.push_operation(operation)
         try:
-            await done
+            await queued.done
         finally:  # the caller gave up while it waited: it never runs
-            self._operations.pop(op_id, None)
-            self._queue.remove(op_id)
+            self._queue.remove(queued)
 
     async def refresh_models(self) -> None:
         """Rescan the models folder and restart background hashing, off the event loop
@@ -306,7 +266,7 @@ class SdrestService:
 
     def queued_ids(self) -> list[str]:
         """Waiting jobs, next first."""
-        return [job_id for job_id in self._queue.ids() if job_id not in self._operations]
+        return self._queue.ids()
 
     @property
     def loaded_model(self) -> str | None:
@@ -400,50 +360,38 @@ class SdrestService:
         while True:
             idle = self.settings.engine.idle_unload
             wait = idle if idle > 0 and self.engine.loaded_model is not None else None
-            job_id = await self._queue.pop(timeout=wait)
-            if job_id is None:
+            item = await self._queue.pop(timeout=wait)
+            if item is None:
                 logger.info("no work for %gs: freeing the loaded models", idle)
-                await self._run_operation(self.engine.unload, None)
-                continue
-            operation = self._operations.get(job_id)
-            if operation is not None:
-                await self._run_operation(*operation)
-                continue
-            job, plan = self._active.get(job_id), self._plans.get(job_id)
-            if job is None or plan is None or job.status != "queued":
-                continue
-            self._current = job_id
-            try:
-                await self._run(job, plan)
-            except asyncio.CancelledError:
-                raise
-            except EngineAbortedError:
-                reason = self._stop_requested.get(job_id) or JobError("cancelled", "job stopped")
-                await self._finish(job, "cancelled", error=reason)
-            except SdrestError as exc:
-                await self._finish(job, "failed", error=JobError(exc.code, exc.message))
-            except Exception as exc:  # never let one job kill the consumer
-                logger.exception("job %s failed unexpectedly", job_id)
-                await self._finish(job, "failed", error=JobError("internal_error", str(exc)))
-            finally:
-                self._current = None
-                self._stop_requested.pop(job_id, None)
+                try:
+                    await self.engine.unload()
+                except Exception:  # the next job loads its model again anyway
+                    logger.exception("idle unload failed")
+            elif isinstance(item, QueuedOperation):
+                await item.run()
+            else:
+                await self._run_next(item)
 
-    async def _run_operation(
-        self, operation: Callable[[], Awaitable[None]], done: asyncio.Future[None] | None
-    ) -> None:
+    async def _run_next(self, job_id: str) -> None:
+        job, plan = self._active.get(job_id), self._plans.get(job_id)
+        if job is None or plan is None or job.status != "queued":
+            return
+        self._current = job_id
         try:
-            await operation()
+            await self._run(job, plan)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
-            if done is None:
-                logger.exception("engine operation failed")
-            elif not done.done():
-                done.set_exception(exc)
-            return
-        if done is not None and not done.done():
-            done.set_result(None)
+        except EngineAbortedError:
+            reason = self._stop_requested.get(job_id) or JobError("cancelled", "job stopped")
+            await self._finish(job, "cancelled", error=reason)
+        except SdrestError as exc:
+            await self._finish(job, "failed", error=JobError(exc.code, exc.message))
+        except Exception as exc:  # never let one job kill the consumer
+            logger.exception("job %s failed unexpectedly", job_id)
+            await self._finish(job, "failed", error=JobError("internal_error", str(exc)))
+        finally:
+            self._current = None
+            self._stop_requested.pop(job_id, None)
 
     async def _run(self, job: Job, plan: Plan) -> None:
         job.status, job.started = "generating", time.time()

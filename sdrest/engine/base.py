@@ -15,7 +15,7 @@ from typing import Protocol
 from PIL import Image
 
 from sdrest.schemas import ImgGenRequest, Progress
-from sdrest.settings import LoadOptions
+from sdrest.settings import LoadOptions, Settings
 
 ProgressFn = Callable[[Progress], None]
 """Called on the event loop: engines hop from their native thread themselves."""
@@ -169,3 +169,16 @@ class Engine(Protocol):
     async def close(self) -> None:
         """Free everything and stop the engine thread."""
         ...
+
+
+def create_engine(settings: Settings) -> Engine:
+    """The engine ``settings.engine`` asks for. The in-process one imports the native library
+    into this process; the worker one never does."""
+    budget = settings.engine.memory_budget_bytes
+    if settings.engine.engine_mode == "in-process":
+        from sdrest.engine.inprocess import InProcessEngine  # the native library loads here
+
+        return InProcessEngine(budget)
+    from sdrest.engine.supervisor import WorkerEngine
+
+    return WorkerEngine(budget)

@@ -11,6 +11,7 @@ from sdrest.schemas.job import (
     JobStatus,
     Progress,
     UpscaleRequest,
+    new_job,
 )
 from sdrest.schemas.request import (
     HIRES_UPSCALERS,
@@ -48,4 +49,5 @@ __all__ = [
     "SlgParams",
     "UpscaleRequest",
     "VaeTilingParams",
+    "new_job",
 ]

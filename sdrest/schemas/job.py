@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import secrets
+import time
+from typing import Any, Literal
 
 import msgspec
 
@@ -101,3 +103,22 @@ class Job(msgspec.Struct, kw_only=True):
     def finished(self) -> bool:
         """Completed, failed or cancelled."""
         return self.status in FINISHED
+
+
+def new_job_id() -> str:
+    """Sortable by time, unguessable by the random part (outputs are served by id)."""
+    return f"job_{time.time_ns() // 1_000_000:x}_{secrets.token_hex(10)}"
+
+
+def new_job(kind: JobKind, owner: str, family: str, model: str, **payload: Any) -> Job:
+    """A freshly accepted job; ``payload`` is its request (``request``, ``upscale`` or
+    ``convert``)."""
+    return Job(
+        id=new_job_id(),
+        kind=kind,
+        created=time.time(),
+        owner=owner,
+        family=family,
+        model=model,
+        **payload,
+    )
