@@ -166,9 +166,10 @@ class SdrestService:
         await self._between_jobs(lambda: self.engine.load(spec))
         return name
 
-    async def unload_model(self) -> None:
-        """Free the loaded models (the next job loads its own), in queue order like a job."""
-        await self._between_jobs(self.engine.unload)
+    async def unload_model(self, name: str | None = None) -> None:
+        """Free model ``name`` (default: every loaded one), in queue order like a job; the next
+        job loads what it needs."""
+        await self._between_jobs(lambda: self.engine.unload(name))
 
     async def _between_jobs(self, operation: Callable[[], Awaitable[None]]) -> None:
         """Run an engine operation from the job queue, in FIFO order with the jobs."""
@@ -270,8 +271,13 @@ class SdrestService:
 
     @property
     def loaded_model(self) -> str | None:
-        """Name of the model the engine holds now, if any."""
+        """Name of the model the engine used last and still holds, if any."""
         return self._engine.loaded_model if self._engine is not None else None
+
+    @property
+    def loaded_models(self) -> tuple[str, ...]:
+        """Every model the engine holds (several within ``memory_budget_mb``), most recent last."""
+        return self._engine.info().loaded_models if self._engine is not None else ()
 
     @property
     def current_job(self) -> Job | None:

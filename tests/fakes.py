@@ -97,8 +97,9 @@ class FakeEngine:
             raise ConflictError("this engine cannot stop a running generation")
         self.aborted.set()
 
-    async def unload(self) -> None:
-        self._loaded = None
+    async def unload(self, name: str | None = None) -> None:
+        if name in (None, self._loaded):
+            self._loaded = None
 
     async def close(self) -> None:
         self._loaded = None

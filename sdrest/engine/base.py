@@ -162,8 +162,8 @@ class Engine(Protocol):
         """Load (or keep) the context for ``spec`` without generating."""
         ...
 
-    async def unload(self) -> None:
-        """Free every loaded context."""
+    async def unload(self, name: str | None = None) -> None:
+        """Free the context of model ``name``, or every loaded one."""
         ...
 
     async def close(self) -> None:

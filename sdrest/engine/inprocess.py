@@ -83,9 +83,9 @@ class InProcessEngine:
         """Load (or keep) the context for ``spec``."""
         await self._call(lambda: self._core.load(spec, lambda _p: None))
 
-    async def unload(self) -> None:
-        """Free every loaded model context."""
-        await self._call(self._core.unload)
+    async def unload(self, name: str | None = None) -> None:
+        """Free model ``name``'s context, or every one."""
+        await self._call(lambda: self._core.unload(name))
 
     async def abort(self) -> None:
         """In-process, a native call cannot be interrupted."""

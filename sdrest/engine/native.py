@@ -238,14 +238,13 @@ class NativeCore:
             self._free_oldest()
 
     def _free_oldest(self) -> None:
-        spec, sd = self._contexts.popitem(last=False)
-        logger.info("unloading model %s", spec.name)
-        sd.close()
+        self.unload(next(iter(self._contexts)).name)
 
-    def unload(self) -> None:
-        """Free every model context."""
-        while self._contexts:
-            self._free_oldest()
+    def unload(self, name: str | None = None) -> None:
+        """Free the contexts of model ``name``, or every one."""
+        for spec in [spec for spec in self._contexts if name in (None, spec.name)]:
+            logger.info("unloading model %s", spec.name)
+            self._contexts.pop(spec).close()
 
     def generate(
         self,

@@ -158,8 +158,12 @@ class WorkerEngine:
         """Load (or keep) a model context in the worker."""
         await self._exchange(wire.LoadCall(spec), lambda _p: None)
 
-    async def unload(self) -> None:
-        """Free every model by stopping the worker (the next call starts a fresh one)."""
+    async def unload(self, name: str | None = None) -> None:
+        """Free model ``name`` in the worker; without a name free everything by stopping the
+        worker (the next call starts a fresh one), so all its memory goes back to the system."""
+        if name is not None:
+            await self._exchange(wire.UnloadCall(name), lambda _p: None)
+            return
         async with self._lock:
             await self._stop_worker()
 

@@ -52,7 +52,9 @@ class LoadCall(msgspec.Struct, tag="load"):
 
 
 class UnloadCall(msgspec.Struct, tag="unload"):
-    """Free every model context."""
+    """Free one model's context (the others stay loaded)."""
+
+    name: str
 
 
 Call = GenerateCall | UpscaleCall | ConvertCall | LoadCall | UnloadCall

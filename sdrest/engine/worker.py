@@ -116,8 +116,8 @@ def serve(core: NativeCore, call: wire.Call, send: Callable[[wire.Reply], None])
                 core.convert(plan, emit)
             case wire.LoadCall(spec=spec):
                 core.load(spec, emit)
-            case wire.UnloadCall():
-                core.unload()
+            case wire.UnloadCall(name=name):
+                core.unload(name)
     except Exception as exc:  # the server decides what a failure means; keep serving
         if not isinstance(exc, SdrestError):
             logger.exception("engine call failed")

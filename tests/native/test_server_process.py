@@ -135,11 +135,16 @@ def test_sigkill_mid_queue_leaves_no_worker_and_loses_no_job(
             assert job["result"]["images"], job
 
 
-def test_ctrl_c_stops_the_server_and_its_worker(tiny_models: TinyModelSet, tmp_path: Path) -> None:
+def test_ctrl_c_stops_the_server_and_its_worker_and_only_the_worker_loads_the_library(
+    tiny_models: TinyModelSet, tmp_path: Path
+) -> None:
     with served(tiny_models, tmp_path / "data") as (server, url):
         done = _job(url, httpx.post(f"{url}/sdcpp/v1/img_gen", json=QUICK).json()["id"], wait=60)
         assert done["status"] == "completed", done
         worker = _worker_pid(url)
+        # The native library is mapped in the worker only: the server never imports it.
+        assert "libstable-diffusion" in Path(f"/proc/{worker}/maps").read_text()
+        assert "libstable-diffusion" not in Path(f"/proc/{server.pid}/maps").read_text()
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=30) == 130  # the shell's code for Ctrl-C, after a clean stop
         assert _wait_gone(worker, 3.0)

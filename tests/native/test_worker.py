@@ -177,6 +177,11 @@ async def test_memory_budget_keeps_several_models_loaded(tiny_models: TinyModelS
         assert tight.info().loaded_models == ("second",)  # the least recently used went
         await roomy.load(first)  # already loaded: most recent now, nothing freed
         assert roomy.info().loaded_models == ("second", "first")
+        pid = roomy.info().worker_pid
+        await roomy.unload("second")  # one model: the worker and the other model stay
+        assert roomy.info().loaded_models == ("first",) and roomy.info().worker_pid == pid
+        await roomy.unload()  # everything: the worker exits
+        assert roomy.info().worker_pid is None and roomy.loaded_model is None
     finally:
         await roomy.close()
         await tight.close()

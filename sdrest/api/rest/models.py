@@ -268,11 +268,12 @@ async def _load(service: SdrestService, model_id: str) -> dict[str, Any]:
 
 async def _unload(service: SdrestService, model_id: str) -> dict[str, Any]:
     model = await asyncio.to_thread(find_model, service, model_id)
-    if service.loaded_model != model.name:
+    loaded = service.loaded_models
+    if model.name not in loaded:
         raise ModelNotLoadedError(
-            f"{model.name!r} is not loaded (loaded: {service.loaded_model or 'none'})"
+            f"{model.name!r} is not loaded (loaded: {', '.join(loaded) or 'none'})"
         )
-    await service.unload_model()
+    await service.unload_model(model.name)
     return {"message": "Model unloaded successfully", "model": model.name}
 
 
