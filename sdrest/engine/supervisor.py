@@ -268,6 +268,7 @@ class WorkerEngine:
             worker = await self._ensure_worker()
             self._in_call = True
             self._recent.clear()  # a crash report quotes this call's lines only
+            answered = False
             try:
                 worker.writer.write(self._codec.frame(call))
                 await worker.writer.drain()
@@ -279,6 +280,7 @@ class WorkerEngine:
                         if on_preview is not None:
                             on_preview(reply.step, reply.image)
                     elif isinstance(reply, wire.Done | wire.Failed):
+                        answered = True
                         self._loaded = reply.loaded
                         if isinstance(reply, wire.Failed):
                             wire.raise_failure(reply)
@@ -287,6 +289,11 @@ class WorkerEngine:
                 raise await self._worker_died(worker, call) from exc
             finally:
                 self._in_call = False
+                if not answered and worker.alive:
+                    # Left mid-call (the server stopping, a callback that raised): the worker is
+                    # still busy and its late replies would answer the next call. End it.
+                    worker.kill()
+                    self._loaded = []
 
     async def _worker_died(self, worker: _Worker, call: wire.Call) -> Exception:
         how = await worker.wait_exit()

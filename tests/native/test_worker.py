@@ -194,3 +194,18 @@ async def test_model_switches_wait_for_the_running_job(native_service: SdrestSer
     done = await native_service.get(job.id)
     assert done.status == "completed", done.error
     assert native_service.loaded_model is None
+
+
+async def test_stopping_the_service_mid_job_ends_the_worker_at_once(
+    native_settings: Settings,
+) -> None:
+    service = SdrestService(native_settings)
+    await service.start()
+    job = await service.submit(slow(steps=150))
+    await _sampling(service, job)
+    pid = service.engine.info().worker_pid
+    assert pid is not None
+    started = time.monotonic()
+    await service.stop()  # the job stays "generating" on disk: the next start retries it
+    assert time.monotonic() - started < 3.0
+    assert not _alive(pid)
