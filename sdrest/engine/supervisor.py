@@ -202,6 +202,9 @@ class WorkerEngine:
                 # noise where the report needs the assertion line.
                 env={"GGML_NO_BACKTRACE": "1", **os.environ},
             )
+        except OSError as exc:
+            ours.close()
+            raise EngineCrashedError(f"the engine worker could not be started: {exc}") from exc
         finally:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)

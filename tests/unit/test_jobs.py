@@ -31,6 +31,40 @@ async def test_queue_fifo_bound_positions_and_removal() -> None:
     assert await asyncio.wait_for(late, 1) == "z"
 
 
+async def test_operations_wait_their_turn_and_do_not_count_against_the_bound() -> None:
+    queue = JobQueue(capacity=1)
+    queue.push("a")
+    ran: list[str] = []
+
+    async def operation() -> None:
+        ran.append("op")
+
+    queued = queue.push_operation(operation)
+    queue.push("b", force=True)
+    assert len(queue) == 2 and queue.ids() == ["a", "b"] and queue.position("b") == 3
+    assert await queue.pop() == "a"
+    item = await queue.pop()
+    assert item is queued and not queued.done.done()
+    await queued.run()
+    assert ran == ["op"] and queued.done.done()
+    assert await queue.pop() == "b"
+    assert await queue.pop(timeout=0.05) is None  # idle: the consumer may unload
+    dropped = queue.push_operation(operation)
+    assert queue.remove(dropped) and await queue.pop(timeout=0) is None
+
+
+async def test_a_failing_operation_hands_its_error_to_the_caller() -> None:
+    queue = JobQueue(capacity=1)
+
+    async def broken() -> None:
+        raise ValueError("no such model")
+
+    queued = queue.push_operation(broken)
+    await queued.run()
+    with pytest.raises(ValueError, match="no such model"):
+        await queued.done
+
+
 async def test_store_round_trip_and_expiry(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "db.sqlite3")
     await store.open()
