@@ -69,6 +69,7 @@ class _Worker:
         self.ready: wire.Ready | None = None
         self.killed = False
         """Killed on purpose (an abort): its end is not a crash, and it takes no more calls."""
+        self.watch: asyncio.Task[None] | None = None
 
     @property
     def alive(self) -> bool:
@@ -223,8 +224,20 @@ class WorkerEngine:
         if not isinstance(reply, wire.Ready):
             raise EngineCrashedError(f"the engine worker said {type(reply).__name__} first")
         worker.ready = self._last_ready = reply
+        worker.watch = asyncio.create_task(self._watch_idle(worker), name="sdrest-worker-watch")
         logger.info("engine worker started (pid %d)", reply.pid)
         return worker
+
+    async def _watch_idle(self, worker: _Worker) -> None:
+        """A worker that dies between calls (the OOM killer, a signal from outside) is noticed
+        at once: it no longer holds models, and the next call starts a fresh one."""
+        await worker.process.wait()
+        if self._worker is worker and not self._in_call and not worker.killed:
+            how = await worker.wait_exit()
+            self._crashes += 1
+            self._worker, self._loaded = None, []
+            worker.output.cancel()
+            logger.error("the engine worker died between jobs (%s)%s", how, self._last_lines())
 
     async def _ensure_worker(self) -> _Worker:
         if self._worker is None or not self._worker.alive:
@@ -244,6 +257,8 @@ class WorkerEngine:
             worker.kill()
             await worker.process.wait()
         worker.output.cancel()
+        if worker.watch is not None:
+            worker.watch.cancel()
 
     def _restart_soon(self) -> None:
         """A fresh worker right away, so the next job does not wait for the import."""

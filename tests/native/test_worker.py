@@ -209,3 +209,19 @@ async def test_stopping_the_service_mid_job_ends_the_worker_at_once(
     await service.stop()  # the job stays "generating" on disk: the next start retries it
     assert time.monotonic() - started < 3.0
     assert not _alive(pid)
+
+
+async def test_a_worker_killed_between_jobs_is_noticed_and_replaced(
+    native_service: SdrestService,
+) -> None:
+    assert (await run(native_service, quick())).status == "completed"
+    pid = native_service.engine.info().worker_pid
+    assert pid is not None and native_service.loaded_model == "tiny-flux2"
+    os.kill(pid, signal.SIGKILL)  # as the OOM killer would
+    async with asyncio.timeout(5):
+        while native_service.loaded_model is not None:
+            await asyncio.sleep(0.02)
+    info = native_service.engine.info()
+    assert info.worker_pid is None and info.worker_crashes == 1
+    again = await run(native_service, quick())
+    assert again.status == "completed", again.error
