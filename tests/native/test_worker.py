@@ -207,7 +207,8 @@ async def test_stopping_the_service_mid_job_ends_the_worker_at_once(
     assert pid is not None
     started = time.monotonic()
     await service.stop()  # the job stays "generating" on disk: the next start retries it
-    assert time.monotonic() - started < 3.0
+    # Without killing the busy worker, stop() waits out the 5 s grace period.
+    assert time.monotonic() - started < 4.0
     assert not _alive(pid)
 
 
