@@ -73,11 +73,11 @@ def test_name_issues() -> None:
 
 def test_warnings_for_rounding_and_loading() -> None:
     request = ImgGenRequest(width=100, height=64)
-    warnings = info.request_warnings(request, "tiny", loaded="tiny")
+    warnings = info.request_warnings(request, "tiny", loaded=("tiny",))
     assert [(w.field, w.code) for w in warnings] == [("width", "SIZE_ROUNDED")]
     assert "will be generated as 112x64" in warnings[0].message
-    assert info.request_warnings(ImgGenRequest(width=64, height=64), "a", "a") == []
-    assert info.request_warnings(ImgGenRequest(), "a", None)[0].code == "MODEL_NOT_LOADED"
+    assert info.request_warnings(ImgGenRequest(width=64, height=64), "a", ("a",)) == []
+    assert info.request_warnings(ImgGenRequest(), "a", ())[0].code == "MODEL_NOT_LOADED"
 
 
 def test_validation_view_dedupes_errors() -> None:

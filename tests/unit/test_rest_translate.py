@@ -250,7 +250,7 @@ def test_bad_listing_parameters(params: dict[str, str]) -> None:
 
 
 def test_model_stats() -> None:
-    stats = model_views.model_stats(VIEWS, "A")
+    stats = model_views.model_stats(VIEWS, ("A",))
     assert stats["total_size"] == 100 and stats["by_type"]["checkpoint"] == {"count": 2, "size": 40}
     assert stats["loaded_count"] == 1 and stats["by_architecture"] == {"sd1": 4}
 

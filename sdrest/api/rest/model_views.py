@@ -4,7 +4,7 @@ and statistics. The routes gather registry entries and hashes; these functions o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -160,8 +160,9 @@ def list_models(views: list[dict[str, Any]], query: ModelQuery) -> dict[str, Any
     }
 
 
-def model_stats(views: list[dict[str, Any]], loaded: str | None) -> dict[str, Any]:
-    """``GET /api/models/stats``: counts and sizes by type and architecture."""
+def model_stats(views: list[dict[str, Any]], loaded: Sequence[str]) -> dict[str, Any]:
+    """``GET /api/models/stats``: counts and sizes by type and architecture; ``loaded`` are
+    the loaded models, the most recently used last."""
     by_type: dict[str, dict[str, int]] = {}
     by_arch: dict[str, int] = {}
     for view in views:
@@ -178,6 +179,6 @@ def model_stats(views: list[dict[str, Any]], loaded: str | None) -> dict[str, An
         "by_architecture": dict(sorted(by_arch.items())),
         "hashed": sum(1 for v in files if v["sha256"]),
         "invalid": sum(1 for v in views if not v["valid"]),
-        "loaded_model": loaded,
-        "loaded_count": 0 if loaded is None else 1,
+        "loaded_model": loaded[-1] if loaded else None,
+        "loaded_count": len(loaded),
     }

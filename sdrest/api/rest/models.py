@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,9 @@ def find_model(service: SdrestService, model_id: str, type: str | None = None) -
     raise ModelNotFoundError(f"unknown preset {model_id!r}")
 
 
-def _preset_view(service: SdrestService, preset: ModelPreset, loaded: str | None) -> dict[str, Any]:
+def _preset_view(
+    service: SdrestService, preset: ModelPreset, loaded: Collection[str]
+) -> dict[str, Any]:
     registry = service.registry
     components: dict[str, str] = {}
     size, architecture, error = 0, "preset", registry.preset_error(preset.name)
@@ -116,14 +119,16 @@ def _preset_view(service: SdrestService, preset: ModelPreset, loaded: str | None
         modified=None,
         architecture=architecture,
         format="preset",
-        loaded=preset.name == loaded,
+        loaded=preset.name in loaded,
         sha256=None,
         error=error,
         components=components,
     )
 
 
-def _entry_view(service: SdrestService, entry: ModelEntry, loaded: str | None) -> dict[str, Any]:
+def _entry_view(
+    service: SdrestService, entry: ModelEntry, loaded: Collection[str]
+) -> dict[str, Any]:
     return model_views.model_view(
         name=entry.name,
         type=entry.type,
@@ -132,7 +137,7 @@ def _entry_view(service: SdrestService, entry: ModelEntry, loaded: str | None) -
         modified=entry.mtime,
         architecture=entry.architecture,
         format=entry.format,
-        loaded=entry.name == loaded and entry.type in GENERATION_TYPES,
+        loaded=entry.name in loaded and entry.type in GENERATION_TYPES,
         sha256=service.registry.hashes.sha256_of(entry),
         error=entry.error,
     )
@@ -140,7 +145,7 @@ def _entry_view(service: SdrestService, entry: ModelEntry, loaded: str | None) -
 
 def all_views(service: SdrestService) -> list[dict[str, Any]]:
     """Every model file and preset as a view (stats files for hashes: call off the loop)."""
-    loaded = service.loaded_model
+    loaded = service.loaded_models  # several within --memory-budget-mb
     views = [_entry_view(service, e, loaded) for e in service.registry.entries()]
     views += [_preset_view(service, p, loaded) for p in service.registry.presets()]
     return views
@@ -148,8 +153,8 @@ def all_views(service: SdrestService) -> list[dict[str, Any]]:
 
 def _view_of(service: SdrestService, model: Model) -> dict[str, Any]:
     if isinstance(model, ModelPreset):
-        return _preset_view(service, model, service.loaded_model)
-    return _entry_view(service, model, service.loaded_model)
+        return _preset_view(service, model, service.loaded_models)
+    return _entry_view(service, model, service.loaded_models)
 
 
 async def list_models(request: Request) -> Response:
@@ -229,7 +234,7 @@ async def stats(request: Request) -> Response:
     require(request, "models:read")
     service = service_of(request)
     views = await asyncio.to_thread(all_views, service)
-    body = model_views.model_stats(views, service.loaded_model)
+    body = model_views.model_stats(views, service.loaded_models)
     body["duplicates"] = service.registry.duplicates
     return JSONResponse(body)
 

@@ -162,7 +162,7 @@ async def status(request: Request) -> Response:
                 "max_queue_size": settings.limits.max_queue,
             },
             "models": {
-                "loaded_count": 0 if service.loaded_model is None else 1,
+                "loaded_count": len(service.loaded_models),
                 "available_count": len(service.registry.generation_models()),
                 "loaded_model": service.loaded_model,
             },

@@ -38,7 +38,6 @@ _generate_decoder = msgspec.json.Decoder(GenerateBody)
 _resize_decoder = msgspec.json.Decoder(image_tools.ResizeBody)
 _crop_decoder = msgspec.json.Decoder(image_tools.CropBody)
 _MODES: tuple[translate.Mode, ...] = ("text2img", "img2img", "inpainting", "controlnet")
-# ModelSpec fields that hold a file path: what an estimate counts as weights.
 
 
 # --- tables -----------------------------------------------------------------------------------
@@ -134,7 +133,7 @@ async def validate(request: Request) -> Response:
     if model is not None and not names:  # the translation would only repeat a name error
         try:
             gen = _translate(service, body, mode, model)
-            warnings = info.request_warnings(gen, model, service.loaded_model)
+            warnings = info.request_warnings(gen, model, service.loaded_models)
             checked = gen
             if gen.has_images and "generate" not in permissions_of(principal_of(request)):
                 # validate is public: decoding megabytes of images is for callers who may
@@ -188,7 +187,7 @@ async def estimate(request: Request) -> Response:
     return JSONResponse(
         {
             "model": model,
-            "model_loaded": service.loaded_model == model,
+            "model_loaded": model in service.loaded_models,
             "width": gen.width,
             "height": gen.height,
             "steps": gen.sample_params.sample_steps,

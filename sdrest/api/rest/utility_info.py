@@ -7,7 +7,7 @@ No I/O here: routes look things up (registry, job history, file sizes) and pass 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -259,8 +259,9 @@ def name_issues(sampler: str | None, scheduler: str | None) -> list[Issue]:
     return issues
 
 
-def request_warnings(request: ImgGenRequest, model: str, loaded: str | None) -> list[Issue]:
-    """Things that are allowed but worth telling before queueing."""
+def request_warnings(request: ImgGenRequest, model: str, loaded: Collection[str]) -> list[Issue]:
+    """Things that are allowed but worth telling before queueing; ``loaded``: the loaded
+    models."""
     warnings = []
     width, height = request.width, request.height
     if width % SIZE_STEP or height % SIZE_STEP:
@@ -273,7 +274,7 @@ def request_warnings(request: ImgGenRequest, model: str, loaded: str | None) -> 
                 "SIZE_ROUNDED",
             )
         )
-    if loaded != model:
+    if model not in loaded:
         warnings.append(
             Issue(
                 "model_name", f"{model} is not loaded; the job loads it first", "MODEL_NOT_LOADED"
