@@ -66,7 +66,6 @@ class _Worker:
         self.reader = reader
         self.writer = writer
         self.output = output
-        self.ready: wire.Ready | None = None
         self.killed = False
         """Killed on purpose (an abort): its end is not a crash, and it takes no more calls."""
         self.watch: asyncio.Task[None] | None = None
@@ -223,7 +222,7 @@ class WorkerEngine:
             ) from exc
         if not isinstance(reply, wire.Ready):
             raise EngineCrashedError(f"the engine worker said {type(reply).__name__} first")
-        worker.ready = self._last_ready = reply
+        self._last_ready = reply
         worker.watch = asyncio.create_task(self._watch_idle(worker), name="sdrest-worker-watch")
         logger.info("engine worker started (pid %d)", reply.pid)
         return worker

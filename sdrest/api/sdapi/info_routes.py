@@ -27,27 +27,30 @@ from sdrest.api.sdapi.translate import LATENT_UPSCALE_MODES
 from sdrest.auth import require
 from sdrest.errors import InvalidRequestError
 from sdrest.images import ImageInputError, b64_to_bytes, open_image_bytes, read_infotext
-from sdrest.models import ModelPreset
+from sdrest.models import ModelEntry, ModelPreset
 
 # -- listings (models:read) --------------------------------------------------------------------
 
 
 async def get_upscalers(request: Request) -> Response:
     """``GET /upscalers``: "None", "Lanczos", "Nearest", then the ESRGAN files."""
-    require(request, "models:read")
-    registry = service_of(request).registry
-    entries = registry.entries("upscaler")
-    scales = await asyncio.to_thread(upscaler_scales, registry, entries)
-    return JSONResponse(listings.upscalers(entries, scales))
+    return await _upscaler_listing(request, listings.upscalers)
 
 
 async def get_realesrgan_models(request: Request) -> Response:
     """``GET /realesrgan-models``: the ESRGAN files as ``{name, path, scale}``."""
+    return await _upscaler_listing(request, listings.realesrgan_models)
+
+
+async def _upscaler_listing(
+    request: Request,
+    view: Callable[[list[ModelEntry], dict[str, int | None]], list[dict[str, Any]]],
+) -> Response:
     require(request, "models:read")
     registry = service_of(request).registry
     entries = registry.entries("upscaler")
     scales = await asyncio.to_thread(upscaler_scales, registry, entries)
-    return JSONResponse(listings.realesrgan_models(entries, scales))
+    return JSONResponse(view(entries, scales))
 
 
 async def get_sd_models(request: Request) -> Response:
