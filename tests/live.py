@@ -1,27 +1,37 @@
-"""A real uvicorn server in a background thread, for the real client packages (openai, webuiapi,
-websockets) that need a TCP socket. One process: the native library is loaded once."""
+"""Real servers for tests: a uvicorn server in a background thread, for the real client packages
+(openai, webuiapi, websockets) that need a TCP socket (one process: the native library is loaded
+once), and ``sdrest serve`` as a process of its own."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import uvicorn
 
 from sdrest.app import create_app
 from sdrest.settings import Settings
+from sdrest.testing import TinyModelSet
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class LiveServer:
     """A started server: ``url`` is its base URL, ``app`` the Starlette app it serves."""
 
     def __init__(self, settings: Settings) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
         config = uvicorn.Config(
@@ -57,3 +67,59 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def serve_process(
+    sdrest: Sequence[str],
+    models: TinyModelSet,
+    data_dir: Path,
+    cwd: Path | None = None,
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Run ``<sdrest> serve`` on the tiny models until healthy; kill it at the end of the block.
+
+    ``sdrest`` is the command that starts the CLI (``[python, "-m", "sdrest"]`` or an installed
+    ``sdrest`` script). Yields the process and its base URL; its output goes to a log file beside
+    ``data_dir``.
+    """
+    port = free_port()
+    log = (data_dir.parent / f"server-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [
+            *sdrest,
+            "serve",
+            "--models-dir",
+            str(models.root),
+            "--data-dir",
+            str(data_dir),
+            "--model",
+            "tiny-flux2",
+            "--threads",
+            "2",
+            "--preview",
+            "none",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, "the server exited while starting"
+            try:
+                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become healthy"
+            time.sleep(0.1)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        log.close()

@@ -139,11 +139,11 @@ class Codec:
 
     def call(self, body: bytes) -> Call:
         """Decode a frame body sent by the server."""
-        return self._calls.decode(body)  # type: ignore[no-any-return]
+        return self._calls.decode(body)
 
     def reply(self, body: bytes) -> Reply:
         """Decode a frame body sent by the worker."""
-        return self._replies.decode(body)  # type: ignore[no-any-return]
+        return self._replies.decode(body)
 
 
 def failure(exc: BaseException, loaded: list[str]) -> Failed:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from sdrest.testing import TinyModelSet
+from tests.live import serve_process
 
 pytestmark = pytest.mark.native
 
@@ -25,57 +25,11 @@ QUICK = {"prompt": "a cat", "width": 64, "height": 64, "sample_params": {"sample
 SLOW = {"prompt": "a cat", "width": 256, "height": 256, "sample_params": {"sample_steps": 24}}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def served(models: TinyModelSet, data_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``sdrest serve`` in its own process; killed at the end of the block if still running."""
-    port = _free_port()
-    log = (data_dir.parent / f"server-{port}.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sdrest",
-            "serve",
-            "--models-dir",
-            str(models.root),
-            "--data-dir",
-            str(data_dir),
-            "--model",
-            "tiny-flux2",
-            "--threads",
-            "2",
-            "--preview",
-            "none",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, "the server exited while starting"
-            try:
-                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become healthy"
-            time.sleep(0.1)
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        log.close()
+    """``sdrest serve`` from this environment, in its own process."""
+    with serve_process([sys.executable, "-m", "sdrest"], models, data_dir) as served_pair:
+        yield served_pair
 
 
 def _alive(pid: int) -> bool:
