@@ -52,7 +52,7 @@ def stale_locks() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    """`--check`: exit 1 naming stale locks; `--stamp FILE`: write the digest into FILE."""
+    """`--check`: exit 1 naming stale locks; `--stamp`: write the digest into every lock."""
     if argv[:1] == ["--check"]:
         stale = stale_locks()
         if stale:
@@ -63,13 +63,14 @@ def main(argv: list[str]) -> int:
             )
             return 1
         return 0
-    if argv[:1] == ["--stamp"] and len(argv) == 2:
-        path = Path(argv[1])
-        lines = [ln for ln in path.read_text().splitlines() if not ln.startswith(MARKER)]
-        lines.insert(0, MARKER + inputs_digest())
-        path.write_text("\n".join(lines) + "\n")
+    if argv == ["--stamp"]:
+        digest = inputs_digest()
+        for name in LOCKS:
+            path = ROOT / name
+            lines = [ln for ln in path.read_text().splitlines() if not ln.startswith(MARKER)]
+            path.write_text("\n".join([MARKER + digest, *lines]) + "\n")
         return 0
-    sys.stderr.write("usage: lock_inputs.py --check | --stamp LOCKFILE\n")
+    sys.stderr.write("usage: lock_inputs.py --check | --stamp\n")
     return 2
 
 
