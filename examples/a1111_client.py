@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-import webuiapi
+import webuiapi  # type: ignore[import-untyped]  # the package ships no type information
 
 logger = logging.getLogger("example")
 

@@ -27,7 +27,7 @@ def main(args: argparse.Namespace) -> int:
         response_format="b64_json",
         extra_body={"steps": args.steps, "seed": 42},  # sdrest extensions
     )
-    for index, image in enumerate(reply.data):
+    for index, image in enumerate(reply.data or []):
         path = f"{args.prefix}{index}.png"
         with open(path, "wb") as handle:
             handle.write(base64.b64decode(image.b64_json or ""))

@@ -25,13 +25,22 @@ def post(url: str, body: dict[str, object]) -> dict[str, object]:
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
+def download(url: str, path: str) -> None:
+    """Save the file at ``url`` to ``path``."""
+    with urllib.request.urlopen(url, timeout=30) as image, open(path, "wb") as out:
+        out.write(image.read())
+
+
 async def main(args: argparse.Namespace) -> int:
     """Queue a job, print its progress from /ws, download the image."""
     ws_url = args.url.replace("http", "ws", 1) + "/ws"
     async with connect(ws_url) as socket:
         body = {"prompt": "a lovely cat", "width": args.size, "height": args.size,
                 "steps": args.steps, "seed": 42}  # fmt: skip
-        job_id = post(args.url + "/api/generate/text2img", body)["request_id"]
+        # Blocking calls (a plain urllib request, a file write) run in a thread: the socket keeps
+        # reading meanwhile.
+        queued = await asyncio.to_thread(post, args.url + "/api/generate/text2img", body)
+        job_id = queued["request_id"]
         logger.info("queued %s", job_id)
         async for raw in socket:
             message = json.loads(raw)
@@ -40,11 +49,7 @@ async def main(args: argparse.Namespace) -> int:
                 continue
             logger.info("%s %s/%s", data["status"], data["current_step"], data["total_steps"])
             if data["status"] == "completed":
-                with (
-                    urllib.request.urlopen(args.url + data["outputs"][0]) as image,
-                    open(args.out, "wb") as out,
-                ):
-                    out.write(image.read())
+                await asyncio.to_thread(download, args.url + data["outputs"][0], args.out)
                 logger.info("wrote %s", args.out)
                 return 0
             if data["status"] in ("failed", "cancelled"):

@@ -195,7 +195,7 @@ def cancel_run(base: str, request: dict[str, Any]) -> tuple[float, float]:
     return cancel, http_run(base, request, 0)
 
 
-def main() -> int:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=11)
     parser.add_argument("--size", type=int, default=128)
@@ -208,7 +208,11 @@ def main() -> int:
         help="the server's --preview (none: the same work as the direct call, so the ratio is"
         " the server's own overhead; proj: the default, with live previews)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = _arguments()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     import sdrest.engine.native  # noqa: F401  native library before numpy (see tests/conftest.py)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Mount, WebSocketRoute
 
 from sdrest import __version__
 from sdrest.api.common import JSONResponse, error_status
@@ -20,6 +21,7 @@ from sdrest.api.openai.routes import create_openai_app
 from sdrest.api.openapi import OPENAPI_PATH, openapi_endpoint
 from sdrest.api.rest.routes import create_rest_app
 from sdrest.api.rest.ws import websocket_endpoint
+from sdrest.api.routing import route
 from sdrest.api.sdapi.routes import create_sdapi_app
 from sdrest.api.sdcpp.routes import create_sdcpp_app
 from sdrest.service import SdrestService
@@ -30,23 +32,36 @@ if TYPE_CHECKING:
     from sdrest.auth.authenticator import Authenticator
 
 
+class Health(msgspec.Struct):
+    """``GET /api/health``."""
+
+    status: str
+    timestamp: int
+    version: str
+    uptime: float
+    """Seconds since the service was created."""
+    model_loaded: bool
+    queue_length: int
+
+
 async def health(request: Request) -> Response:
-    """Public and cheap: no database, no native call."""
+    """Liveness: public and cheap (no database, no native call)."""
     service: SdrestService = request.app.state.service
+    now = time.time()
     return JSONResponse(
-        {
-            "status": "healthy",
-            "timestamp": int(time.time()),
-            "version": __version__,
-            "uptime": round(time.time() - service.started_at, 3),
-            "model_loaded": service.loaded_model is not None,
-            "queue_length": len(service.queued_ids()),
-        }
+        Health(
+            status="healthy",
+            timestamp=int(now),
+            version=__version__,
+            uptime=round(now - service.started_at, 3),
+            model_loaded=service.models.last_loaded is not None,
+            queue_length=len(service.queue_snapshot().queued),
+        )
     )
 
 
 async def a1111_ping(request: Request) -> Response:
-    """``GET /internal/ping``: AUTOMATIC1111's liveness probe (A1111 clients such as SillyTavern
+    """AUTOMATIC1111's liveness probe (A1111 clients such as SillyTavern
     call it before anything else); public like A1111's own."""
     return JSONResponse({})
 
@@ -58,7 +73,7 @@ async def outside_any_family(request: Request, exc: Exception) -> Response:
 
 
 async def to_ui(request: Request) -> Response:
-    """``/`` opens the web UI."""
+    """Opens the web UI."""
     return RedirectResponse("/ui/")
 
 
@@ -96,17 +111,17 @@ def create_app(config: Settings | SdrestService) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/api/health", health, methods=["GET"]),
-            Route("/internal/ping", a1111_ping, methods=["GET"]),
-            # Public; built on the first request, then served from app.state.
-            Route(OPENAPI_PATH, openapi_endpoint, methods=["GET"]),
+            route("/api/health", health, access="public", answer=Health),
+            route("/internal/ping", a1111_ping, access="public", answer=dict[str, Any]),
+            # Built on the first request, then served from app.state (a free-form document).
+            route(OPENAPI_PATH, openapi_endpoint, access="public", answer=dict[str, Any]),
             Mount("/sdcpp/v1", app=create_sdcpp_app(service)),
             Mount("/v1", app=create_openai_app(service)),
             Mount("/sdapi/v1", app=create_sdapi_app(service)),
             Mount("/api", app=create_rest_app(service)),
             WebSocketRoute("/ws", websocket_endpoint),
             Mount("/ui", app=create_ui_app(), name="ui"),
-            Route("/", to_ui, methods=["GET"]),
+            route("/", to_ui, access="public", status=307, media_types=()),
         ],
         lifespan=lifespan,
         middleware=middleware,

@@ -6,6 +6,12 @@ renders them in its own error shape, so routes never map exceptions by hand.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sdrest.schemas import Job
+
 
 class SdrestError(Exception):
     """Base class: a failure the caller can be told about."""
@@ -45,6 +51,25 @@ class NotFoundError(SdrestError):
 
     status = 404
     code = "not_found"
+
+
+class JobNotFoundError(NotFoundError):
+    """No job of that id that the caller may see (404): unknown and other users' jobs alike."""
+
+    code = "job_not_found"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job not found: {job_id}", field="job_id")
+
+
+class ModelNotFoundError(NotFoundError):
+    """No model, preset or component of that name, file, path or hash (404)."""
+
+    code = "model_not_found"
+
+
+class PathNotAllowedError(InvalidRequestError, ValueError):
+    """A user-supplied path that would leave its folder (``..``, absolute, escaping symlink)."""
 
 
 class ConflictError(SdrestError):
@@ -98,3 +123,55 @@ class EngineAbortedError(EngineError):
     """The running native call was stopped on request (the worker process was stopped)."""
 
     code = "cancelled"
+
+
+JOB_FAILURE_STATUS: MappingProxyType[str, int] = MappingProxyType(
+    {
+        "invalid_request": 400,
+        "not_found": 404,
+        "model_not_found": 404,
+        "cancelled": 409,
+        "interrupted": 409,
+        "not_implemented": 501,
+        "server_restarted": 503,
+    }
+)
+"""Why a job ended without images (its ``JobError.code``) -> the status a client that waited
+for it sees. Anything else (engine failures, crashes) is a 500; a job someone else stopped is a
+conflict; a job a restart swallowed is "unavailable"."""
+
+_JOB_FAILURE_LEADS: MappingProxyType[str, str] = MappingProxyType(
+    {
+        "model_load_failed": "the model could not be loaded",
+        "generation_failed": "image generation failed",
+        "cancelled": "the job was cancelled before it ran",
+        "interrupted": "the job was stopped while generating",
+        "server_restarted": "the server restarted while the job was running",
+    }
+)
+
+
+class JobFailedError(SdrestError):
+    """A job a synchronous family waited for ended without a result (:data:`JOB_FAILURE_STATUS`).
+
+    ``code`` is the job's own error code, so each family reports why in its own words.
+    """
+
+    def __init__(self, job_id: str, code: str, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.code = code
+        self.status = JOB_FAILURE_STATUS.get(code, 500)
+        self.reason = reason or message
+        """The job's own error message, without the lead (for a family that words it so)."""
+
+    @classmethod
+    def from_job(cls, job: Job) -> JobFailedError:
+        """The error of a finished job that did not complete."""
+        if job.error is None:
+            message = f"job {job.id} ended ({job.status}) without a result"
+            return cls(job.id, "internal_error", message)
+        lead = _JOB_FAILURE_LEADS.get(job.error.code)
+        text = job.error.message
+        message = f"{lead}: {text}" if lead and text else (lead or text)
+        return cls(job.id, job.error.code, message, reason=text)

@@ -15,10 +15,14 @@ import logging
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from PIL import Image, PngImagePlugin
 
 from sdrest.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from sdrest.settings import Limits
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +98,14 @@ def b64_to_bytes(value: str) -> bytes:
 def image_to_b64(data: bytes) -> str:
     """Standard base64 text of encoded image bytes (no data URL prefix)."""
     return base64.b64encode(data).decode("ascii")
+
+
+def decode_input_image(value: str, field_name: str, limits: Limits) -> Image.Image:
+    """A base64 (or data URL) request image under the server's input limits; a 400 naming
+    ``field_name`` when it is not a usable image. Blocking: call it off the event loop."""
+    return decode_image_field(
+        value, field_name, max_bytes=limits.max_image_bytes, max_pixels=limits.max_input_pixels
+    )
 
 
 def decode_image_field(value: str, field: str, *, max_bytes: int, max_pixels: int) -> Image.Image:

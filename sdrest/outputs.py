@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 from PIL import Image
 
@@ -14,6 +15,13 @@ from sdrest.schemas import ImageRef, ImgGenRequest
 
 _JOB_ID = re.compile(r"^job_[0-9a-f]+_[0-9a-f]+$")
 _FILENAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\.(png|jpg|webp)$")
+
+
+def output_url(job_id: str, filename: str, *, base_url: str = "", thumb: bool = False) -> str:
+    """THE download URL of an output file, as ``/api`` serves it (public: the job id is the
+    secret). Relative unless ``base_url`` is given; ``thumb`` for the 200 px JPEG thumbnail."""
+    url = f"{base_url.rstrip('/')}/api/queue/job/{quote(job_id)}/output/{quote(filename)}"
+    return url + "?thumb=true" if thumb else url
 
 
 def infotext_params(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from PIL import Image
 
@@ -20,8 +20,8 @@ from sdrest.engine.base import (
     UpscalePlan,
 )
 from sdrest.engine.params import parse_cache_option
-from sdrest.errors import ConflictError, InvalidRequestError, NotFoundError
-from sdrest.images import decode_image_field, to_mask, to_rgb
+from sdrest.errors import ConflictError, InvalidRequestError, ModelNotFoundError
+from sdrest.images import decode_input_image, to_mask, to_rgb
 from sdrest.models import (
     HeaderError,
     ModelEntry,
@@ -32,7 +32,7 @@ from sdrest.models import (
     detect,
 )
 from sdrest.models.compat import architecture_mismatch, lora_mismatch
-from sdrest.schemas import ConvertRequest, ImgGenRequest, Job, UpscaleRequest
+from sdrest.schemas import ConvertRequest, ImgGenRequest, Job, RequestLayer, UpscaleRequest
 from sdrest.settings import Limits, Settings, deep_merge
 
 # Roles a user can pick as "the model" and the ModelSpec field each one fills.
@@ -66,11 +66,15 @@ def default_model_name(settings: Settings, registry: ModelRegistry) -> str:
     )
 
 
-def request_defaults(name: str, settings: Settings, registry: ModelRegistry) -> dict[str, Any]:
+def request_defaults(name: str, settings: Settings, registry: ModelRegistry) -> RequestLayer:
     """Server-wide defaults under a preset's defaults (canonical field names); often nothing."""
-    base: dict[str, Any] = {"vae_tiling_params": {"enabled": True}} if settings.vae_tiling else {}
+    base: RequestLayer = {"vae_tiling_params": {"enabled": True}} if settings.vae_tiling else {}
     preset = _find_preset(registry, name)
-    return deep_merge(base, preset.defaults) if preset is not None else base
+    if preset is None:
+        return base
+    # A preset's defaults are TOML of unknown shape: they are checked where the request layered
+    # over them is converted (a bad one is a 400 naming the field), not here.
+    return cast(RequestLayer, deep_merge(base, preset.defaults))
 
 
 def _find_preset(registry: ModelRegistry, name: str) -> ModelPreset | None:
@@ -86,7 +90,7 @@ def _component_path(registry: ModelRegistry, kind: str, value: str) -> str:
     try:
         return str(registry.resolve_component(kind, value))
     except (UnknownModelError, PathNotAllowedError) as exc:
-        raise NotFoundError(f"preset {kind} {value!r}: {exc}") from exc
+        raise ModelNotFoundError(f"preset {kind} {value!r}: {exc}") from exc
 
 
 def _entry(registry: ModelRegistry, name: str, field: str, type: str | None = None) -> ModelEntry:
@@ -94,7 +98,7 @@ def _entry(registry: ModelRegistry, name: str, field: str, type: str | None = No
     try:
         return registry.get(name, type=type)
     except UnknownModelError as exc:
-        raise NotFoundError(str(exc), field=field) from exc
+        raise ModelNotFoundError(str(exc), field=field) from exc
 
 
 def model_spec(name: str, settings: Settings, registry: ModelRegistry) -> ModelSpec:
@@ -160,14 +164,6 @@ def check_limits(request: ImgGenRequest, limits: Limits) -> None:
             )
 
 
-def decode_input_image(value: str, field_name: str, limits: Limits) -> Image.Image:
-    """A base64 (or data URL) request image under the server's input limits; a 400 naming
-    ``field_name`` when it is not a usable image. Blocking: call it off the event loop."""
-    return decode_image_field(
-        value, field_name, max_bytes=limits.max_image_bytes, max_pixels=limits.max_input_pixels
-    )
-
-
 def _decode(value: str | None, field_name: str, mode: str, limits: Limits) -> Image.Image | None:
     if value is None:
         return None
@@ -185,7 +181,9 @@ def _lora_path(registry: ModelRegistry, path: str, field_name: str) -> str:
     except PathNotAllowedError as exc:
         raise InvalidRequestError(f"{field_name}: {exc}", field=field_name) from exc
     except UnknownModelError as exc:
-        raise NotFoundError(f"{field_name}: unknown LoRA {path!r}", field=field_name) from exc
+        raise ModelNotFoundError(
+            f"{field_name}: unknown LoRA {path!r}", field=field_name
+        ) from exc
 
 
 def _check_lora_fits(registry: ModelRegistry, spec: ModelSpec, lora: str, field_name: str) -> None:
@@ -267,8 +265,6 @@ def plan_upscale(
 ) -> UpscalePlan:
     """Resolve the upscaler by registry name and decode the image."""
     entry = _entry(registry, request.upscaler, "upscaler", "upscaler")
-    if not 1 <= request.repeats <= 4:
-        raise InvalidRequestError("repeats must be between 1 and 4", field="repeats")
     image = _decode(request.image, "image", "RGB", settings.limits)
     assert image is not None
     return UpscalePlan(
@@ -307,7 +303,7 @@ def convert_target(models_dir: Path, source: Path, weight_type: str, output: str
 
 def plan_convert(request: ConvertRequest, registry: ModelRegistry) -> ConvertPlan:
     """Resolve a conversion: the source file by registry name, the target inside the models folder
-    (``request.output_path`` is already relative to it)."""
+    (``request.output_path`` is relative to it; None: beside the source)."""
     entry = _entry(registry, request.model, "model_name")
     target = convert_target(
         registry.models_dir, Path(entry.path), request.weight_type, request.output_path

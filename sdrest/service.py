@@ -13,21 +13,21 @@ import logging
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import msgspec
 from PIL import Image
 
 from sdrest import outputs, planning
-from sdrest.engine.base import Engine, create_engine
+from sdrest.engine.base import Engine, GenerationPlan, create_engine
 from sdrest.errors import (
     GoneError,
-    NotFoundError,
+    JobNotFoundError,
     SdrestError,
 )
 from sdrest.images import image_to_b64
 from sdrest.jobs import EventBus, JobStore
 from sdrest.jobs.runner import JobRunner
+from sdrest.model_catalog import ModelCatalog
 from sdrest.models import ModelRegistry
 from sdrest.schemas import (
     ConvertRequest,
@@ -35,6 +35,7 @@ from sdrest.schemas import (
     Job,
     JobError,
     Progress,
+    QueueSnapshot,
     UpscaleRequest,
     new_job,
 )
@@ -73,7 +74,6 @@ class SdrestService:
         self.output_dir = settings.output_path
         self.started_at = time.time()
         self._engine = engine
-        self._default_model: str | None = None
         self.runner = JobRunner(
             capacity=settings.limits.max_queue,
             events=self.events,
@@ -81,9 +81,13 @@ class SdrestService:
             output_dir=self.output_dir,
             models_dir=self.registry.models_dir,
             idle_unload=settings.engine.idle_unload,
-            after_convert=self.refresh_models,
+            after_convert=lambda: self.models.refresh(),
         )
         """The queue, the consumer and the live jobs (the service resolves ids for it)."""
+        self.models = ModelCatalog(
+            self.registry, settings, lambda: self._engine, self.runner.between_jobs
+        )
+        """Model lookups, defaults, hashes and loaded state: what the families ask about models."""
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -101,7 +105,7 @@ class SdrestService:
             self._engine = create_engine(self.settings)
         self.runner.attach(self._engine)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        await self.refresh_models()
+        await self.models.refresh()
         await self.store.open()
         await self._recover()
         self._tasks = [
@@ -134,43 +138,18 @@ class SdrestService:
     ) -> None:
         await self.stop()
 
-    # -- models ----------------------------------------------------------------------------
+    # -- checks without queueing -----------------------------------------------------------
 
-    def default_model(self) -> str:
-        """Name of the model used when a request names none."""
-        if self._default_model is not None:
-            return self._default_model
-        return planning.default_model_name(self.settings, self.registry)
-
-    def set_default_model(self, name: str) -> None:
-        """Make ``name`` (a registry model or preset) the default until the server restarts."""
-        planning.model_spec(name, self.settings, self.registry)  # 404/400 for a bad name
-        self._default_model = name
-
-    async def load_model(self, name: str | None = None) -> str:
-        """Load a model (default: the default model) so the next job does not wait for it.
-
-        Scheduled like a job: it runs after the jobs queued before it, never during one.
-        """
-        name = name or self.default_model()
-        spec = planning.model_spec(name, self.settings, self.registry)
-        await self.runner.between_jobs(lambda: self.engine.load(spec))
-        return name
-
-    async def unload_model(self, name: str | None = None) -> None:
-        """Free model ``name`` (default: every loaded one), in queue order like a job; the next
-        job loads what it needs."""
-        await self.runner.between_jobs(lambda: self.engine.unload(name))
-
-    async def refresh_models(self) -> None:
-        """Rescan the models folder and restart background hashing, off the event loop
-        (restarting waits for the file being hashed now, which can take seconds)."""
-
-        def rescan() -> None:
-            self.registry.scan()
-            self.registry.start_hashing()
-
-        await asyncio.to_thread(rescan)
+    async def check(self, request: ImgGenRequest, model: str | None = None) -> GenerationPlan:
+        """Everything :meth:`submit` checks (limits, names, files, images, LoRAs), without
+        queueing: the plan a job would run. Raises the same 4xx errors."""
+        name = model or request.model or self.models.default()
+        if request.has_images or request.lora:
+            # Decoding images is CPU work and a LoRA's header is read from disk: off the loop.
+            return await asyncio.to_thread(
+                planning.plan_generation, request, name, self.settings, self.registry
+            )
+        return planning.plan_generation(request, name, self.settings, self.registry)
 
     async def list_jobs(
         self,
@@ -184,25 +163,14 @@ class SdrestService:
         jobs = await self.store.list(owner=owner, statuses=statuses, limit=limit, offset=offset)
         return [self.runner.live(job.id) or job for job in jobs]
 
-    def request_defaults(self, model: str | None) -> dict[str, Any]:
-        """Default generation fields of a model (its preset's), for families to merge under."""
-        return planning.request_defaults(
-            model or self.default_model(), self.settings, self.registry
-        )
-
     # -- jobs ------------------------------------------------------------------------------
 
     async def submit(
         self, request: ImgGenRequest, *, owner: str = "", family: str = "sdcpp"
     ) -> Job:
         """Validate, plan and queue a generation. Raises a 4xx :class:`SdrestError` on bad input."""
-        model = request.model or self.default_model()
-        if request.has_images:  # decoding images is CPU work: keep it off the event loop
-            plan = await asyncio.to_thread(
-                planning.plan_generation, request, model, self.settings, self.registry
-            )
-        else:
-            plan = planning.plan_generation(request, model, self.settings, self.registry)
+        model = request.model or self.models.default()
+        plan = await self.check(request, model)
         stored = msgspec.structs.replace(request, model=model, seed=plan.seed)
         job = new_job("img_gen", owner, family, model, request=stored)
         return await self.runner.enqueue(job, plan)
@@ -220,37 +188,30 @@ class SdrestService:
     ) -> Job:
         """Queue a model conversion (quantization to GGUF); the new file is registered when done."""
         plan = await asyncio.to_thread(planning.plan_convert, request, self.registry)
-        job = new_job("convert", owner, family, request.model, convert=request)
+        # The job records where the file goes (planned once, here), for the answer and a re-plan.
+        target = Path(plan.output_path).relative_to(self.registry.models_dir.resolve())
+        stored = msgspec.structs.replace(request, output_path=str(target))
+        job = new_job("convert", owner, family, request.model, convert=stored)
         return await self.runner.enqueue(job, plan)
 
     def queue_position(self, job_id: str) -> int:
         """1-based queue position; 0 when not queued."""
         return self.runner.queue_position(job_id)
 
-    def queued_ids(self) -> list[str]:
-        """Waiting jobs, next first."""
-        return self.runner.queued_ids()
-
-    @property
-    def loaded_model(self) -> str | None:
-        """Name of the model the engine used last and still holds, if any."""
-        return self._engine.loaded_model if self._engine is not None else None
-
-    @property
-    def loaded_models(self) -> tuple[str, ...]:
-        """Every model the engine holds (several within ``memory_budget_mb``), most recent last."""
-        return self._engine.info().loaded_models if self._engine is not None else ()
-
-    @property
-    def current_job(self) -> Job | None:
-        """The job the engine is working on."""
-        return self.runner.current_job
+    def queue_snapshot(self) -> QueueSnapshot:
+        """The running job, the queued ones in order and the loaded models, taken in one step
+        (no await in between), as copies: every view of the queue reads one consistent picture."""
+        return QueueSnapshot(
+            current=self.runner.current_job,
+            queued=self.runner.queued_jobs(),
+            loaded_models=self.models.loaded,
+        )
 
     async def get(self, job_id: str) -> Job:
         """A job by id: 404 if unknown, 410 once its retention has passed."""
         job = self.runner.live(job_id) or await self.store.get(job_id)
         if job is None:
-            raise NotFoundError(f"job not found: {job_id}")
+            raise JobNotFoundError(job_id)
         if job.expired:
             raise GoneError(f"job {job_id} has expired")
         return job
@@ -338,6 +299,12 @@ class SdrestService:
         """One output image as base64 (blocking file read: call it off the event loop)."""
         return image_to_b64(self.output_file(job_id, filename).read_bytes())
 
+    def outputs_b64(self, job: Job) -> list[str]:
+        """Every output image of a completed job as base64, in order (blocking: off the loop)."""
+        if job.result is None:
+            return []
+        return [self.output_b64(job.id, ref.filename) for ref in job.result.images]
+
     async def preview_png(self, job: Job) -> tuple[int, bytes] | None:
         """(step, PNG) of a running job's latest live preview, scaled to the job's aspect;
         None when there is none. Encoded off the event loop, once per step."""
@@ -347,11 +314,3 @@ class SdrestService:
         """Path of one output image (ValueError for anything outside the job's folder)."""
         return outputs.output_path(self.output_dir, job_id, filename)
 
-    def reset_default_model(self) -> None:
-        """Forget a default chosen at run time (:meth:`set_default_model`): the configured one,
-        or the only model, applies again (the /api in-process restart)."""
-        self._default_model = None
-
-    def live_jobs(self) -> list[Job]:
-        """The job being generated, then the queued ones in run order (in memory, no store)."""
-        return self.runner.live_jobs()

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-# The native library is loaded before anything imports numpy: with a CUDA build, numpy's bundled
-# libraries loaded first make the library's model load segfault (measured on an H100 build).
-import sdrest.engine.native  # noqa: F401  # isort: skip
-
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import struct
 from pathlib import Path
 
@@ -33,6 +34,8 @@ class FakeEngine:
         self.calls: list[GenerationPlan] = []
         self.hold: asyncio.Event | None = None
         self.started = asyncio.Event()
+        self.holding = asyncio.Event()
+        """Set while a generation waits on ``hold``, every step's progress and preview reported."""
         self.fail_with: str | None = None
         self._loaded: str | None = None
         self.converted: list[ConvertPlan] = []
@@ -50,6 +53,7 @@ class FakeEngine:
         self.calls.append(plan)
         self._loaded = plan.model.name
         self.aborted.clear()  # an abort is for the call running when it comes
+        self.holding.clear()
         self.started.set()
         steps = plan.request.sample_params.sample_steps
         for step in range(1, steps + 1):
@@ -59,13 +63,17 @@ class FakeEngine:
                 on_preview(step, Image.new("RGB", size, (0, step % 256, 0)))
             await asyncio.sleep(0)
         if self.hold is not None:
+            self.holding.set()
             held, aborted = (
                 asyncio.ensure_future(self.hold.wait()),
                 asyncio.ensure_future(self.aborted.wait()),
             )
-            await asyncio.wait({held, aborted}, return_when=asyncio.FIRST_COMPLETED)
-            held.cancel()
-            aborted.cancel()
+            try:
+                await asyncio.wait({held, aborted}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self.holding.clear()
+                held.cancel()
+                aborted.cancel()
             if self.aborted.is_set():
                 raise EngineAbortedError("the running job was stopped")
         if self.fail_with:
@@ -84,7 +92,7 @@ class FakeEngine:
     async def convert(self, plan: ConvertPlan, on_progress: ProgressFn) -> None:
         self.converted.append(plan)
         on_progress(Progress("converting"))
-        Path(plan.output_path).write_bytes(Path(plan.input_path).read_bytes())
+        await asyncio.to_thread(shutil.copyfile, plan.input_path, plan.output_path)
 
     async def load(self, spec: ModelSpec) -> None:
         self._loaded = spec.name

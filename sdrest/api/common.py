@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
@@ -13,13 +14,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from sdrest.errors import InvalidRequestError, SdrestError
-from sdrest.schemas import Job
+from sdrest.auth.principal import ensure_visible, principal_of
+from sdrest.errors import InvalidRequestError, JobFailedError, SdrestError
+from sdrest.schemas import ImgGenRequest, Job
+from sdrest.settings import deep_merge
 
 if TYPE_CHECKING:
     from sdrest.service import SdrestService
 
 T = TypeVar("T")
+D = TypeVar("D")
 _encoder = msgspec.json.Encoder()
 
 MAX_JSON_BODY = 64 * 1024 * 1024
@@ -62,15 +66,18 @@ def decode_json(
     decoder: msgspec.json.Decoder[T],
     *,
     invalid: type[InvalidRequestError] = InvalidRequestError,
+    named: bool = True,
 ) -> T:
     """Decode a body with a typed decoder; malformed JSON and type errors become 400s
-    (``invalid``: the error class a family wants for a well-formed body with a bad field)."""
+    (``invalid``: the error class a family wants for a well-formed body with a bad field;
+    ``named``: see :func:`validation_path`)."""
     if not body.strip():
         raise InvalidRequestError("request body is empty; expected a JSON object")
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise invalid(f"invalid request: {exc}", field=_field_of(exc)) from exc
+        field = validation_path(exc, named=named)
+        raise invalid(f"invalid request: {exc}", field=field) from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"malformed JSON: {exc}") from exc
 
@@ -80,15 +87,81 @@ def convert(value: Any, type_: type[T]) -> T:
     try:
         return msgspec.convert(value, type_)
     except msgspec.ValidationError as exc:
-        raise InvalidRequestError(f"invalid request: {exc}", field=_field_of(exc)) from exc
+        raise InvalidRequestError(f"invalid request: {exc}", field=validation_path(exc)) from exc
 
 
-def _field_of(exc: msgspec.ValidationError) -> str | None:
+def parse_choice(value: str | None, name: str, choices: Mapping[str, T], default: D) -> T | D:
+    """A query parameter picked from names: ``choices`` maps each accepted spelling (aliases
+    included) to its value, matched trimmed and case-insensitively; absent: ``default``; any
+    other value is a 400 naming ``name``."""
+    if value is None:
+        return default
+    found = choices.get(value.strip().lower())
+    if found is None:
+        accepted = ", ".join(dict.fromkeys(str(v) for v in choices.values()))
+        raise InvalidRequestError(f"{name} must be one of {accepted}", field=name)
+    return found
+
+
+def parse_flag(value: str | None, name: str, default: bool = False) -> bool:
+    """A boolean query parameter: true/1/yes/on (or bare, ``?thumb``) or false/0/no/off."""
+    if value is None:
+        return default
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on", ""):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidRequestError(f"{name} must be true or false, got {value!r}", field=name)
+
+
+def parse_int(value: str | None, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within ``low..high`` (400 otherwise)."""
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidRequestError(f"{name} must be an integer, got {value!r}", field=name) from None
+    if not low <= number <= high:
+        raise InvalidRequestError(f"{name} must be between {low} and {high}", field=name)
+    return number
+
+
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+_NAMED = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
+
+
+def validation_path(exc: msgspec.ValidationError | str, *, named: bool = True) -> str | None:
+    """The field a msgspec validation error blames, as a dotted path (``sample_params.steps``,
+    ``ref_images[2]``), a missing or unknown field's name included (``named=False``: the
+    object holding it, as FastAPI's ``loc`` does); None for the whole body.
+
+    THE one reader of msgspec's message format (``... - at `$.a.b```); a test pins it.
+    """
     text = str(exc)
-    marker = " - at `$."
-    if marker in text:
-        return text.split(marker, 1)[1].rstrip("`")
-    return None
+    at = _AT.search(text)
+    name = _NAMED.search(text) if named else None
+    parts = [at.group(1) if at else "", name.group(1) if name else ""]
+    return ".".join(part for part in parts if part) or None
+
+
+def validation_message(exc: msgspec.ValidationError | str) -> str:
+    """msgspec's message without its `` - at `$...``` location (:func:`validation_path`)."""
+    return _AT.sub("", str(exc))
+
+
+def compose_request(*layers: Mapping[str, object]) -> ImgGenRequest:
+    """The canonical request from partial field layers, each over the ones before it (nested
+    tables merge key by key): a family's precedence is the order it passes them in.
+
+    Layers are :class:`~sdrest.schemas.RequestLayer` s (typed) or decoded JSON of unknown shape
+    (a native block, a raw body): both are checked here, by the conversion."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer:
+            merged = deep_merge(merged, layer)
+    return convert(merged, ImgGenRequest)
 
 
 def error_status(exc: Exception) -> tuple[int, str, str]:
@@ -111,6 +184,14 @@ def family_exception_handlers(render: ExceptionRenderer) -> dict[Any, ExceptionR
     """Route every error of a family's sub-app (domain errors, unknown routes and methods,
     unexpected exceptions) to the family's own renderer, so it answers in one shape."""
     return {Exception: render, SdrestError: render, HTTPException: render}
+
+
+async def visible_job(request: Request, job_id: str) -> Job:
+    """A job the caller may see (a copy): unknown and other users' jobs are both 404
+    ``job_not_found``; an expired one is 410."""
+    job = await service_of(request).get(job_id)
+    ensure_visible(principal_of(request), job.owner, job_id)
+    return job
 
 
 CLIENT_CLOSED = 499
@@ -141,6 +222,21 @@ async def wait_unless_disconnected(
         await done
     await service.request_stop(job.id)
     return None
+
+
+async def run_sync(
+    request: Request, service: SdrestService, job: Job, *, cancelled_ok: bool = False
+) -> Job | None:
+    """THE run-to-completion step of the synchronous families: wait for ``job`` (None when the
+    client left first: the job was stopped), raise :class:`JobFailedError` when it ended
+    without a result. ``cancelled_ok``: a stopped job is an answer (A1111's interrupt), not an
+    error."""
+    done = await wait_unless_disconnected(request, service, job)
+    if done is None or done.status == "completed":
+        return done
+    if cancelled_ok and done.status == "cancelled":
+        return done
+    raise JobFailedError.from_job(done)
 
 
 async def _disconnected(request: Request) -> None:

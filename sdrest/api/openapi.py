@@ -1,10 +1,10 @@
 """``GET /openapi.json``: an OpenAPI 3.1 document of every HTTP route the app serves.
 
 The routes are enumerated from the app itself (every mount's sub-routes), so a new route is never
-missing; what a route cannot tell (its body, query parameters, whether it is public) comes from
-the tables in :mod:`sdrest.api.openapi_tables`. Request schemas are the msgspec Structs the
-routes decode, rendered by ``msgspec.json.schema_components``. The document is built on the first
-request and kept on ``app.state`` (start-up pays nothing for it).
+missing; each route declares its access rule, body, query parameters and success answer
+(:mod:`sdrest.api.routing`), and the request and answer schemas are the msgspec types the
+routes decode and encode, rendered by ``msgspec.json.schema_components``. The document is built
+on the first request and kept on ``app.state`` (start-up pays nothing for it).
 """
 
 from __future__ import annotations
@@ -18,21 +18,13 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
 
 from sdrest import __version__
-from sdrest.api.openapi_tables import (
-    ERROR_SCHEMAS,
-    FAMILIES,
-    PUBLIC_ROUTES,
-    QUERY_PARAMETERS,
-    REQUEST_BODIES,
-    SUCCESS,
-    TAGS,
-    BodySpec,
-    Multipart,
-    NoBody,
-)
+from sdrest.api.openai.responses import OpenAIError
+from sdrest.api.rest.responses import RestError
+from sdrest.api.routing import JSON, BodySpec, Multipart, NoBody, RouteSpec, spec_of, walk_routes
+from sdrest.api.sdapi.responses import A1111Error, A1111ValidationError
+from sdrest.api.sdcpp.responses import SdcppError
 
 logger = logging.getLogger(__name__)
 
@@ -55,30 +47,67 @@ API key>`, `X-API-Key: <key>` or HTTP Basic. Operations marked with an empty sec
 public."""
 
 
-def http_routes(app: Starlette) -> list[tuple[str, str]]:
-    """Every ``(METHOD, path)`` the app serves over HTTP, mounts expanded, HEAD left out.
+
+class Family(msgspec.Struct, frozen=True):
+    """Who owns a path prefix: its tag in the document and the type of its error bodies."""
+
+    prefix: str
+    tag: str
+    errors: tuple[type[msgspec.Struct], ...] = ()
+    """The error body types of its 4XX answers (none for the server's own few routes)."""
+
+
+FAMILIES: tuple[Family, ...] = (
+    # The first match wins.
+    Family("/sdcpp/v1/", "sdcpp", (SdcppError,)),
+    Family("/v1/", "openai", (OpenAIError,)),
+    # A1111's API exception shape, or FastAPI's 422 validation shape.
+    Family("/sdapi/v1/", "a1111", (A1111Error, A1111ValidationError)),
+    Family("/api/health", "server"),
+    Family("/api/", "rest", (RestError,)),
+    Family("/", "server"),
+)
+TAGS: tuple[dict[str, str], ...] = (
+    {"name": "sdcpp", "description": "Native async jobs (stable-diffusion.cpp server API)."},
+    {"name": "openai", "description": "OpenAI images API."},
+    {"name": "a1111", "description": "AUTOMATIC1111 web UI API."},
+    {"name": "rest", "description": "stable-diffusion.cpp-rest: auth, models, queue, utilities."},
+    {"name": "server", "description": "Health, A1111 ping, this document, the UI redirect."},
+)
+
+
+class Operation(msgspec.Struct, frozen=True):
+    """One HTTP operation the app serves, with the spec its route declares (None: a plain
+    Starlette route, which the document refuses)."""
+
+    method: str
+    path: str
+    spec: RouteSpec | None
+
+
+def operations(app: Starlette) -> list[Operation]:
+    """Every operation the app serves over HTTP, mounts expanded, HEAD left out.
 
     WebSocket routes and mounts without routes (the static UI) are not HTTP operations.
     """
-    found: list[tuple[str, str]] = []
-
-    def walk(routes: list[BaseRoute], prefix: str) -> None:
-        for route in routes:
-            if isinstance(route, Mount):
-                walk(list(route.routes), prefix + route.path)
-            elif isinstance(route, Route) and route.methods:
-                found.extend((m, prefix + route.path) for m in sorted(route.methods - {"HEAD"}))
-
-    walk(list(app.routes), "")
-    return found
+    return [
+        Operation(method, path, spec_of(item))
+        for path, item in walk_routes(list(app.routes))
+        for method in sorted((item.methods or set()) - {"HEAD"})
+    ]
 
 
-def _family(path: str) -> tuple[str, str]:
-    """``(tag, error schema name)`` of the family that owns ``path``."""
-    for prefix, tag, error in FAMILIES:
-        if path.startswith(prefix) or path == prefix.rstrip("/"):
-            return tag, error
-    return "server", ""
+def http_routes(app: Starlette) -> list[tuple[str, str]]:
+    """Every ``(METHOD, path)`` the app serves over HTTP."""
+    return [(op.method, op.path) for op in operations(app)]
+
+
+def _family(path: str) -> Family:
+    """The family that owns ``path``."""
+    for family in FAMILIES:
+        if path.startswith(family.prefix) or path == family.prefix.rstrip("/"):
+            return family
+    return FAMILIES[-1]
 
 
 def _struct_types(bodies: list[BodySpec]) -> list[type[msgspec.Struct]]:
@@ -122,7 +151,7 @@ def _multipart_schema(spec: Multipart, components: dict[str, Any], ref: str) -> 
     return schema
 
 
-Refs = dict[type[msgspec.Struct], dict[str, Any]]
+Refs = dict[Any, dict[str, Any]]
 
 
 def _request_body(spec: BodySpec, refs: Refs, components: dict[str, Any]) -> dict[str, Any] | None:
@@ -134,26 +163,35 @@ def _request_body(spec: BodySpec, refs: Refs, components: dict[str, Any]) -> dic
     return {"required": True, "content": {"application/json": {"schema": refs[spec]}}}
 
 
-def _parameters(method: str, path: str) -> list[dict[str, Any]]:
+def _parameters(path: str, spec: RouteSpec) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in _PARAM.findall(path)
     ]
-    params.extend(copy.deepcopy(list(QUERY_PARAMETERS.get((method, path), ()))))
+    params.extend(
+        {
+            "name": q.name,
+            "in": "query",
+            "required": q.required,
+            "description": q.description,
+            "schema": copy.deepcopy(q.schema),
+        }
+        for q in spec.query
+    )
     return params
 
 
-def _responses(method: str, path: str, error: str) -> dict[str, Any]:
-    status, media_types = SUCCESS.get((method, path), ("200", ("application/json",)))
-    success: dict[str, Any] = {"description": "Success" if int(status) < 300 else "See the body"}
-    if status == "307":
+def _responses(spec: RouteSpec, error: dict[str, Any] | None, refs: Refs) -> dict[str, Any]:
+    status = str(spec.status)
+    success: dict[str, Any] = {"description": "Success" if spec.status < 300 else "See the body"}
+    if spec.status == 307:
         success["description"] = "Redirect to the web UI at /ui/"
-    elif status == "501":
+    elif spec.status == 501:
         success["description"] = "Not implemented on this server (the body says why)"
     content: dict[str, Any] = {}
-    for media_type in media_types:
-        if media_type == "application/json":
-            content[media_type] = {"schema": {}}
+    for media_type in spec.media_types:
+        if media_type == JSON:
+            content[media_type] = {"schema": dict(refs[spec.answer])}
         elif media_type == "text/event-stream":
             content[media_type] = {"schema": {"type": "string"}}
         else:
@@ -161,10 +199,10 @@ def _responses(method: str, path: str, error: str) -> dict[str, Any]:
     if content:
         success["content"] = content
     responses: dict[str, Any] = {status: success}
-    if error:
+    if error is not None:
         responses["4XX"] = {
             "description": "Refused (bad input, unknown id, missing credentials, queue full...)",
-            "content": {"application/json": {"schema": {"$ref": _REF_PREFIX + error}}},
+            "content": {"application/json": {"schema": dict(error)}},
         }
     return responses
 
@@ -174,39 +212,63 @@ def _operation_id(method: str, path: str) -> str:
     return f"{method.lower()}_{words}"
 
 
-def build_openapi(app: Starlette) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every HTTP route ``app`` serves (``create_app``'s app).
-
-    Raises :class:`LookupError` when a POST route has no entry in ``REQUEST_BODIES``: the table
-    must say what every POST route decodes (or that it reads no body).
-    """
-    routes = http_routes(app)
-    missing = [r for r in routes if r[0] == "POST" and r not in REQUEST_BODIES]
+def _specs(app: Starlette) -> list[tuple[str, str, RouteSpec]]:
+    """``(method, path, spec)`` of every operation; LookupError for a route that declares none
+    (every route is made with :func:`sdrest.api.routing.route`, so the document is complete)."""
+    ops = operations(app)
+    missing = [(op.method, op.path) for op in ops if op.spec is None]
     if missing:
-        raise LookupError(f"no request body entry for {missing} in openapi_tables.REQUEST_BODIES")
-    structs = _struct_types(list(REQUEST_BODIES.values()))
+        raise LookupError(f"declare these routes with sdrest.api.routing.route: {missing}")
+    return [(op.method, op.path, op.spec) for op in ops if op.spec is not None]
+
+
+def _schema_refs(specs: list[RouteSpec]) -> tuple[Refs, dict[str, Any]]:
+    """Every body, answer and error type as a schema (a $ref for Structs), and the components."""
+    types: list[Any] = []
+    bodies = [spec.body for spec in specs if spec.body is not None]
+    answers = [spec.answer for spec in specs if spec.answer is not None]
+    errors = [error for family in FAMILIES for error in family.errors]
+    for item in [*_struct_types(bodies), *answers, *errors]:
+        if item not in types:
+            types.append(item)
     # Every reference, nested ones included, already points into components/schemas.
-    ref_list, defs = msgspec.json.schema_components(structs, ref_template=_REF_PREFIX + "{name}")
-    refs: Refs = dict(zip(structs, ref_list, strict=True))
-    components: dict[str, Any] = dict(defs)
-    components.update(copy.deepcopy(dict(ERROR_SCHEMAS)))
+    ref_list, components = msgspec.json.schema_components(
+        types, ref_template=_REF_PREFIX + "{name}"
+    )
+    return dict(zip(types, ref_list, strict=True)), dict(components)
+
+
+def _error_schema(family: Family, refs: Refs) -> dict[str, Any] | None:
+    schemas = [refs[error] for error in family.errors]
+    if len(schemas) > 1:
+        return {"anyOf": schemas}
+    return schemas[0] if schemas else None
+
+
+def build_openapi(app: Starlette) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every HTTP route ``app`` serves (``create_app``'s app),
+    read from the routes' specs. Raises :class:`LookupError` for a route without one."""
+    specs = _specs(app)
+    refs, components = _schema_refs([spec for _, _, spec in specs])
     paths: dict[str, dict[str, Any]] = {}
-    for method, path in routes:
-        tag, error = _family(path)
+    for method, path, spec in specs:
+        family = _family(path)
+        error = _error_schema(family, refs)
         operation: dict[str, Any] = {
             "operationId": _operation_id(method, path),
-            "tags": [tag],
-            "responses": _responses(method, path, error),
+            "tags": [family.tag],
+            "responses": _responses(spec, error, refs),
         }
-        parameters = _parameters(method, path)
+        if spec.summary:
+            operation["summary"] = spec.summary
+        parameters = _parameters(path, spec)
         if parameters:
             operation["parameters"] = parameters
-        spec = REQUEST_BODIES.get((method, path))
-        if spec is not None:
-            body = _request_body(spec, refs, components)
+        if spec.body is not None:
+            body = _request_body(spec.body, refs, components)
             if body is not None:
                 operation["requestBody"] = body
-        if (method, path) in PUBLIC_ROUTES:
+        if spec.access == "public":
             operation["security"] = []
         paths.setdefault(_PARAM.sub(r"{\1}", path), {})[method.lower()] = operation
     return {

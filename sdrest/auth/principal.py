@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from sdrest.errors import AuthRequiredError, ForbiddenError, NotFoundError
+from sdrest.errors import AuthRequiredError, ForbiddenError, JobNotFoundError
 
 Role = Literal["anonymous", "guest", "user", "admin"]
 Credential = Literal["none", "token", "api_key", "password", "unix_header"]
@@ -148,7 +148,7 @@ def ensure_visible(principal: Principal, owner: str, job_id: str) -> None:
     Answering 404 rather than 403 tells a caller nothing about other people's jobs.
     """
     if not principal.may_see(owner):
-        raise NotFoundError(f"job not found: {job_id}")
+        raise JobNotFoundError(job_id)
 
 
 class InvalidCredentialsError(AuthRequiredError):

@@ -77,8 +77,8 @@ async def _convert(
     engine: Engine, plan: ConvertPlan, models_dir: Path, on_progress: ProgressFn
 ) -> JobResult:
     target = Path(plan.output_path)
-    if target.exists():  # another job wrote it since this one was accepted
+    if await asyncio.to_thread(target.exists):  # another job wrote it since it was accepted
         raise ConflictError(f"{target.name} already exists")
     await engine.convert(plan, on_progress)
-    rel = target.resolve().relative_to(models_dir.resolve())
+    rel = await asyncio.to_thread(lambda: target.resolve().relative_to(models_dir.resolve()))
     return JobResult("gguf", [], files=[str(rel)])

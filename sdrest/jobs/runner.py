@@ -14,6 +14,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
@@ -35,8 +36,30 @@ _STOP_WAIT = 5.0
 """Seconds a stop waits for the stopped job to be recorded as cancelled."""
 
 
+@dataclass
+class _Live:
+    """One unfinished job: its record (mutated only by the runner), its plan, the event its
+    waiters wait on, and the error it ends with once a stop was asked for."""
+
+    job: Job
+    plan: Plan
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: JobError | None = None
+    stored: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the store holds the job (or refused it): the consumer runs nothing before."""
+
+
+def _copy(job: Job) -> Job:
+    """A snapshot for readers: the runner replaces a job's fields, never mutates them in place
+    (they are frozen Structs), so a shallow copy never changes under its holder."""
+    return msgspec.structs.replace(job)
+
+
 class JobRunner:
-    """Queue, consumer and live job state over one engine (attached when the service starts)."""
+    """Queue, consumer and live job state over one engine (attached when the service starts).
+
+    Every job it hands out is a copy: only the runner changes its own records.
+    """
 
     def __init__(
         self,
@@ -57,13 +80,9 @@ class JobRunner:
         self._after_convert = after_convert
         self._engine: Engine | None = None
         self._queue = JobQueue(capacity)
-        self._active: dict[str, Job] = {}
+        self._live: dict[str, _Live] = {}
         self._recent: OrderedDict[str, Job] = OrderedDict()
-        self._plans: dict[str, Plan] = {}
-        self._done: dict[str, asyncio.Event] = {}
         self._current: str | None = None
-        self._stop_requested: dict[str, JobError] = {}
-        """Generating jobs asked to stop, and the error they end with."""
         self._previews = PreviewCache()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -81,8 +100,10 @@ class JobRunner:
     # -- what is live ----------------------------------------------------------------------
 
     def live(self, job_id: str) -> Job | None:
-        """An unfinished job, or one finished recently, from memory; None otherwise."""
-        return self._active.get(job_id) or self._recent.get(job_id)
+        """An unfinished job, or one finished recently, from memory (a copy); None otherwise."""
+        live = self._live.get(job_id)
+        job = live.job if live is not None else self._recent.get(job_id)
+        return _copy(job) if job is not None else None
 
     def forget(self, job_id: str) -> None:
         """Drop a finished job from memory (it expired)."""
@@ -98,17 +119,19 @@ class JobRunner:
 
     @property
     def current_job(self) -> Job | None:
-        """The job the engine is working on."""
-        return self._active.get(self._current) if self._current else None
+        """The job the engine is working on (a copy)."""
+        live = self._live.get(self._current) if self._current else None
+        return _copy(live.job) if live is not None else None
 
-    def live_jobs(self) -> list[Job]:
-        """The job being generated, then the queued ones in run order."""
-        ids = ([self._current] if self._current else []) + self.queued_ids()
-        return [job for job_id in ids if (job := self._active.get(job_id)) is not None]
+    def queued_jobs(self) -> list[Job]:
+        """The queued jobs in run order (copies)."""
+        ids = self.queued_ids()
+        return [_copy(live.job) for job_id in ids if (live := self._live.get(job_id)) is not None]
 
     def stop_requested(self, job_id: str) -> bool:
         """Whether a stop was asked for this (generating) job."""
-        return job_id in self._stop_requested
+        live = self._live.get(job_id)
+        return live is not None and live.stop is not None
 
     def preview(self, job_id: str) -> tuple[int, Image.Image] | None:
         """(step, image) of the running job's latest live preview; None when there is none."""
@@ -121,20 +144,19 @@ class JobRunner:
 
     async def wait_done(self, job_id: str, timeout: float | None) -> None:
         """Wait until the job has finished (at once for one that is not live)."""
-        done = self._done.get(job_id)
-        if done is not None:
-            await asyncio.wait_for(done.wait(), timeout)
+        live = self._live.get(job_id)
+        if live is not None:
+            await asyncio.wait_for(live.done.wait(), timeout)
 
     # -- accepting and ending jobs -----------------------------------------------------------
 
     async def enqueue(self, job: Job, plan: Plan, *, recovered: bool = False) -> Job:
-        """Queue a job and store it (a recovered one is stored already). Queue full: 429."""
+        """Queue a job and store it (a recovered one is stored already). Queue full: 429.
+        The runner keeps ``job`` as its record; the caller gets a copy."""
         self._queue.push(job.id, force=recovered)  # raises QueueFullError first: nothing stored
-        self._active[job.id] = job
-        self._plans[job.id] = plan
-        self._done[job.id] = asyncio.Event()
-        # Published before the insert awaits: the consumer may take the job meanwhile, and a
-        # stream must never see "generating" before "queued".
+        live = self._live[job.id] = _Live(job, plan)
+        # Published before the insert awaits: the consumer may take the job meanwhile (it then
+        # waits for ``stored``), and a stream must never see "generating" before "queued".
         self._publish("state", job)
         if not recovered:
             try:
@@ -145,9 +167,12 @@ class JobRunner:
                 job.error = JobError("store_failed", "the job could not be stored")
                 self._publish("state", job)
                 self._drop(job.id)
-                self._done.pop(job.id, None)
+                live.done.set()
                 raise
-        return job
+            finally:
+                live.stored.set()
+        live.stored.set()
+        return _copy(job)
 
     async def finish(
         self,
@@ -158,6 +183,7 @@ class JobRunner:
         error: JobError | None = None,
     ) -> None:
         """Record a job's end, publish it and wake whoever waits for it."""
+        job = self._record(job)
         job.status = status
         job.completed = time.time()
         job.result, job.error = result, error
@@ -169,20 +195,20 @@ class JobRunner:
                 job.progress, phase="done", step=job.progress.steps
             )
         await self.store.update(job)
-        self._drop(job.id)
+        live = self._drop(job.id)
         self._recent[job.id] = job
         while len(self._recent) > _RECENT_FINISHED:
             self._recent.popitem(last=False)
         self._publish("state", job)
-        done = self._done.pop(job.id, None)
-        if done is not None:
-            done.set()
+        if live is not None:
+            live.done.set()
 
     async def cancel(self, job: Job) -> Job:
         """Cancel a job: a queued one now; a generating one by stopping the engine (409 when
         the engine cannot). Returns the job once it has ended."""
+        job = self._record(job)
         if job.finished:
-            return job
+            return _copy(job)
         if job.status == "generating":
             if not self.engine.supports_abort:
                 raise ConflictError("the job is already generating and cannot be cancelled")
@@ -190,13 +216,14 @@ class JobRunner:
             return await self._stop_generating(job, reason, wait=True)
         self._queue.remove(job.id)
         await self.finish(job, "cancelled", error=JobError("cancelled", "job cancelled by client"))
-        return job
+        return _copy(job)
 
     async def request_stop(self, job: Job, *, wait: bool = False) -> Job:
         """Stop a job whatever its state; a generating one ends as ``interrupted`` (at once
         when the engine can abort, else when its native call returns)."""
+        job = self._record(job)
         if job.finished:
-            return job
+            return _copy(job)
         if job.status == "queued":
             return await self.cancel(job)
         reason = JobError("interrupted", "job stopped by client")
@@ -204,10 +231,10 @@ class JobRunner:
 
     def request_stop_soon(self, job_id: str) -> None:
         """:meth:`request_stop` from code that may not await (a cancelled stream's cleanup)."""
-        job = self._active.get(job_id)
-        if job is None:
+        live = self._live.get(job_id)
+        if live is None:
             return  # finished already: nothing to stop
-        task = asyncio.get_running_loop().create_task(self._stop_quietly(job))
+        task = asyncio.get_running_loop().create_task(self._stop_quietly(live.job))
         self._background.add(task)  # a strong reference until it is done
         task.add_done_callback(self._background.discard)
 
@@ -216,14 +243,16 @@ class JobRunner:
             await self.request_stop(job)
 
     async def _stop_generating(self, job: Job, reason: JobError, *, wait: bool) -> Job:
-        self._stop_requested.setdefault(job.id, reason)
+        live = self._live.get(job.id)
+        if live is not None and live.stop is None:
+            live.stop = reason
         self._publish("state", job)
         if self.engine.supports_abort and self._current == job.id:
             await self.engine.abort()
             if wait:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await self.wait_done(job.id, _STOP_WAIT)
-        return job
+        return _copy(job)
 
     async def between_jobs(self, operation: Callable[[], Awaitable[None]]) -> None:
         """Run an engine operation from the job queue, in FIFO order with the jobs."""
@@ -253,16 +282,21 @@ class JobRunner:
                 await self._run_next(item)
 
     async def _run_next(self, job_id: str) -> None:
-        job, plan = self._active.get(job_id), self._plans.get(job_id)
-        if job is None or plan is None or job.status != "queued":
+        live = self._live.get(job_id)
+        if live is None:
             return
+        # Current from the moment it leaves the queue, so every snapshot shows it somewhere.
         self._current = job_id
+        job = live.job
         try:
-            await self._run(job, plan)
+            await live.stored.wait()  # a job the store refused is dropped meanwhile: skip it
+            if self._live.get(job_id) is not live or job.status != "queued":
+                return
+            await self._run(live)
         except asyncio.CancelledError:
             raise
         except EngineAbortedError:
-            reason = self._stop_requested.get(job_id) or JobError("cancelled", "job stopped")
+            reason = live.stop or JobError("cancelled", "job stopped")
             await self.finish(job, "cancelled", error=reason)
         except SdrestError as exc:
             await self.finish(job, "failed", error=JobError(exc.code, exc.message))
@@ -271,9 +305,9 @@ class JobRunner:
             await self.finish(job, "failed", error=JobError("internal_error", str(exc)))
         finally:
             self._current = None
-            self._stop_requested.pop(job_id, None)
 
-    async def _run(self, job: Job, plan: Plan) -> None:
+    async def _run(self, live: _Live) -> None:
+        job, plan = live.job, live.plan
         job.status, job.started = "generating", time.time()
         job.attempts += 1
         job.progress = Progress("loading")
@@ -307,13 +341,13 @@ class JobRunner:
                 on_progress,
                 on_preview,
                 on_encoding,
-                lambda: job.id in self._stop_requested,
+                lambda: live.stop is not None,
             )
         finally:
             if isinstance(plan, ConvertPlan):  # the new file (or none) shows in the registry
                 await self._after_convert()
         if result is None:  # stopped while the native call ran (in-process)
-            reason = self._stop_requested.get(job.id) or JobError("interrupted", "job stopped")
+            reason = live.stop or JobError("interrupted", "job stopped")
             await self.finish(job, "cancelled", error=reason)
         else:
             await self.finish(job, "completed", result=result)
@@ -321,7 +355,12 @@ class JobRunner:
     def _publish(self, kind: str, job: Job) -> None:
         self.events.publish(JobEvent(kind, job))
 
-    def _drop(self, job_id: str) -> None:
+    def _record(self, job: Job) -> Job:
+        """The runner's own record of ``job`` (callers may hold a copy), or ``job`` itself when
+        it is not live (a stored job being recovered or failed)."""
+        live = self._live.get(job.id)
+        return live.job if live is not None else job
+
+    def _drop(self, job_id: str) -> _Live | None:
         self._previews.forget(job_id)
-        self._active.pop(job_id, None)
-        self._plans.pop(job_id, None)
+        return self._live.pop(job_id, None)

@@ -11,21 +11,23 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
 
+from sdrest.errors import ModelNotFoundError, PathNotAllowedError
 from sdrest.models.detect import UNKNOWN, Detection, detect
 from sdrest.models.hashing import HashCache, HashWorker, short_hash
 from sdrest.models.headers import FileHeader, HeaderError, read_header
+from sdrest.models.paths import MODEL_SUFFIXES, check_relative, contains, is_file, walk
 
 logger = logging.getLogger(__name__)
 
-MODEL_SUFFIXES = frozenset({".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin"})
 # Typed folders, as stable-diffusion.cpp-rest, A1111 and ComfyUI name them (matched ignoring case).
 _TYPE_FOLDERS: dict[str, tuple[str, ...]] = {
     "checkpoint": ("checkpoints", "stable-diffusion"),
@@ -46,16 +48,13 @@ PRESET_FIELDS: dict[str, str] = {
     "model": "checkpoint",
     **dict.fromkeys(("clip_l", "clip_g", "t5xxl", "llm", "clip_vision"), "text_encoder"),
 }
-MAX_DEPTH = 8
+_HEX = re.compile(r"[0-9a-fA-F]{8,64}")
+"""A SHA-256 prefix as users type them: A1111's 8/10-digit short hashes up to the full digest."""
 _HEADER_CACHE_SIZE = 32
 
 
-class UnknownModelError(LookupError):
-    """No model of that name (and type); the message lists close names."""
-
-
-class PathNotAllowedError(ValueError):
-    """A user-supplied path that would leave its folder (``..``, absolute, escaping symlink)."""
+class UnknownModelError(ModelNotFoundError, LookupError):
+    """No model of that name (and type); the message lists close names (404 model_not_found)."""
 
 
 class ModelEntry(msgspec.Struct, frozen=True):
@@ -71,6 +70,15 @@ class ModelEntry(msgspec.Struct, frozen=True):
     architecture: str
     role: str
     error: str | None = None
+
+    @property
+    def generates(self) -> bool:
+        """Whether a request may name this file as "the model" (see ``generation_models``)."""
+        return (
+            self.type in GENERATION_TYPES
+            and self.role in (*GENERATION_TYPES, UNKNOWN)
+            and self.error is None
+        )
 
 
 class ModelPreset(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -134,49 +142,6 @@ class _Snapshot(msgspec.Struct, frozen=True):
     preset_errors: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-def _walk(root: Path, warnings: list[str]) -> Iterator[Path]:
-    """Model files under ``root``: hidden names skipped, directory symlinks followed once."""
-    seen: set[str] = set()
-    stack: list[tuple[Path, int]] = [(root, 0)]
-    while stack:
-        folder, depth = stack.pop()
-        real = os.path.realpath(folder)
-        if real in seen:
-            continue  # a symlink loop or a folder linked twice
-        seen.add(real)
-        try:
-            children = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as exc:
-            warnings.append(f"cannot list {folder}: {exc.strerror or exc}")
-            continue
-        for child in children:
-            if child.name.startswith("."):
-                continue  # partial downloads, editor files, .git
-            path = Path(child.path)
-            try:
-                is_dir = child.is_dir()  # follows symlinks; loops are cut by ``seen``
-            except OSError:
-                continue
-            if is_dir:
-                if depth + 1 < MAX_DEPTH:
-                    stack.append((path, depth + 1))
-            elif Path(child.name).suffix.lower() in MODEL_SUFFIXES:
-                yield path
-
-
-def _contains(folder: Path, candidate: Path) -> bool:
-    return candidate == folder or candidate.is_relative_to(folder)
-
-
-def _is_file(path: Path) -> bool:
-    """``path.is_file()`` for a user-supplied path: a name the OS refuses (longer than its limit,
-    ENAMETOOLONG) names no file, rather than raising."""
-    try:
-        return path.is_file()
-    except OSError:
-        return False
-
-
 class ModelRegistry:
     """Model files under ``models_dir`` plus configured presets; thread-safe to read."""
 
@@ -205,7 +170,7 @@ class ModelRegistry:
             entries: list[ModelEntry] = []
             if self.models_dir.is_dir():
                 detected: dict[str, _Probe] = {}
-                for path in _walk(self.models_dir, report.warnings):
+                for path in walk(self.models_dir, report.warnings):
                     entries.append(self._entry_for(path, detected))
                 self._detected = detected  # only files that still exist stay cached
             else:
@@ -356,15 +321,15 @@ class ModelRegistry:
             return Path(self.get(relpath, type).path)
         except UnknownModelError:
             pass
-        _check_relative(relpath, type)
+        check_relative(relpath, type)
         folders = self.type_folders(type) or [self.models_dir / type]
         for folder in folders:
             root = folder.resolve()
             for suffix in ("", *sorted(MODEL_SUFFIXES)):
                 candidate = (folder / (relpath + suffix)).resolve()  # resolves symlinks too
-                if not _contains(root, candidate):
+                if not contains(root, candidate):
                     raise PathNotAllowedError(f"{relpath!r} leads outside the {type} folder")
-                if _is_file(candidate):
+                if is_file(candidate):
                     return candidate
         raise UnknownModelError(f"no {type} named or at {relpath!r}")
 
@@ -381,12 +346,12 @@ class ModelRegistry:
                 return Path(self._get(snapshot, value, kind).path)
             except UnknownModelError:
                 continue
-        _check_relative(value, "models")
+        check_relative(value, "models")
         root = self.models_dir.resolve()
         candidate = (self.models_dir / value).resolve()
-        if not _contains(root, candidate):
+        if not contains(root, candidate):
             raise PathNotAllowedError(f"{value!r} leads outside the models folder")
-        if not _is_file(candidate):
+        if not is_file(candidate):
             raise UnknownModelError(f"{field} {value!r} is neither a model name nor a file")
         return candidate
 
@@ -427,14 +392,41 @@ class ModelRegistry:
 
     def generation_models(self) -> list[ModelEntry | ModelPreset]:
         """What a user can pick as "the model": checkpoints, diffusion models, then presets."""
-        files: list[ModelEntry | ModelPreset] = [
-            e
-            for e in self.entries()
-            if e.type in GENERATION_TYPES
-            and e.role in (*GENERATION_TYPES, UNKNOWN)
-            and e.error is None
-        ]
+        files: list[ModelEntry | ModelPreset] = [e for e in self.entries() if e.generates]
         return files + self.presets()
+
+    def find(self, identifier: str, type: str | None = None) -> ModelEntry | ModelPreset:
+        """THE lookup every family uses: a preset name, a file's name, file name or relative
+        path, or a SHA-256 prefix of 8+ hex digits (once hashed). ``type`` narrows it
+        (``"preset"`` for presets only). Raises :class:`UnknownModelError` (404)."""
+        if type in (None, "preset"):
+            preset = self._presets.get(identifier)
+            if preset is not None:
+                return preset
+            if type == "preset":
+                return self.preset(identifier)  # raises, with close names
+        try:
+            return self.get(identifier, type)
+        except UnknownModelError:
+            if not _HEX.fullmatch(identifier):
+                raise
+            wanted = identifier.lower()
+            for entry in self.entries(type):
+                digest = self.hashes.sha256_of(entry)
+                if digest is not None and digest.startswith(wanted):
+                    return entry
+            raise
+
+    def main_entry(self, name: str) -> ModelEntry:
+        """The file that generates for ``name``: the entry itself, or a preset's main model
+        (``model`` or ``diffusion_model``). Raises :class:`UnknownModelError` (404)."""
+        found = self.find(name)
+        if isinstance(found, ModelEntry):
+            return found
+        main = found.model or found.diffusion_model
+        if not main:
+            raise UnknownModelError(f"preset {name!r} names no model file")
+        return self.get(main, PRESET_FIELDS["model" if found.model else "diffusion_model"])
 
     # -- hashes ------------------------------------------------------------------------------
 
@@ -461,17 +453,3 @@ class ModelRegistry:
     def wait_for_hashes(self, timeout: float | None = None) -> bool:
         """Block until the background hashing has finished; True when it has."""
         return self._hasher.join(timeout)
-
-
-def _check_relative(relpath: str, what: str) -> None:
-    path = Path(relpath)
-    if (
-        not relpath
-        or "\x00" in relpath
-        or path.is_absolute()
-        or relpath.startswith(("/", "\\"))
-        or (len(relpath) > 1 and relpath[1] == ":")  # a Windows drive
-        or ".." in path.parts
-        or ".." in relpath.replace("\\", "/").split("/")
-    ):
-        raise PathNotAllowedError(f"{relpath!r} must be a plain path inside the {what} folder")

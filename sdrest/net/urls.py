@@ -72,11 +72,7 @@ class Target(msgspec.Struct, frozen=True, kw_only=True):
 
 def parse_target(url: str) -> Target:
     """Check a URL's form (not yet its addresses); a 400 naming the problem otherwise."""
-    if len(url) > MAX_URL_LENGTH:
-        raise UrlNotAllowedError(f"URL longer than {MAX_URL_LENGTH} characters", field="url")
-    # Control characters, spaces and backslashes are where parsers disagree with each other.
-    if any(ord(c) <= 0x20 or c in "\x7f\\" for c in url):
-        raise UrlNotAllowedError("URL holds spaces, control characters or backslashes", field="url")
+    _check_characters(url)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -110,6 +106,14 @@ def parse_target(url: str) -> Target:
         path=path,
         literal=literal,
     )
+
+
+def _check_characters(url: str) -> None:
+    if len(url) > MAX_URL_LENGTH:
+        raise UrlNotAllowedError(f"URL longer than {MAX_URL_LENGTH} characters", field="url")
+    # Control characters, spaces and backslashes are where parsers disagree with each other.
+    if any(ord(c) <= 0x20 or c in "\x7f\\" for c in url):
+        raise UrlNotAllowedError("URL holds spaces, control characters or backslashes", field="url")
 
 
 def _host(raw: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from sdrest.errors import InvalidRequestError
 from sdrest.schemas.request import ImgGenRequest
 
 JobStatus = Literal["queued", "generating", "completed", "failed", "cancelled"]
@@ -64,8 +65,14 @@ class UpscaleRequest(msgspec.Struct, frozen=True, kw_only=True):
     image: str
     upscaler: str
     repeats: int = 1
+    """ESRGAN passes, 1..4 (checked on construction, whoever builds the request)."""
     output_format: str = "png"
     output_compression: int = 100
+
+    def __post_init__(self) -> None:
+        """400 for a repeat count out of range (the one check of it)."""
+        if not 1 <= self.repeats <= 4:
+            raise InvalidRequestError("repeats must be between 1 and 4", field="repeats")
 
 
 class ConvertRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,8 +80,9 @@ class ConvertRequest(msgspec.Struct, frozen=True, kw_only=True):
 
     model: str
     weight_type: str
-    output_path: str
-    """Relative to the models folder."""
+    output_path: str | None = None
+    """Relative to the models folder; None: ``<source stem>.<weight type>.gguf`` beside the
+    source. A queued job records the path planning chose."""
 
 
 class Job(msgspec.Struct, kw_only=True):
@@ -122,3 +130,85 @@ def new_job(kind: JobKind, owner: str, family: str, model: str, **payload: Any) 
         model=model,
         **payload,
     )
+
+
+class Timing(msgspec.Struct, frozen=True):
+    """How far a job is, in one family-neutral form (families rename and scale only).
+
+    ``step``/``steps`` count sampling steps (or upscaling tiles) only: while the model loads the
+    library counts tensors, which would make a bar run to 100% and back to 0.
+    """
+
+    fraction: float
+    """0..1; 1 once decoding has begun and for a completed job."""
+    step: int
+    steps: int
+    """Steps of the running phase; before sampling starts, the steps the request asked for."""
+    elapsed: float
+    """Seconds since the job started (to its end once finished); 0 while queued."""
+    eta: float | None
+    """Seconds left: from the measured step time while stepping, else extrapolated from the
+    elapsed time once some progress is known; 0 once finished; None when nothing is known."""
+    seconds_per_step: float
+    stepping: bool
+    """Whether the job is past loading (steps and speed mean something)."""
+
+
+_DONE_PHASES = frozenset({"decoding", "encoding", "done"})
+
+
+def job_timing(job: Job, now: float) -> Timing:
+    """THE progress arithmetic every family's progress view reads (``now``: ``time.time()``)."""
+    progress = job.progress
+    elapsed = max(0.0, (job.completed or now) - job.started) if job.started is not None else 0.0
+    stepping = job.status != "queued" and progress.phase not in ("queued", "loading")
+    planned = job.request.sample_params.sample_steps if job.request is not None else 0
+    step, steps = (progress.step, progress.steps) if stepping else (0, planned)
+    if job.status == "completed" or (stepping and progress.phase in _DONE_PHASES):
+        fraction = 1.0
+    else:
+        fraction = min(1.0, step / steps) if stepping and steps else 0.0
+    eta: float | None = None
+    if job.finished:
+        eta = 0.0
+    elif job.status == "generating" and stepping:
+        if progress.seconds_per_step > 0 and steps:
+            eta = progress.seconds_per_step * max(0, steps - step)
+        elif 0 < fraction < 1:
+            eta = elapsed / fraction - elapsed
+    return Timing(
+        fraction=fraction,
+        step=step,
+        steps=steps,
+        elapsed=elapsed,
+        eta=eta,
+        seconds_per_step=progress.seconds_per_step if stepping else 0.0,
+        stepping=stepping,
+    )
+
+
+class QueueSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """The queue at one instant: what every queue view reads (copies, never live records)."""
+
+    current: Job | None
+    """The job the engine is working on."""
+    queued: list[Job]
+    """Waiting jobs, next first."""
+    loaded_models: tuple[str, ...] = ()
+
+    @property
+    def jobs(self) -> list[Job]:
+        """The running job, then the queued ones in run order."""
+        return ([self.current] if self.current is not None else []) + self.queued
+
+    @property
+    def queued_ids(self) -> list[str]:
+        """Ids of the waiting jobs, next first."""
+        return [job.id for job in self.queued]
+
+    def position(self, job_id: str) -> int:
+        """1-based queue position; 0 when not queued."""
+        for index, job in enumerate(self.queued, start=1):
+            if job.id == job_id:
+                return index
+        return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -27,48 +26,18 @@ from starlette.responses import Response
 from starlette.routing import Mount
 
 from sdrest.api.common import JSONResponse, error_status
-from sdrest.api.rest.auth_routes import AUTH_ROUTES
+from sdrest.api.rest.routes import ROUTES
 from sdrest.app import create_app
-from sdrest.auth.authenticator import AUTH_DB, Authenticator
+from sdrest.auth.authenticator import Authenticator
 from sdrest.auth.middleware import AuthMiddleware
-from sdrest.auth.passwords import hash_password
-from sdrest.auth.users import UserStore
+from sdrest.auth.users import AUTH_DB, UserStore
 from sdrest.errors import SdrestError
 from sdrest.service import SdrestService
 from sdrest.settings import Settings
-from tests.conftest import settings_in
+from tests.api.support import PASSWORDS, add_accounts, bearer, make_settings, token_for
 from tests.fakes import FakeEngine
 
-PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "root": "root-password"}
-
-
-@functools.cache
-def _hash(password: str) -> str:
-    return hash_password(password)
-
-
-def make_settings(tmp_path: Path, models_dir: Path, mode: str, **extra: Any) -> Settings:
-    return settings_in(
-        tmp_path, models_dir, **{"auth_mode": mode, "auth_failure_delay": 0.0, **extra}
-    )
-
-
-def add_accounts(settings: Settings) -> UserStore:
-    store = UserStore(settings.data_path / AUTH_DB)
-    for name, password in PASSWORDS.items():
-        store.add_user(name, "admin" if name == "root" else "user", _hash(password))
-    return store
-
-
-def token_for(settings: Settings, name: str, *, now: float | None = None) -> str:
-    auth = Authenticator(settings)
-    user = auth.users.get_user(name)
-    assert user is not None
-    return auth.tokens.issue(user, now=now)[0]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+AUTH_ROUTES = [r for r in ROUTES if r.path.startswith("/auth/")]
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -188,7 +157,7 @@ async def test_users_see_only_their_own_jobs(jwt_settings: Settings) -> None:
         theirs = await client.get(f"/sdcpp/v1/jobs/{job_id}", headers=bob)
         unknown = await client.get("/sdcpp/v1/jobs/job_0_0", headers=bob)
         assert theirs.status_code == unknown.status_code == 404
-        assert code_of(theirs) == code_of(unknown) == "not_found"
+        assert code_of(theirs) == code_of(unknown) == "job_not_found"
         assert theirs.json()["error"] == f"job not found: {job_id}"
         cancel = await client.post(f"/sdcpp/v1/jobs/{job_id}/cancel", headers=bob)
         assert cancel.status_code == 404
@@ -539,17 +508,24 @@ async def test_openai_sdk_sends_its_key_as_bearer(jwt_settings: Settings) -> Non
     async with SdrestService(jwt_settings, engine=FakeEngine()) as service:
         transport = httpx.ASGITransport(app=create_app(service))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            good = openai.AsyncOpenAI(api_key=key, base_url="http://test/v1", http_client=http)
+            # openai 3.x types http_client as an httpx2 client; an httpx one serves it as well.
+            good = openai.AsyncOpenAI(
+                api_key=key,
+                base_url="http://test/v1",
+                http_client=http,  # type: ignore[arg-type]
+            )
             assert "tiny" in [m.id async for m in good.models.list()]
             bad = openai.AsyncOpenAI(
-                api_key="sdr_" + "0" * 43, base_url="http://test/v1", http_client=http
+                api_key="sdr_" + "0" * 43,
+                base_url="http://test/v1",
+                http_client=http,  # type: ignore[arg-type]
             )
             with pytest.raises(openai.AuthenticationError):
                 await bad.models.list()
 
 
 def test_webuiapi_basic_auth(jwt_settings: Settings) -> None:
-    import webuiapi
+    import webuiapi  # type: ignore[import-untyped]  # the package ships no type information
 
     from tests.live import live_server
 

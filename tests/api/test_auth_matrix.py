@@ -11,70 +11,30 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from starlette.routing import Mount, Route
 
 from sdrest.app import create_app
 from sdrest.service import SdrestService
 from sdrest.settings import Settings
-from tests.api.test_auth_http import PASSWORDS, add_accounts, bearer, make_settings, token_for
+from tests.api.support import (
+    ADMIN_ONLY,
+    PASSWORDS,
+    PUBLIC,
+    add_accounts,
+    all_routes,
+    bearer,
+    make_settings,
+    route_specs,
+    token_for,
+    url,
+)
 from tests.fakes import FakeEngine
-
-PUBLIC = {
-    ("GET", "/"),
-    ("GET", "/api/health"),
-    ("GET", "/internal/ping"),
-    ("GET", "/openapi.json"),
-    ("GET", "/api/status"),
-    ("GET", "/api/version"),
-    ("GET", "/api/queue/job/{job_id}/output/{filename}"),
-    ("GET", "/api/v1/jobs/{job_id}/output/{filename}"),
-    ("GET", "/api/image/download"),
-    ("POST", "/api/validate"),
-    ("POST", "/api/auth/login"),
-}
-ADMIN_ONLY = {
-    ("POST", "/api/system/restart"),
-    ("POST", "/api/models/refresh"),
-    ("POST", "/api/models/batch"),
-    ("POST", "/api/models/hash"),
-    ("POST", "/api/models/convert"),
-    ("POST", "/api/models/{model_id}/load"),
-    ("POST", "/api/models/{model_id}/unload"),
-    ("POST", "/sdapi/v1/options"),
-    ("POST", "/sdapi/v1/refresh-checkpoints"),
-    ("POST", "/sdapi/v1/refresh-vae"),
-    ("POST", "/sdapi/v1/refresh-loras"),
-    ("POST", "/sdapi/v1/unload-checkpoint"),
-    ("POST", "/sdapi/v1/reload-checkpoint"),
-}
-
-
-def all_routes() -> list[tuple[str, str]]:
-    app = create_app(make_settings(Path("/nonexistent"), Path("/nonexistent"), "jwt"))
-    found: list[tuple[str, str]] = []
-    for route in app.routes:
-        subs = route.routes if isinstance(route, Mount) else [route]
-        prefix = route.path if isinstance(route, Mount) else ""
-        for sub in subs:
-            if isinstance(sub, Route) and sub.methods:
-                found += [(m, prefix + sub.path) for m in sorted(sub.methods - {"HEAD"})]
-    return found
-
 
 ROUTES = all_routes()
 PROTECTED = [r for r in ROUTES if r not in PUBLIC]
-
-
-def url(path: str) -> str:
-    return (
-        path.replace("{job_id}", "job_1_ab")
-        .replace("{filename}", "0.png")
-        .replace("{model_id}", "tiny")
-        .replace("{model}", "tiny")
-    )
 
 
 def assert_auth_error(resp: httpx.Response, path: str, status: int) -> None:
@@ -110,6 +70,17 @@ async def http(jwt_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 def test_the_matrix_classifies_real_routes() -> None:
     assert len(ROUTES) > 80
     assert set(ROUTES) >= PUBLIC and set(ROUTES) >= ADMIN_ONLY
+
+
+def test_routes_declare_the_access_the_spec_gives_them() -> None:
+    """What each route declares (and enforces) is what the API documents say: the behaviour
+    tests below then check the declaration against real credentials."""
+    specs = route_specs()
+    assert len(specs) == len(ROUTES)  # every route carries its spec
+    public = {route for route, spec in specs.items() if spec.access == "public"}
+    assert public == PUBLIC
+    admin = {r for r, spec in specs.items() if spec.access in ("models:manage", "system:manage")}
+    assert admin == ADMIN_ONLY
 
 
 async def test_public_endpoints_need_no_credentials(http: httpx.AsyncClient) -> None:
@@ -148,7 +119,7 @@ async def test_roles(http: httpx.AsyncClient, jwt_settings: Settings) -> None:
     admin = bearer(token_for(jwt_settings, "root"))
     # Logging out revokes the token: that route goes last.
     for method, path in sorted(PROTECTED, key=lambda r: r[1] == "/api/auth/logout"):
-        body = {} if method == "POST" else None
+        body: dict[str, Any] | None = {} if method == "POST" else None
         as_user = await http.request(method, url(path), headers=user, json=body)
         if (method, path) in ADMIN_ONLY:
             assert_auth_error(as_user, path, 403)

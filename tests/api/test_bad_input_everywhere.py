@@ -15,9 +15,11 @@ from hypothesis import strategies as st
 
 from sdrest.app import create_app
 from sdrest.service import SdrestService
-from tests.api.test_auth_matrix import ROUTES, url
+from tests.api.support import all_routes, url
 from tests.conftest import settings_in
 from tests.fakes import FakeEngine
+
+ROUTES = all_routes()
 
 BODIES: list[bytes] = [
     b"",

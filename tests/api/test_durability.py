@@ -18,7 +18,7 @@ async def _stop_mid_job(settings: Settings, queue_more: int = 0) -> tuple[str, l
     engine.hold = asyncio.Event()  # the running job never finishes in this process
     service = SdrestService(settings, engine=engine)
     await service.start()
-    live = service.live_jobs()
+    live = service.queue_snapshot().jobs
     if live:  # recovered jobs run first: the retried one is generating again
         running_id = live[0].id
     else:
@@ -38,13 +38,15 @@ async def test_restart_requeues_queued_and_retries_the_running_one(settings: Set
     await again.start()
     try:
         ids = [running, *queued]
-        assert [job.id for job in again.live_jobs()] == ids  # the accepted order, retried first
+        # The accepted order, the retried one first.
+        assert [job.id for job in again.queue_snapshot().jobs] == ids
         for job_id, seed in zip(ids, (1, 2, 3), strict=True):
             done = await again.wait(job_id, timeout=10)
             assert done.status == "completed" and done.result is not None
             assert done.request is not None and done.request.seed == seed
         assert (await again.get(running)).attempts == 2
-        assert Path(again.output_dir, queued[0], "0.png").is_file()
+        output = Path(again.output_dir, queued[0], "0.png")
+        assert await asyncio.to_thread(output.is_file)
     finally:
         await again.stop()
 

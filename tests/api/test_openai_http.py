@@ -207,7 +207,7 @@ async def test_full_queue_is_a_429(
     await asyncio.wait_for(fake_engine.started.wait(), 5)
     waiting = [asyncio.create_task(client.post(GEN, json=body)) for _ in range(3)]
     for _ in range(500):  # until the three wait in the queue (max_queue is 3)
-        if len(service.queued_ids()) == 3:
+        if len(service.queue_snapshot().queued_ids) == 3:
             break
         await asyncio.sleep(0.01)
     error = assert_openai_error(await client.post(GEN, json=body), 429)
@@ -454,8 +454,10 @@ async def test_stream_sends_partial_images_then_the_finished_ones(
     assert [p["partial_image_index"] for p in partials] == [0, 1]
     # The fake engine's preview of step k is green k: the first partial is sent once step 2's
     # preview exists (the latest preview then, since the fake runs ahead), the second later.
-    greens = [Image.open(io.BytesIO(base64.b64decode(p["b64_json"]))).getpixel((0, 0))[1]
+    pixels = [Image.open(io.BytesIO(base64.b64decode(p["b64_json"]))).getpixel((0, 0))
               for p in partials]  # fmt: skip
+    greens = [pixel[1] for pixel in pixels if isinstance(pixel, tuple)]
+    assert len(greens) == len(partials)
     assert 2 <= greens[0] < greens[1] <= 6
     done = [data for kind, data in events if kind.endswith("completed")]
     assert all(d["size"] == "64x64" and d["output_format"] == "png" for d in done)

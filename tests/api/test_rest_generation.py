@@ -5,19 +5,16 @@ from __future__ import annotations
 import httpx
 
 from sdrest.service import SdrestService
-from tests.api.test_rest_support import (
+from tests.api.support import (
     ALICE,
     ANONYMOUS,
     GUEST,
-    api,
     assert_error,
     finished,
     png_b64,
     text2img,
 )
 from tests.fakes import FakeEngine
-
-__all__ = ["api"]
 
 
 async def test_text2img_queues_a_job_owned_by_the_caller(
@@ -185,7 +182,7 @@ async def test_upscale(api: httpx.AsyncClient, service: SdrestService, settings:
             "conv_last.weight",
         ],
     )
-    await service.refresh_models()
+    await service.models.refresh()
     r = await api.post(
         "/api/generate/upscale", json={"image": png_b64(32, 16), "esrgan_model": "nope"}
     )

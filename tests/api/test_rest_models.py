@@ -12,10 +12,8 @@ import pytest
 
 from sdrest.service import SdrestService
 from sdrest.settings import Settings, load_settings
-from tests.api.test_rest_support import ADMIN, ALICE, ANONYMOUS, api, assert_error
+from tests.api.support import ADMIN, ALICE, ANONYMOUS, assert_error
 from tests.fakes import FakeEngine, write_fake_checkpoint, write_safetensors_header
-
-__all__ = ["api"]
 
 
 @pytest.fixture
@@ -100,7 +98,7 @@ async def test_sort_and_pages(api: httpx.AsyncClient, service: SdrestService) ->
         "has_next": False,
         "has_prev": True,
     }
-    await service.load_model("alpha")
+    await service.models.load("alpha")
     assert (await _names(api, "?sort_by=loaded"))[0] == "alpha"
     assert await _names(api, "?loaded=true") == ["alpha"]
     for bad in (
@@ -148,16 +146,16 @@ async def test_load_and_unload(api: httpx.AsyncClient, service: SdrestService) -
         "message": "Model loaded successfully",
         "model": "alpha",
     }
-    assert service.loaded_model == "alpha" and service.default_model() == "alpha"
+    assert service.models.last_loaded == "alpha" and service.models.default() == "alpha"
     assert (await api.get("/api/models/alpha")).json()["model"]["loaded"] is True
     assert_error(await api.post("/api/models/big-vae/load"), 400, "INVALID_PARAMETERS")
     assert_error(await api.post("/api/models/nope/load"), 404, "MODEL_NOT_FOUND")
     assert_error(await api.post("/api/models/tiny/unload"), 409, "MODEL_NOT_LOADED")
     r = await api.post("/api/models/alpha/unload")
     assert r.json() == {"message": "Model unloaded successfully", "model": "alpha"}
-    assert service.loaded_model is None
+    assert service.models.last_loaded is None
     r = await api.post("/api/models/combo/load")
-    assert r.status_code == 200 and service.loaded_model == "combo"
+    assert r.status_code == 200 and service.models.last_loaded == "combo"
 
 
 async def test_types_directories_stats(api: httpx.AsyncClient, service: SdrestService) -> None:
@@ -239,7 +237,7 @@ async def test_batch(api: httpx.AsyncClient, service: SdrestService) -> None:
     assert body["results"][2]["error"]["code"] == "MODEL_NOT_FOUND"
     assert (body["succeeded"], body["failed"]) == (1, 2)
     r = await api.post("/api/models/batch", json={"operation": "load", "models": ["tiny"]})
-    assert r.json()["results"][0]["success"] and service.loaded_model == "tiny"
+    assert r.json()["results"][0]["success"] and service.models.last_loaded == "tiny"
     r = await api.post("/api/models/batch", json={"operation": "load", "models": ["tiny", "alpha"]})
     assert_error(r, 400, "INVALID_PARAMETERS")
     r = await api.post("/api/models/batch", json={"operation": "explode", "models": ["tiny"]})

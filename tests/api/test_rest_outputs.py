@@ -11,9 +11,7 @@ import pytest
 from PIL import Image
 
 from sdrest.service import SdrestService
-from tests.api.test_rest_support import ANONYMOUS, api, assert_error, finished, text2img
-
-__all__ = ["api"]
+from tests.api.support import ANONYMOUS, assert_error, finished, text2img
 
 
 async def _completed(api: httpx.AsyncClient, service: SdrestService, **fields: object) -> str:

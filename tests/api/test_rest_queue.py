@@ -8,22 +8,19 @@ import io
 import httpx
 from PIL import Image
 
-from sdrest.api.rest import translate
+from sdrest.api.rest import views
 from sdrest.service import SdrestService
-from tests.api.test_rest_support import (
+from tests.api.support import (
     ADMIN,
     ALICE,
     ANONYMOUS,
     BOB,
     GUEST,
-    api,
     assert_error,
     finished,
     text2img,
 )
 from tests.fakes import FakeEngine
-
-__all__ = ["api"]
 
 
 async def _submit(api: httpx.AsyncClient, headers: dict[str, str], **fields: object) -> str:
@@ -37,8 +34,7 @@ async def test_status_shows_positions_progress_and_only_own_jobs(
 ) -> None:
     fake_engine.hold = asyncio.Event()
     running = await _submit(api, ALICE, steps=4)
-    await fake_engine.started.wait()
-    await asyncio.sleep(0.05)  # let the fake's progress reach the job
+    await asyncio.wait_for(fake_engine.holding.wait(), 5)  # every step's progress reported
     bobs = await _submit(api, BOB)
     alices = await _submit(api, ALICE)
 
@@ -140,9 +136,9 @@ async def test_clear_cancels_only_the_callers_queued_jobs(
     r = await api.post("/api/queue/clear", headers=ALICE)
     assert r.status_code == 200, r.text
     assert r.json()["cancelled"] == [alices]
-    assert service.queued_ids() == [bobs]
+    assert service.queue_snapshot().queued_ids == [bobs]
     r = await api.post("/api/queue/clear", headers=ADMIN)
-    assert r.json()["cancelled"] == [bobs] and service.queued_ids() == []
+    assert r.json()["cancelled"] == [bobs] and service.queue_snapshot().queued_ids == []
     assert (await service.get(running)).status == "generating"  # the running job is left alone
     fake_engine.hold.set()
     await finished(service, running)
@@ -153,8 +149,7 @@ async def test_live_preview_of_the_running_job(
 ) -> None:
     fake_engine.hold = asyncio.Event()
     job_id = await _submit(api, ALICE, steps=3, width=128, height=64)
-    await fake_engine.started.wait()
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(fake_engine.holding.wait(), 5)  # every step's preview reported
     r = await api.get(f"/api/queue/job/{job_id}/preview", headers=ALICE)
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert r.headers["x-preview-step"] == "3" and r.headers["cache-control"] == "no-store"
@@ -165,7 +160,7 @@ async def test_live_preview_of_the_running_job(
         await api.get(f"/api/queue/job/{job_id}/preview", headers=BOB), 404, "JOB_NOT_FOUND"
     )
     job = await service.get(job_id)
-    assert translate.ws_job_update(job)["preview_url"].endswith("/preview?step=3")
+    assert (views.ws_job_update(job).preview_url or "").endswith("/preview?step=3")
     fake_engine.hold.set()
     await finished(service, job_id)
     assert_error(await api.get(f"/api/queue/job/{job_id}/preview", headers=ALICE), 404, "NOT_FOUND")

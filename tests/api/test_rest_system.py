@@ -9,22 +9,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sdrest.api.rest.system import detect_backend, read_version
+from sdrest.api.rest.system_info import SystemState, detect_backend, read_version
 from sdrest.app import create_app
 from sdrest.service import SdrestService
-from tests.api.test_rest_support import (
+from tests.api.support import (
     ADMIN,
     ALICE,
     ANONYMOUS,
     TestUsers,
-    api,
     assert_error,
     finished,
     text2img,
 )
 from tests.fakes import FakeEngine
-
-__all__ = ["api"]
 
 
 async def test_status_is_public(api: httpx.AsyncClient, service: SdrestService) -> None:
@@ -46,9 +43,9 @@ async def test_version_reports_the_commit(api: httpx.AsyncClient) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     repo = Path(__file__).parents[2]
-    head = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    git = ["git", "-C", str(repo), "rev-parse", "HEAD"]
+    done = await asyncio.to_thread(subprocess.run, git, capture_output=True, text=True, check=False)
+    head = done.stdout.strip()
     assert body["commit"]["full"] == (head or "unknown")
     assert body["commit"]["short"] == body["commit"]["full"][:7]
     assert body["version"] and body["type"] in ("release", "development")
@@ -60,6 +57,11 @@ def test_read_version_without_git(tmp_path: Path) -> None:
     )
     assert (info.commit_full, info.build_time, info.clean) == ("abc1234def", "t", None)
     assert read_version(tmp_path / "pkg", {}).commit_full == "unknown"
+
+
+def test_build_variables_are_read_when_the_app_is_made() -> None:
+    state = SystemState({"SDREST_GIT_COMMIT": "abc", "PATH": "/bin"})
+    assert state.build_env == {"SDREST_GIT_COMMIT": "abc"}
 
 
 def test_backend_detection_names_a_backend() -> None:
@@ -95,7 +97,7 @@ async def test_restart_keeps_the_queue(
     assert_error(
         await api.post("/api/system/restart", headers=ALICE), 403, "INSUFFICIENT_PERMISSIONS"
     )
-    await service.load_model("tiny")
+    await service.models.load("tiny")
     fake_engine.hold = asyncio.Event()
     running = (await api.post("/api/generate/text2img", json=text2img())).json()["request_id"]
     await fake_engine.started.wait()
@@ -142,7 +144,7 @@ async def test_unexpected_errors_are_500_internal_error(
     def broken() -> list[str]:
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(service, "queued_ids", broken)
+    monkeypatch.setattr(service, "queue_snapshot", broken)
     transport = httpx.ASGITransport(app=TestUsers(create_app(service)), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         r = await http.get("/api/status")

@@ -24,13 +24,13 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sdrest.api.common import JSONResponse
-from sdrest.api.rest import utilities
+from sdrest.api.rest.routes import ROUTES
 from sdrest.auth.principal import SCOPE_KEY, Principal
 from sdrest.errors import SdrestError
 from sdrest.net.fetch import fetch_image
 from sdrest.service import SdrestService
 from sdrest.settings import Settings, load_settings
-from tests.unit.test_fetch_http import PNG, LocalServer, only_loopback, redirect, respond
+from tests.unit.support import PNG, LocalServer, only_loopback, redirect, respond
 
 ROLES = {
     "anonymous": Principal(username="", role="anonymous"),
@@ -78,7 +78,7 @@ def settings(tmp_path: Path, models_dir: Path) -> Settings:
 @pytest.fixture
 async def http(service: SdrestService) -> AsyncIterator[httpx.AsyncClient]:
     app = Starlette(
-        routes=[Mount("/api", routes=utilities.UTILITY_ROUTES)],
+        routes=[Mount("/api", routes=ROUTES)],
         exception_handlers={SdrestError: render},
     )
     app.state.service = service
@@ -374,7 +374,7 @@ async def test_download_bad_urls(
 async def test_download_disabled_is_403(service: SdrestService, tmp_path: Path) -> None:
     off = load_settings({"data_dir": str(tmp_path / "d2")}, env={})
     app = Starlette(
-        routes=[Mount("/api", routes=utilities.UTILITY_ROUTES)],
+        routes=[Mount("/api", routes=ROUTES)],
         exception_handlers={SdrestError: render},
     )
     app.state.service = SdrestService(off)  # never started: the route only reads its settings

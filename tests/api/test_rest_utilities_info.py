@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from sdrest.api.rest import utility_info as info
+from sdrest.api.rest.estimate import (
+    HEURISTIC_SECONDS_PER_STEP_PER_MEGAPIXEL,
+    estimate_memory,
+    estimate_time,
+    samples_from_jobs,
+)
+from sdrest.api.rest.parameters import (
+    SAMPLER_INFO,
+    SCHEDULER_INFO,
+    parameters_view,
+    sampler_aliases,
+    samplers_view,
+    schedulers_view,
+)
+from sdrest.api.rest.utility_responses import Issue, ValidationReply
+from sdrest.api.rest.validation import limit_issues, name_issues, request_warnings
 from sdrest.schemas import (
     SAMPLE_METHODS,
     SCHEDULERS,
@@ -20,21 +36,21 @@ from sdrest.settings import Limits
 
 
 def test_every_library_sampler_and_scheduler_is_described() -> None:
-    assert set(info.SAMPLER_INFO) == set(SAMPLE_METHODS)
-    assert set(info.SCHEDULER_INFO) == set(SCHEDULERS)
-    assert info.samplers_view()["samplers"] == list(SAMPLE_METHODS)
-    assert info.schedulers_view()["schedulers"] == list(SCHEDULERS)
+    assert set(SAMPLER_INFO) == set(SAMPLE_METHODS)
+    assert set(SCHEDULER_INFO) == set(SCHEDULERS)
+    assert samplers_view().samplers == list(SAMPLE_METHODS)
+    assert schedulers_view().schedulers == list(SCHEDULERS)
 
 
 def test_sampler_aliases_are_the_spec_spellings() -> None:
-    assert info.sampler_aliases("dpm++2s_a") == ["dpmpp2s_a"]
-    assert info.sampler_aliases("euler") == []
+    assert sampler_aliases("dpm++2s_a") == ["dpmpp2s_a"]
+    assert sampler_aliases("euler") == []
 
 
 def test_parameters_narrow_schema_bounds_by_limits_and_take_preset_defaults() -> None:
     limits = Limits(min_size=128, max_size=1024, max_steps=40, max_batch=2)
     defaults = {"width": 1024, "sample_params": {"sample_steps": 4, "sample_method": "euler"}}
-    params = info.parameters_view(limits, "flux", defaults)["parameters"]
+    params = msgspec.to_builtins(parameters_view(limits, "flux", defaults))["parameters"]
     assert (params["width"]["min"], params["width"]["max"], params["width"]["default"]) == (
         128,
         1024,
@@ -58,34 +74,34 @@ def test_parameters_narrow_schema_bounds_by_limits_and_take_preset_defaults() ->
 
 def test_limit_issues_lists_each_broken_limit() -> None:
     limits = Limits(max_size=1024, max_steps=50, max_batch=4)
-    issues = info.limit_issues({"width": 63, "height": 1025, "steps": 0, "batch_count": 5}, limits)
+    issues = limit_issues({"width": 63, "height": 1025, "steps": 0, "batch_count": 5}, limits)
     assert [i.field for i in issues] == ["width", "height", "steps", "batch_count"]
-    assert info.limit_issues({"width": 64, "height": None}, limits) == []
+    assert limit_issues({"width": 64, "height": None}, limits) == []
 
 
 def test_name_issues() -> None:
-    assert info.name_issues("dpm++2m", "Karras") == []
-    assert info.name_issues(None, "default") == []
-    issues = info.name_issues("warp", "nope")
+    assert name_issues("dpm++2m", "Karras") == []
+    assert name_issues(None, "default") == []
+    issues = name_issues("warp", "nope")
     assert [i.field for i in issues] == ["sampling_method", "scheduler"]
     assert "unknown sampling_method 'warp'" in issues[0].message
 
 
 def test_warnings_for_rounding_and_loading() -> None:
     request = ImgGenRequest(width=100, height=64)
-    warnings = info.request_warnings(request, "tiny", loaded=("tiny",))
+    warnings = request_warnings(request, "tiny", loaded=("tiny",))
     assert [(w.field, w.code) for w in warnings] == [("width", "SIZE_ROUNDED")]
     assert "will be generated as 112x64" in warnings[0].message
-    assert info.request_warnings(ImgGenRequest(width=64, height=64), "a", ("a",)) == []
-    assert info.request_warnings(ImgGenRequest(), "a", ())[0].code == "MODEL_NOT_LOADED"
+    assert request_warnings(ImgGenRequest(width=64, height=64), "a", ("a",)) == []
+    assert request_warnings(ImgGenRequest(), "a", ())[0].code == "MODEL_NOT_LOADED"
 
 
 def test_validation_view_dedupes_errors() -> None:
-    issue = info.Issue("width", "too wide")
-    view = info.validation_view([issue, issue, info.Issue("height", "x")], [], "m")
+    issue = Issue("width", "too wide")
+    view = msgspec.to_builtins(ValidationReply.of([issue, issue, Issue("height", "x")], [], "m"))
     assert view["valid"] is False
     assert [e["field"] for e in view["errors"]] == ["width", "height"]
-    assert info.validation_view([], [], "m")["valid"] is True
+    assert ValidationReply.of([], [], "m").valid is True
 
 
 def job(
@@ -124,45 +140,47 @@ def test_samples_come_only_from_completed_measured_jobs_of_the_model() -> None:
         job(spp=0.0),
         job(sampler="heun", spp=1.0),
     ]
-    samples = info.samples_from_jobs(jobs, "tiny")
+    samples = samples_from_jobs(jobs, "tiny")
     assert [s.seconds_per_call for s in samples] == [0.5, 0.5]  # heun: two calls a step
     assert samples[0].pixels == 64 * 64
     assert samples[0].overhead == pytest.approx(2.0)  # 7 s wall - 10 steps x 0.5 s
 
 
 def test_measured_time_scales_with_pixels_steps_batch_and_sampler() -> None:
-    samples = info.samples_from_jobs([job(size=(64, 64), spp=0.5, wall=5.0)], "tiny")
+    samples = samples_from_jobs([job(size=(64, 64), spp=0.5, wall=5.0)], "tiny")
     request = ImgGenRequest(
         width=128,
         height=64,
         batch_count=3,
         sample_params=SampleParams(sample_steps=4, sample_method="dpm2"),
     )
-    estimate = info.estimate_time(request, samples)
+    estimate = msgspec.to_builtins(estimate_time(request, samples))
     assert estimate["basis"] == "measured"
     assert estimate["seconds_per_step"] == pytest.approx(2.0)  # 0.5 x 2 (pixels) x 2 (calls)
     assert estimate["seconds"] == pytest.approx(2.0 * 4 * 3 + 0.0)
 
 
 def test_heuristic_time_is_flagged() -> None:
-    estimate = info.estimate_time(ImgGenRequest(width=1000, height=1000), [])
+    estimate = msgspec.to_builtins(estimate_time(ImgGenRequest(width=1000, height=1000), []))
     assert estimate["basis"] == "heuristic"
-    assert estimate["seconds_per_step"] == pytest.approx(
-        info.HEURISTIC_SECONDS_PER_STEP_PER_MEGAPIXEL
-    )
+    assert estimate["seconds_per_step"] == pytest.approx(HEURISTIC_SECONDS_PER_STEP_PER_MEGAPIXEL)
 
 
 def test_memory_counts_weights_latents_and_vae() -> None:
     request = ImgGenRequest(width=512, height=256, batch_count=2)
-    memory = info.estimate_memory(request, {"model": 1000, "vae": 24}, vae_tiling=False)
+    memory = msgspec.to_builtins(
+        estimate_memory(request, {"model": 1000, "vae": 24}, vae_tiling=False)
+    )
     assert memory["weights_bytes"] == 1024
     assert memory["latent_bytes"] == 16 * 4 * 64 * 32 * 2
     assert memory["vae_decode_bytes"] == 128 * 4 * 512 * 256 * 2
     assert memory["bytes"] == 1024 + memory["latent_bytes"] + memory["vae_decode_bytes"]
-    tiled = info.estimate_memory(
-        ImgGenRequest(width=2048, height=2048, vae_tiling_params=VaeTilingParams(enabled=True)),
-        {},
-        vae_tiling=False,
+    tiled = msgspec.to_builtins(
+        estimate_memory(
+            ImgGenRequest(width=2048, height=2048, vae_tiling_params=VaeTilingParams(enabled=True)),
+            {},
+            vae_tiling=False,
+        )
     )
     assert tiled["vae_tiling"] is True
     assert tiled["vae_decode_bytes"] == 128 * 4 * 256 * 256 * 2

@@ -15,7 +15,7 @@ from sdrest.api.rest import ws as ws_module
 from sdrest.app import create_app
 from sdrest.service import SdrestService
 from sdrest.settings import load_settings
-from tests.api.test_rest_support import ADMIN, ALICE, TestUsers, text2img
+from tests.api.support import ADMIN, ALICE, TestUsers, text2img
 from tests.fakes import FakeEngine
 
 Sender = Callable[[Message], Awaitable[None]]
@@ -46,8 +46,11 @@ class WSClient:
         self.send: Sender = self.inbox.put
         self.task: asyncio.Task[None] | None = None
 
+    async def _serve(self) -> None:
+        await self.app(self.scope, self.outbox.get, self._send)
+
     async def connect(self) -> Message:
-        self.task = asyncio.create_task(self.app(self.scope, self.outbox.get, self._send))
+        self.task = asyncio.create_task(self._serve())
         await self.outbox.put({"type": "websocket.connect"})
         return await asyncio.wait_for(self.inbox.get(), 5)
 
@@ -156,7 +159,7 @@ async def test_a_user_sees_only_their_own_jobs(
         if data["job_id"] == alices.id and data["status"] == "completed":
             break
     assert seen == {alices.id}
-    admin_seen = set()
+    admin_seen: set[str] = set()
     while admin_seen != {bobs.id, alices.id}:
         admin_seen.add((await admin.until("job_update"))["data"]["job_id"])
     await alice.disconnect()
@@ -214,9 +217,9 @@ async def test_system_update_on_model_changes(
     client = await _open(service)
     assert (await client.until("system_update"))["data"]["available_models"] == 1
     write_fake_checkpoint(service.registry.models_dir / "checkpoints" / "second.safetensors")
-    await service.refresh_models()
+    await service.models.refresh()
     assert (await client.until("system_update"))["data"]["available_models"] == 2
-    await service.load_model("second")
+    await service.models.load("second")
     data = (await client.until("system_update"))["data"]
     assert data["loaded_model"] == "second" and data["model_loaded"] is True
     await client.disconnect()

@@ -247,8 +247,7 @@ async def test_progress_and_interrupt(client: httpx.AsyncClient, fake_engine: Fa
     assert idle["progress"] == 0 and idle["state"]["job_count"] == 0
     hold = await _hold(fake_engine)
     task = asyncio.create_task(txt2img(client, steps=4))
-    await asyncio.wait_for(fake_engine.started.wait(), 5)
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(fake_engine.holding.wait(), 5)
     running = (await client.get("/sdapi/v1/progress")).json()
     assert running["progress"] == 1.0 and running["state"]["sampling_step"] == 4
     assert running["state"]["job"].startswith("job_") and running["state"]["job_count"] == 1
@@ -273,8 +272,7 @@ async def test_progress_shows_other_families_jobs(
     hold = await _hold(fake_engine)
     created = await client.post("/sdcpp/v1/img_gen", json={"prompt": "x", "width": 64,
                                                          "height": 64})  # fmt: skip
-    await asyncio.wait_for(fake_engine.started.wait(), 5)
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(fake_engine.holding.wait(), 5)
     progress = (await client.get("/sdapi/v1/progress")).json()
     assert progress["state"]["job"] == created.json()["id"]
     assert (await client.post("/sdapi/v1/skip")).status_code == 200  # skip stops it too
@@ -318,7 +316,7 @@ async def test_options_get_and_set(client: httpx.AsyncClient, service: SdrestSer
         json={"sd_model_checkpoint": "tiny", "samples_format": "webp", "my_option": [1]},
     )
     assert resp.status_code == 200 and resp.json() is None
-    assert service.default_model() == "tiny"
+    assert service.models.default() == "tiny"
     options = (await client.get("/sdapi/v1/options")).json()
     assert options["samples_format"] == "webp" and options["my_option"] == [1]
     image = (await txt2img(client)).json()["images"][0]
@@ -341,7 +339,7 @@ async def test_options_bad_values(
 ) -> None:
     resp = await client.post("/sdapi/v1/options", json=body)
     assert resp.status_code == status, resp.text
-    assert service.default_model() == "tiny"
+    assert service.models.default() == "tiny"
     assert (await client.get("/sdapi/v1/options")).json()["samples_format"] == "png"
 
 
@@ -458,3 +456,68 @@ async def test_url_images_when_allowed(
     plan = engine.calls[-1]
     assert plan.init_image is not None and plan.init_image.getpixel((0, 0)) == (9, 9, 9)
     assert len(plan.ref_images) == 1
+
+
+async def test_error_bodies_are_pinned_byte_for_byte(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    # Today's A1111 error bodies, keys in wire order (the typed renderer must not change them).
+    bad = await txt2img(client, sampler_name="Nope")
+    assert bad.status_code == 400
+    assert list(bad.json()) == ["error", "detail", "body", "errors", "code", "field"]
+    assert bad.json()["error"] == "SamplerNameError" and bad.json()["body"] == ""
+    assert bad.json()["code"] == "unknown_sampler" and bad.json()["field"] == "sampler_name"
+    missing = await client.get("/sdapi/v1/nope")
+    assert missing.content == (
+        b'{"error":"HTTPException","detail":"Not Found","body":"","errors":"404: Not Found",'
+        b'"code":"not_found"}'
+    )
+    invalid = await client.post("/sdapi/v1/txt2img", json={"steps": "lots"})
+    assert invalid.content == (
+        b'{"detail":[{"loc":["body","steps"],"msg":"Expected `int | null`, got `str`",'
+        b'"type":"type_error"}]}'
+    )
+    options = await client.post("/sdapi/v1/options", json={"CLIP_stop_at_last_layers": "two"})
+    assert options.json() == {
+        "detail": [
+            {
+                "loc": ["body", "CLIP_stop_at_last_layers"],
+                "msg": "Expected `int | null`, got `str` - at `$.CLIP_stop_at_last_layers`",
+                "type": "type_error",
+            }
+        ]
+    }
+    fake_engine.fail_with = "out of memory"
+    failed = await txt2img(client)
+    assert failed.status_code == 500
+    assert failed.json() == {
+        "error": "JobFailedError",
+        "detail": "out of memory",
+        "body": "",
+        "errors": "500: out of memory",
+        "code": "generation_failed",
+    }
+
+
+async def test_answers_keep_their_wire_order(client: httpx.AsyncClient) -> None:
+    body = (await txt2img(client, seed=3)).json()
+    assert list(body) == ["images", "parameters", "info"]
+    info = json.loads(body["info"])
+    assert list(info)[:4] == ["prompt", "all_prompts", "negative_prompt", "all_negative_prompts"]
+    assert list(info)[-4:] == ["is_using_inpainting_conditioning", "version", "job_id",
+                               "interrupted"]  # fmt: skip
+    assert len(info) == 36 and info["extra_generation_params"] == {} and info["styles"] == []
+    progress = (await client.get("/sdapi/v1/progress")).json()
+    assert list(progress) == ["progress", "eta_relative", "state", "current_image", "textinfo"]
+    assert list(progress["state"]) == [
+        "skipped", "interrupted", "stopping_generation", "job", "job_count", "job_timestamp",
+        "job_no", "sampling_step", "sampling_steps",
+    ]  # fmt: skip
+    memory = (await client.get("/sdapi/v1/memory")).json()
+    assert list(memory) == ["ram", "cuda"] and list(memory["ram"]) == ["free", "used", "total"]
+    upscalers = (await client.get("/sdapi/v1/upscalers")).json()
+    assert list(upscalers[0]) == ["name", "model_name", "model_path", "model_url", "scale"]
+    models = (await client.get("/sdapi/v1/sd-models")).json()
+    assert list(models[0]) == ["title", "model_name", "hash", "sha256", "filename", "config"]
+    embeddings = (await client.get("/sdapi/v1/embeddings")).json()
+    assert list(embeddings) == ["loaded", "skipped"]

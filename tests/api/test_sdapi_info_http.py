@@ -25,7 +25,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sdrest.api.common import JSONResponse, error_status
-from sdrest.api.sdapi.info_routes import INFO_ROUTES
+from sdrest.api.sdapi.routes import INFO_ROUTES
 from sdrest.auth import SCOPE_KEY, Principal
 from sdrest.engine.base import UpscalePlan
 from sdrest.errors import EngineError, SdrestError
@@ -226,9 +226,9 @@ async def test_refresh_checkpoints_finds_new_files(
 async def test_unload_and_reload_checkpoint(api: httpx.AsyncClient, service: SdrestService) -> None:
     resp = await api.post("reload-checkpoint")
     assert resp.status_code == 200 and resp.json() == {}
-    assert service.loaded_model == "tiny"
+    assert service.models.last_loaded == "tiny"
     assert (await api.post("unload-checkpoint")).json() == {}
-    assert service.loaded_model is None
+    assert service.models.last_loaded is None
 
 
 # -- permissions -------------------------------------------------------------------------------
@@ -512,7 +512,7 @@ async def test_client_disconnect_stops_the_extras_job(
     task = asyncio.create_task(call())
     await asyncio.wait_for(started.wait(), 10)
     gone.set()  # the client hangs up while its upscale runs
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(fake_engine.aborted.wait(), 10)  # the server stopped the job
     release.set()
     await asyncio.wait_for(task, 10)
     [job] = await service.list_jobs()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import time
+from typing import Any
 
 import httpx
 import msgspec
@@ -16,9 +16,9 @@ from sdrest.service import SdrestService
 from tests.fakes import FakeEngine
 
 
-async def _wait_done(client: httpx.AsyncClient, job_id: str) -> dict:
+async def _wait_done(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
     for _ in range(500):
-        body = (await client.get(f"/sdcpp/v1/jobs/{job_id}")).json()
+        body: dict[str, Any] = (await client.get(f"/sdcpp/v1/jobs/{job_id}")).json()
         if body["status"] in ("completed", "failed", "cancelled"):
             return body
         await asyncio.sleep(0.01)
@@ -47,7 +47,7 @@ async def test_img_gen_completes_with_images(client: httpx.AsyncClient) -> None:
     assert [img["index"] for img in images] == [0, 1]
     first = Image.open(io.BytesIO(base64.b64decode(images[0]["b64_json"])))
     assert first.size == (64, 80)
-    assert first.getpixel((0, 0))[0] == 7  # the fake engine paints the seed
+    assert first.getpixel((0, 0)) == (7, 0, 0)  # the fake engine paints the seed
     assert images[1]["seed"] == 8
     assert "Seed: 7" in first.info["parameters"]
 
@@ -150,7 +150,7 @@ async def test_expired_job_is_410(client: httpx.AsyncClient, service: SdrestServ
     job_id = (await client.post("/sdcpp/v1/img_gen", json={})).json()["id"]
     await _wait_done(client, job_id)
     service.settings = msgspec.structs.replace(service.settings, job_ttl=0.0)
-    time.sleep(0.01)
+    await asyncio.sleep(0.01)  # the job finished before now, by a margin
     assert job_id in await service.expire_now()
     assert (await client.get(f"/sdcpp/v1/jobs/{job_id}")).status_code == 410
     assert not (service.output_dir / job_id).exists()

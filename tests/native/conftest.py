@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+# The native library is loaded before anything imports numpy: with a CUDA build, numpy's bundled
+# libraries loaded first make the library's model load segfault (measured on an H100 build).
+# Only here: unit and HTTP tests never load the binding. tests/conftest.py (loaded first) must
+# import nothing that imports numpy.
+import sdrest.engine.native  # noqa: F401  # isort: skip
+
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+from collections.abc import Callable
 
 from PIL import Image
 
@@ -42,3 +44,13 @@ def png_b64(image: Image.Image) -> str:
     out = io.BytesIO()
     image.save(out, "PNG")
     return base64.b64encode(out.getvalue()).decode()
+
+
+async def eventually(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> None:
+    """Poll ``condition`` until it holds (process state that no event reports); TimeoutError
+    after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(interval)

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 
 from sdrest.api.common import JSONResponse, error_status
-from sdrest.api.sdapi.info_routes import INFO_ROUTES
+from sdrest.api.sdapi.routes import INFO_ROUTES
 from sdrest.errors import SdrestError
 from sdrest.service import SdrestService
 from tests.live import LiveServer

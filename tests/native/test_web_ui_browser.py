@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from sdrest.settings import Settings
 from sdrest.testing import TinyModelSet
-from tests.api.test_auth_http import PASSWORDS, add_accounts
+from tests.api.support import PASSWORDS, add_accounts
 from tests.conftest import settings_in
 from tests.live import LiveServer, live_server
 

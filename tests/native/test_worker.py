@@ -19,7 +19,7 @@ from sdrest.schemas import ImgGenRequest, Job, LoraSpec
 from sdrest.service import SdrestService
 from sdrest.settings import Settings
 from sdrest.testing import TinyModelSet
-from tests.native.helpers import quick, run
+from tests.native.helpers import eventually, quick, run
 
 pytestmark = pytest.mark.native
 
@@ -155,11 +155,9 @@ async def test_idle_unload_stops_the_worker_and_the_next_job_starts_one(
         job = await run(service, quick())
         assert job.status == "completed", job.error
         pid = service.engine.info().worker_pid
-        assert pid is not None and service.loaded_model == "tiny-flux2"
-        async with asyncio.timeout(10):
-            while service.engine.info().worker_pid is not None:
-                await asyncio.sleep(0.05)
-        assert service.loaded_model is None and not _alive(pid)
+        assert pid is not None and service.models.last_loaded == "tiny-flux2"
+        await eventually(lambda: service.engine.info().worker_pid is None, timeout=10)
+        assert service.models.last_loaded is None and not _alive(pid)
         again = await run(service, quick())
         assert again.status == "completed", again.error
 
@@ -190,10 +188,10 @@ async def test_memory_budget_keeps_several_models_loaded(tiny_models: TinyModelS
 async def test_model_switches_wait_for_the_running_job(native_service: SdrestService) -> None:
     job = await native_service.submit(slow(steps=6))
     await _sampling(native_service, job)
-    await native_service.unload_model()  # queued behind the job, never during it
+    await native_service.models.unload()  # queued behind the job, never during it
     done = await native_service.get(job.id)
     assert done.status == "completed", done.error
-    assert native_service.loaded_model is None
+    assert native_service.models.last_loaded is None
 
 
 async def test_stopping_the_service_mid_job_ends_the_worker_at_once(
@@ -217,11 +215,9 @@ async def test_a_worker_killed_between_jobs_is_noticed_and_replaced(
 ) -> None:
     assert (await run(native_service, quick())).status == "completed"
     pid = native_service.engine.info().worker_pid
-    assert pid is not None and native_service.loaded_model == "tiny-flux2"
+    assert pid is not None and native_service.models.last_loaded == "tiny-flux2"
     os.kill(pid, signal.SIGKILL)  # as the OOM killer would
-    async with asyncio.timeout(5):
-        while native_service.loaded_model is not None:
-            await asyncio.sleep(0.02)
+    await eventually(lambda: native_service.models.last_loaded is None, timeout=5)
     info = native_service.engine.info()
     assert info.worker_pid is None and info.worker_crashes == 1
     again = await run(native_service, quick())

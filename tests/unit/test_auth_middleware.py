@@ -14,12 +14,14 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 from sdrest.api.common import JSONResponse, error_status
-from sdrest.api.rest.auth_routes import AUTH_ROUTES
+from sdrest.api.rest.routes import ROUTES
 from sdrest.auth import principal_of
 from sdrest.auth.authenticator import Authenticator
 from sdrest.auth.middleware import AuthMiddleware
 from sdrest.errors import SdrestError
 from sdrest.settings import Settings, load_settings
+
+AUTH_ROUTES = [r for r in ROUTES if r.path.startswith("/auth/")]
 
 
 def _settings(tmp_path: Path, mode: str) -> Settings:

@@ -8,14 +8,10 @@ range (or another port on loopback is fine, but 127.0.0.2 is not) is still check
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import ipaddress
-import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
-from PIL import Image
 
 from sdrest.net.addresses import IPAddress
 from sdrest.net.fetch import (
@@ -28,77 +24,7 @@ from sdrest.net.fetch import (
     fetch_image_bytes,
 )
 from sdrest.settings import FetchSettings
-
-Handler = Callable[[asyncio.StreamWriter], Awaitable[None]]
-LOOPBACK = ipaddress.ip_address("127.0.0.1")
-
-
-def png_bytes(size: tuple[int, int] = (8, 6)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, (200, 10, 10)).save(out, "PNG")
-    return out.getvalue()
-
-
-PNG = png_bytes()
-
-
-class LocalServer:
-    """A tiny HTTP/1.0-style server: one response per connection, routes set per test."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, Handler] = {}
-        self.requests: list[dict[str, str]] = []
-        self.port = 0
-        self._server: asyncio.base_events.Server | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self, tls: ssl.SSLContext | None = None) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=tls)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._server.wait_closed(), 1)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-            line, *header_lines = head.strip().split("\r\n")
-            path = line.split(" ")[1]
-            headers = {k.lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
-            self.requests.append({"path": path, **headers})
-            handler = self.routes.get(path.split("?")[0], _not_found)
-            await handler(writer)
-            await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-
-def respond(
-    status: str, body: bytes = b"", headers: dict[str, str] | None = None, length: bool = True
-) -> Handler:
-    async def handler(writer: asyncio.StreamWriter) -> None:
-        lines = [f"HTTP/1.1 {status}", "Connection: close"]
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        if length:
-            lines.append(f"Content-Length: {len(body)}")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-
-    return handler
-
-
-def redirect(location: str, status: str = "302 Found") -> Handler:
-    return respond(status, headers={"Location": location})
-
-
-_not_found = respond("404 Not Found", b"nope")
+from tests.unit.support import LOOPBACK, PNG, LocalServer, only_loopback, redirect, respond
 
 
 @pytest.fixture
@@ -107,10 +33,6 @@ async def server() -> AsyncIterator[LocalServer]:
     await srv.start()
     yield srv
     await srv.stop()
-
-
-def only_loopback(address: IPAddress) -> bool:
-    return address == LOOPBACK
 
 
 ON = FetchSettings(allow_url_images=True, fetch_timeout=5.0, fetch_max_redirects=3)

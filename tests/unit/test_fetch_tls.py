@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from sdrest.net.addresses import IPAddress
 from sdrest.net.fetch import UrlFetchError, fetch_image
 from sdrest.settings import FetchSettings
-from tests.unit.test_fetch_http import LOOPBACK, PNG, LocalServer, only_loopback, respond
+from tests.unit.support import LOOPBACK, PNG, LocalServer, only_loopback, respond
 
 ON = FetchSettings(allow_url_images=True, fetch_timeout=5.0)
 

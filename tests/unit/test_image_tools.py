@@ -44,7 +44,9 @@ def decoded(reply: dict[str, Any]) -> Image.Image:
 
 
 def test_stretch_makes_the_exact_size() -> None:
-    reply = resize_image(ResizeBody(image=b64(quadrants()), width=10, height=30), LIMITS)
+    reply = msgspec.to_builtins(
+        resize_image(ResizeBody(image=b64(quadrants()), width=10, height=30), LIMITS)
+    )
     assert (reply["width"], reply["height"]) == (10, 30)
     assert reply["original"] == {"width": 40, "height": 20}
     assert reply["mime_type"] == "image/png"
@@ -87,7 +89,9 @@ def test_pixel_limit_applies_to_the_output() -> None:
 
 
 def test_crop_returns_the_box() -> None:
-    reply = crop_image(CropBody(image=b64(quadrants()), x=20, y=5, width=20, height=10), LIMITS)
+    reply = msgspec.to_builtins(
+        crop_image(CropBody(image=b64(quadrants()), x=20, y=5, width=20, height=10), LIMITS)
+    )
     image = decoded(reply).convert("RGB")
     assert image.size == (20, 10)
     assert image.getpixel((0, 0)) == (0, 0, 255)  # the right, blue half
@@ -112,7 +116,7 @@ def test_output_formats(fmt: str, mime: str) -> None:
     body = msgspec.convert(
         {"image": b64(quadrants()), "width": 8, "output_format": fmt, "quality": 80}, ResizeBody
     )
-    reply = resize_image(body, LIMITS)
+    reply = msgspec.to_builtins(resize_image(body, LIMITS))
     assert reply["mime_type"] == mime
     assert decoded(reply).format == fmt.upper()
 
@@ -121,7 +125,9 @@ def test_palette_and_alpha_images_are_handled() -> None:
     palette = quadrants().convert("P")
     assert decode_input(b64(palette), LIMITS).mode == "RGB"
     rgba = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
-    reply = resize_image(ResizeBody(image=b64(rgba), width=4, height=4), LIMITS)
+    reply = msgspec.to_builtins(
+        resize_image(ResizeBody(image=b64(rgba), width=4, height=4), LIMITS)
+    )
     assert decoded(reply).mode == "RGBA"  # transparency kept in PNG
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from sdrest.models import Detection, FileHeader, TensorInfo, detect, read_header
 from sdrest.models.detect import COMPONENT_RULES, DIFFUSION_RULES, STANDALONE_RULES
-from tests.unit.test_model_headers import write_gguf, write_safetensors
+from tests.unit.support import write_gguf, write_safetensors
 
 Shapes = dict[str, list[int]]
 

@@ -2,74 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import math
 import struct
 import time
 import zipfile
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sdrest.models import FileHeader, HeaderError, TensorInfo, read_header
-
-
-def write_safetensors(
-    path: Path,
-    tensors: Mapping[str, Sequence[int]],
-    metadata: Mapping[str, str] | None = None,
-    dtype: str = "F16",
-) -> Path:
-    """A valid safetensors file; the data section is a sparse run of zeros (cheap at any shape)."""
-    header: dict[str, object] = {}
-    offset = 0
-    for name, shape in tensors.items():
-        nbytes = math.prod(shape) * 2
-        header[name] = {
-            "dtype": dtype,
-            "shape": list(shape),
-            "data_offsets": [offset, offset + nbytes],
-        }
-        offset += nbytes
-    if metadata is not None:
-        header["__metadata__"] = dict(metadata)
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as handle:
-        handle.write(struct.pack("<Q", len(raw)) + raw)
-        handle.truncate(8 + len(raw) + offset)
-    return path
-
-
-def write_gguf(
-    path: Path, tensors: Mapping[str, Sequence[int]], arch: str = "test", **kv: object
-) -> Path:
-    """A GGUF file written by the reference ``gguf`` writer (f32 zeros)."""
-    import gguf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(str(path), arch=arch)
-    for key, value in kv.items():
-        if isinstance(value, str):
-            writer.add_string(key, value)
-        elif isinstance(value, bool):
-            writer.add_bool(key, value)
-        elif isinstance(value, int):
-            writer.add_uint32(key, value)
-        elif isinstance(value, float):
-            writer.add_float32(key, value)
-        elif isinstance(value, list):
-            writer.add_array(key, value)
-    for name, shape in tensors.items():
-        writer.add_tensor(name, np.zeros(tuple(shape), np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+from tests.unit.support import write_gguf, write_safetensors
 
 
 def test_safetensors_names_shapes_dtypes_metadata(tmp_path: Path) -> None:

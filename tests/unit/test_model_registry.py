@@ -21,7 +21,7 @@ from sdrest.models import (
     UnknownModelError,
     short_hash,
 )
-from tests.unit.test_model_headers import write_gguf, write_safetensors
+from tests.unit.support import write_gguf, write_safetensors
 
 FLUX = {"double_blocks.0.img_attn.qkv.weight": [4, 8], "single_blocks.0.linear1.weight": [4, 8]}
 SD1 = {

@@ -7,27 +7,61 @@ import io
 import json
 from typing import Any
 
+import msgspec
 import pytest
 from PIL import Image
 
 from sdrest.api.openai import errors, translate
 from sdrest.api.openai.edits import edit_to_request, library_mask
 from sdrest.api.openai.forms import parse_fields
+from sdrest.api.openai.responses import ImagesResponse, ModelList
 from sdrest.api.openai.schemas import EditFields
-from sdrest.errors import InvalidRequestError, NotFoundError
-from sdrest.models import ModelEntry, ModelPreset
-from sdrest.schemas import ImageRef, Job, JobError, JobResult
+from sdrest.errors import InvalidRequestError, JobFailedError, ModelNotFoundError, NotFoundError
+from sdrest.models import ModelEntry, ModelPreset, UnknownModelError
+from sdrest.schemas import ImageRef, Job, JobError, JobResult, RequestLayer
 from sdrest.settings import Limits
 
 KNOWN = ["tiny", "klein-preset"]
 
 
-def no_defaults(model: str | None) -> dict[str, Any]:
+def no_defaults(model: str | None) -> RequestLayer:
     return {}
 
 
-def gen(body: dict[str, Any], defaults: Any = no_defaults) -> translate.Translated:
-    return translate.generation_to_request(json.dumps(body).encode(), KNOWN, defaults)
+class FakeModels:
+    """What the translation asks of ``service.models``: presets named ``names``."""
+
+    def __init__(self, defaults: Any = no_defaults, names: list[str] = KNOWN) -> None:
+        self.defaults, self.names = defaults, names
+
+    def find(self, identifier: str, type: str | None = None) -> ModelPreset:
+        if identifier not in self.names:
+            raise UnknownModelError(f"unknown model {identifier!r}")
+        return ModelPreset(name=identifier)
+
+    def generation_models(self) -> list[ModelEntry | ModelPreset]:
+        return [ModelPreset(name=name) for name in self.names]
+
+    def main_entry(self, name: str) -> ModelEntry:
+        raise UnknownModelError(f"unknown model {name!r}")
+
+    def default(self) -> str:
+        raise InvalidRequestError("no default model")
+
+    def defaults_for(self, model: str | None) -> RequestLayer:
+        result: RequestLayer = self.defaults(model)
+        return result
+
+
+def gen(body: dict[str, Any], defaults: Any = no_defaults) -> translate.ImagesJob:
+    return translate.generation_to_request(json.dumps(body).encode(), FakeModels(defaults))
+
+
+def wire(value: Any) -> bytes:
+    """The JSON bytes of a Struct or a dict (key order included)."""
+    if isinstance(value, msgspec.Struct):
+        return msgspec.json.encode(value)
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def png(image: Image.Image) -> bytes:
@@ -65,14 +99,21 @@ def test_output_format_aliases_and_refusal() -> None:
         translate.output_format("gif")
 
 
+def name_of(model: ModelEntry | ModelPreset | None) -> str | None:
+    return None if model is None else model.name
+
+
 def test_resolve_model() -> None:
-    assert translate.resolve_model("tiny", KNOWN) == "tiny"
-    assert translate.resolve_model(None, KNOWN) is None
-    assert translate.resolve_model("dall-e-3", KNOWN) is None  # stock clients: the default model
-    assert translate.resolve_model("dall-e-3", ["dall-e-3"]) == "dall-e-3"  # a real one wins
+    models = FakeModels()
+    assert name_of(translate.resolve_model("tiny", models)) == "tiny"
+    assert translate.resolve_model(None, models) is None
+    assert translate.resolve_model("dall-e-3", models) is None  # stock clients: the default model
+    real = FakeModels(names=["dall-e-3"])
+    assert name_of(translate.resolve_model("dall-e-3", real)) == "dall-e-3"  # a real one wins
     with pytest.raises(NotFoundError) as info:
-        translate.resolve_model("nope", KNOWN)
+        translate.resolve_model("nope", models)
     assert info.value.field == "model" and "klein-preset, tiny" in info.value.message
+    assert info.value.code == "model_not_found"
 
 
 # -- generations -------------------------------------------------------------------------------
@@ -117,7 +158,7 @@ def test_defaults_are_the_request_defaults_when_nothing_is_said() -> None:
 
 
 def test_precedence_preset_then_extra_args_then_top_level() -> None:
-    def defaults(model: str | None) -> dict[str, Any]:
+    def defaults(model: str | None) -> RequestLayer:
         assert model == "klein-preset"
         return {
             "width": 256,
@@ -174,7 +215,7 @@ def test_url_format_and_lora_pass_through() -> None:
 )
 def test_bad_generation_bodies_are_400s(body: bytes, field: str | None, needle: str) -> None:
     with pytest.raises(InvalidRequestError) as info:
-        translate.generation_to_request(body, KNOWN, no_defaults)
+        translate.generation_to_request(body, FakeModels())
     assert needle in info.value.message
     if field is not None:
         assert info.value.field == field
@@ -201,13 +242,16 @@ def _job() -> Job:
 
 def test_images_response_b64() -> None:
     out = gen({"prompt": "x"})
-    body = translate.images_response(_job(), out, "http://h:1/", lambda name: f"B64:{name}")
-    assert body == {
-        "created": 1700000000,
-        "data": [{"b64_json": "B64:000-7.png"}, {"b64_json": "B64:001-8.png"}],
-        "output_format": "png",
-        "size": "64x80",
-    }
+    images = ["B64:000-7.png", "B64:001-8.png"]
+    body = ImagesResponse.of(_job(), images, revised_prompt=out.revised_prompt)
+    assert wire(body) == wire(
+        {
+            "created": 1700000000,
+            "data": [{"b64_json": "B64:000-7.png"}, {"b64_json": "B64:001-8.png"}],
+            "output_format": "png",
+            "size": "64x80",
+        }
+    )
 
 
 def test_images_response_url_and_revised_prompt() -> None:
@@ -217,18 +261,24 @@ def test_images_response_url_and_revised_prompt() -> None:
             "response_format": "url",
         }
     )
-    body = translate.images_response(_job(), out, "http://h:1/", lambda name: "unused")
-    assert body["data"][1] == {
-        "url": "http://h:1/api/queue/job/job_1_ab/output/001-8.png",
-        "revised_prompt": "cat",
-    }
+    body = ImagesResponse.of(_job(), [], url_base="http://h:1/", revised_prompt=out.revised_prompt)
+    assert wire(body.data[1]) == wire(
+        {"url": "http://h:1/api/queue/job/job_1_ab/output/001-8.png", "revised_prompt": "cat"}
+    )
+
+
+def test_images_response_without_images_has_no_size() -> None:
+    job = _job()
+    job.result = JobResult("png", [])
+    body = ImagesResponse.of(job, [])
+    assert wire(body) == wire({"created": 1700000000, "data": [], "output_format": "png"})
 
 
 def test_images_response_needs_a_result() -> None:
     job = _job()
     job.result = None
     with pytest.raises(ValueError):
-        translate.images_response(job, gen({"prompt": "x"}), "http://h/", lambda n: "")
+        ImagesResponse.of(job, [])
 
 
 def test_models_list() -> None:
@@ -244,14 +294,16 @@ def test_models_list() -> None:
         "checkpoint",
     )
     preset = ModelPreset(name="klein", diffusion_model="tiny")
-    body = translate.models_list([entry, preset], created=1700000000.0)
-    assert body == {
-        "object": "list",
-        "data": [
-            {"id": "tiny", "created": 1600000000, "owned_by": "local", "object": "model"},
-            {"id": "klein", "created": 1700000000, "owned_by": "local", "object": "model"},
-        ],
-    }
+    body = ModelList.of([entry, preset], started=1700000000.0)
+    assert wire(body) == wire(
+        {
+            "object": "list",
+            "data": [
+                {"id": "tiny", "created": 1600000000, "owned_by": "local", "object": "model"},
+                {"id": "klein", "created": 1700000000, "owned_by": "local", "object": "model"},
+            ],
+        }
+    )
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -272,7 +324,11 @@ def test_models_list() -> None:
 )
 def test_error_types(status: int, kind: str) -> None:
     body = errors.error_body(status, "c", "m", "p")
-    assert body == {"error": {"message": "m", "type": kind, "param": "p", "code": "c"}}
+    assert wire(body) == wire({"error": {"message": "m", "type": kind, "param": "p", "code": "c"}})
+    empty = errors.error_body(status, "c", "m")
+    assert wire(empty) == wire(
+        {"error": {"message": "m", "type": kind, "param": None, "code": "c"}}
+    )
 
 
 @pytest.mark.parametrize(
@@ -293,9 +349,11 @@ def test_param_names(field: str | None, param: str | None) -> None:
 
 
 def test_unknown_model_gets_openais_code() -> None:
-    exc = NotFoundError("model 'x' not found", field="model")
-    body = errors.exception_body(404, "not_found", exc.message, exc)
-    assert body["error"]["code"] == "model_not_found" and body["error"]["param"] == "model"
+    # The lookup raises ModelNotFoundError (see test_resolve_model); its code is OpenAI's.
+    exc = ModelNotFoundError("model 'x' not found", field="model")
+    status, body = errors.exception_error(exc)
+    assert status == 404
+    assert body.error.code == "model_not_found" and body.error.param == "model"
 
 
 @pytest.mark.parametrize(
@@ -311,9 +369,11 @@ def test_unknown_model_gets_openais_code() -> None:
     ],
 )
 def test_job_failures(code: str, status: int, needle: str) -> None:
-    got, body = errors.job_failure(JobError(code, "bad file"))
-    assert got == status and needle in body["error"]["message"]
-    assert body["error"]["code"] == code
+    error = JobError(code, "bad file")
+    job = Job(id="job_1_ab", kind="img_gen", status="failed", created=0.0, error=error)
+    got, body = errors.exception_error(JobFailedError.from_job(job))
+    assert got == status and needle in body.error.message
+    assert body.error.code == code
 
 
 # -- edits -------------------------------------------------------------------------------------
@@ -329,15 +389,10 @@ def rgba_with_hole(size: tuple[int, int] = (64, 48)) -> Image.Image:
 
 def edit(
     fields: dict[str, str], images: list[bytes], mask: bytes | None = None, reference: bool = False
-) -> translate.Translated:
+) -> translate.ImagesJob:
+    model = translate.ModelChoice(None, {}, "flux2" if reference else "sd1")
     return edit_to_request(
-        parse_fields(fields),
-        images,
-        mask,
-        KNOWN,
-        no_defaults,
-        limits=LIMITS,
-        is_reference_model=lambda name: reference,
+        translate.parse_body(parse_fields(fields)), images, mask, model, limits=LIMITS
     )
 
 
@@ -447,3 +502,17 @@ def test_partial_images_are_spread_over_the_steps() -> None:
     assert partial_steps(6, 2) == [2, 4]
     assert partial_steps(2, 3) == [1, 1, 1]  # never step 0: there is no preview before step 1
     assert partial_steps(10, 0) == []
+
+
+def test_edits_ask_for_the_architecture_of_the_main_file() -> None:
+    class WithFlux2(FakeModels):
+        def main_entry(self, name: str) -> ModelEntry:
+            return ModelEntry(name, "diffusion_model", "/m/k.gguf", "k.gguf", 1, 1.0, "gguf",
+                              "flux2", "diffusion_model")  # fmt: skip
+
+    named = translate.parse_body(parse_fields({"prompt": "x", "model": "klein-preset"}))
+    assert translate.choose_model(named, WithFlux2(), edit=True).architecture == "flux2"
+    assert translate.choose_model(named, WithFlux2()).architecture is None  # generations: unasked
+    # No default model to ask about: not a reference model (the submit reports the real error).
+    unnamed = translate.parse_body(parse_fields({"prompt": "x"}))
+    assert translate.choose_model(unnamed, FakeModels(), edit=True).architecture is None

@@ -3,6 +3,7 @@ listing filters/sort/paging."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -10,11 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sdrest.api.rest import model_views, translate
+from sdrest.api.rest import model_views, translate, views
 from sdrest.api.rest.errors import REST_CODES, ValidationFailedError, error_body, rest_code
+from sdrest.api.rest.model_responses import ModelView
 from sdrest.api.rest.schemas import GenerateBody, UpscaleBody
 from sdrest.errors import InvalidRequestError
-from sdrest.schemas import ImageRef, Job, JobError, JobResult, Progress
+from sdrest.schemas import ImageRef, Job, JobError, JobResult, Progress, RequestLayer
 from sdrest.settings import LoadOptions
 
 _decoder = msgspec.json.Decoder(GenerateBody)
@@ -54,8 +56,34 @@ def test_spec_fields_map_onto_the_canonical_request() -> None:
     assert request.vae_tiling_params.enabled is True
 
 
+def _leaf_paths(layer: Mapping[str, object], prefix: str = "") -> list[str]:
+    paths: list[str] = []
+    for key, value in layer.items():
+        if isinstance(value, Mapping):
+            paths += _leaf_paths(value, f"{prefix}{key}.")
+        else:
+            paths.append(prefix + key)
+    return paths
+
+
+def test_the_body_layer_puts_every_spec_field_at_its_field_path_in_order() -> None:
+    # FIELD_PATHS also names the fields of errors: the layer must agree with it, key for key.
+    body = _body(
+        negative_prompt="n", width=64, height=64, steps=2, cfg_scale=1.0, distilled_guidance=2.0,
+        sampling_method="euler", scheduler="karras", batch_count=1, clip_skip=1, strength=0.5,
+        init_image="i", mask_image="m", control_image="c", control_strength=0.5,
+        output_format="png", output_compression=90,
+    )  # fmt: skip
+    layer = translate._fields(body, body.init_image)
+    expected = [path for name, path in translate.FIELD_PATHS.items() if name != "model_name"]
+    assert _leaf_paths(layer) == expected
+
+
 def test_left_out_fields_take_the_preset_defaults_and_given_ones_win() -> None:
-    defaults = {"width": 1024, "sample_params": {"sample_steps": 4, "guidance": {"txt_cfg": 1.0}}}
+    defaults: RequestLayer = {
+        "width": 1024,
+        "sample_params": {"sample_steps": 4, "guidance": {"txt_cfg": 1.0}},
+    }
     request = translate.to_request(
         _body(height=640, steps=6), "text2img", "p", defaults, LoadOptions()
     )
@@ -149,7 +177,7 @@ def _job(**fields: Any) -> Job:
 
 def test_job_view_of_a_running_job() -> None:
     job = _job(status="generating", started=101.0, progress=Progress("sampling", 5, 20, 0.5))
-    view = translate.job_view(job, 0, now=103.5)
+    view = msgspec.to_builtins(views.job_view(job, 0, now=103.5))
     assert view["status"] == "processing" and view["position"] == 0
     assert (view["progress"], view["current_step"], view["total_steps"]) == (0.25, 5, 20)
     assert view["time_elapsed"] == 2500 and view["time_remaining"] == 7500
@@ -159,13 +187,14 @@ def test_job_view_of_a_running_job() -> None:
 def test_job_view_of_finished_jobs() -> None:
     refs = [ImageRef(0, "0.png", 64, 64, 5), ImageRef(1, "1.png", 64, 64, 6)]
     job = _job(status="completed", started=101.0, completed=104.0, result=JobResult("png", refs))
-    view = translate.job_view(job, 0, now=999.0)
+    view = msgspec.to_builtins(views.job_view(job, 0, now=999.0))
     assert view["time_elapsed"] == 3000 and view["time_remaining"] == 0 and view["progress"] == 1.0
     assert view["outputs"][1]["url"] == "/api/queue/job/job_1_ab/output/1.png"
     assert view["outputs"][1]["thumbnail_url"].endswith("1.png?thumb=true")
-    failed = translate.job_view(_job(status="failed", error=JobError("x", "boom")), 0)
+    failed_job = _job(status="failed", error=JobError("x", "boom"))
+    failed = msgspec.to_builtins(views.job_view(failed_job, 0))
     assert failed["error"] == {"code": "x", "message": "boom"}
-    update = translate.ws_job_update(job, now=999.0)
+    update = msgspec.to_builtins(views.ws_job_update(job, now=999.0))
     assert update["outputs"] == [
         "/api/queue/job/job_1_ab/output/0.png",
         "/api/queue/job/job_1_ab/output/1.png",
@@ -185,7 +214,8 @@ def test_error_codes_come_from_one_table() -> None:
         "VALIDATION_ERROR",
         "INTERNAL_ERROR",
     }
-    body = error_body(404, "job_not_found", "gone", "req_1", field="job_id")["error"]
+    error = error_body(404, "job_not_found", "gone", "req_1", field="job_id")
+    body = msgspec.to_builtins(error)["error"]
     assert (
         body["code"] == "JOB_NOT_FOUND" and body["status_code"] == 404 and body["field"] == "job_id"
     )
@@ -193,7 +223,7 @@ def test_error_codes_come_from_one_table() -> None:
 
 def _view(
     name: str, type: str = "checkpoint", size: int = 1, modified: float = 0.0, loaded: bool = False
-) -> dict[str, Any]:
+) -> ModelView:
     return model_views.model_view(
         name=name,
         type=type,
@@ -217,7 +247,7 @@ VIEWS = [
 
 def _names(**params: str) -> list[str]:
     query = model_views.parse_model_query(params)
-    return [v["name"] for v in model_views.list_models(list(VIEWS), query)["models"]]
+    return [v.name for v in model_views.list_models(list(VIEWS), query).models]
 
 
 def test_model_listing() -> None:
@@ -250,7 +280,7 @@ def test_bad_listing_parameters(params: dict[str, str]) -> None:
 
 
 def test_model_stats() -> None:
-    stats = model_views.model_stats(VIEWS, ("A",))
+    stats = msgspec.to_builtins(model_views.model_stats(VIEWS, ("A",)))
     assert stats["total_size"] == 100 and stats["by_type"]["checkpoint"] == {"count": 2, "size": 40}
     assert stats["loaded_count"] == 1 and stats["by_architecture"] == {"sd1": 4}
 
@@ -262,7 +292,7 @@ def test_loading_does_not_count_as_progress() -> None:
     loading = _job(
         status="generating", started=1.0, request=request, progress=Progress("loading", 90, 100)
     )
-    view = translate.timing(loading, now=2.0)
+    view = msgspec.to_builtins(views.timing(loading, now=2.0))
     assert (view["progress"], view["current_step"], view["total_steps"]) == (0.0, 0, 8)
     assert view["time_remaining"] is None and view["speed"] == 0.0
 

@@ -6,6 +6,7 @@ import io
 import math
 from typing import Any
 
+import msgspec
 import pytest
 from PIL import Image
 
@@ -47,6 +48,7 @@ def test_sd_models_titles_hashes_and_presets() -> None:
         {"hashed": SHA}.get,
         lambda name: f"{name}.title",
     )
+    items = msgspec.to_builtins(items)  # the typed answers as they go on the wire
     assert items[0] == {
         "title": "hashed.title",
         "model_name": "hashed",
@@ -64,7 +66,7 @@ def test_sd_models_titles_hashes_and_presets() -> None:
 
 
 def test_sd_vae_lists_file_names() -> None:
-    items = listings.sd_vae([_entry("ae", "vae", "vae/ae.safetensors")])
+    items = msgspec.to_builtins(listings.sd_vae([_entry("ae", "vae", "vae/ae.safetensors")]))
     assert items == [{"model_name": "ae.safetensors", "filename": "vae/ae.safetensors"}]
 
 
@@ -75,6 +77,7 @@ def test_loras_path_is_relative_to_the_lora_folder_and_broken_files_are_left_out
             _entry("broken", "lora", "lora/broken.safetensors", error="bad header"),
         ]
     )
+    items = msgspec.to_builtins(items)
     assert items == [
         {"name": "style", "alias": "style", "path": "sub/style.safetensors", "metadata": {}}
     ]
@@ -99,7 +102,7 @@ def test_upscalers_start_with_builtins_and_skip_unreadable_files() -> None:
         _entry("mystery", "upscaler", "esrgan/mystery.pth"),
         _entry("broken", "upscaler", "esrgan/broken.safetensors", error="garbage"),
     ]
-    items = listings.upscalers(entries, {"x2": 2, "mystery": None})
+    items = msgspec.to_builtins(listings.upscalers(entries, {"x2": 2, "mystery": None}))
     assert [i["name"] for i in items] == ["None", "Lanczos", "Nearest", "x2", "mystery"]
     assert items[0] == {
         "name": "None",
@@ -110,7 +113,7 @@ def test_upscalers_start_with_builtins_and_skip_unreadable_files() -> None:
     }
     assert items[3]["scale"] == 2 and items[3]["model_path"] == "esrgan/x2.safetensors"
     assert items[4]["scale"] == listings.DEFAULT_ESRGAN_SCALE
-    real = listings.realesrgan_models(entries, {"x2": 2})
+    real = msgspec.to_builtins(listings.realesrgan_models(entries, {"x2": 2}))
     assert real == [
         {"name": "x2", "path": "esrgan/x2.safetensors", "scale": 2},
         {"name": "mystery", "path": "esrgan/mystery.pth", "scale": 4},
@@ -118,7 +121,9 @@ def test_upscalers_start_with_builtins_and_skip_unreadable_files() -> None:
 
 
 def test_embeddings_are_skipped_with_a_reason() -> None:
-    body = listings.embeddings([_entry("easyneg", "embedding", "embeddings/easyneg.pt")])
+    body = msgspec.to_builtins(
+        listings.embeddings([_entry("easyneg", "embedding", "embeddings/easyneg.pt")])
+    )
     assert body["loaded"] == {}
     assert set(body["skipped"]) == {"easyneg"}
     assert "cannot be loaded" in body["skipped"]["easyneg"]["reason"]
@@ -139,11 +144,13 @@ def test_infotext_parameters_follow_a1111_parse_generation_parameters() -> None:
 
 
 def test_png_info_leaves_parameters_out_of_items() -> None:
-    body = listings.png_info("a cat\nSteps: 1, Seed: 2, Size: 64x64", {"parameters": "x", "k": "v"})
+    body = msgspec.to_builtins(
+        listings.png_info("a cat\nSteps: 1, Seed: 2, Size: 64x64", {"parameters": "x", "k": "v"})
+    )
     assert body["info"].startswith("a cat")
     assert body["items"] == {"k": "v"}
     assert body["parameters"]["Seed"] == "2"
-    assert listings.png_info(None, {})["info"] == ""
+    assert listings.png_info(None, {}).info == ""
 
 
 # -- extras ------------------------------------------------------------------------------------
@@ -262,7 +269,7 @@ def test_parse_meminfo_in_bytes() -> None:
 
 
 def test_memory_report_shape() -> None:
-    body = memory_report()
+    body = msgspec.to_builtins(memory_report())
     ram = body["ram"]
     assert 0 < ram["used"] < ram["total"] and 0 <= ram["free"] <= ram["total"]
     cuda = body["cuda"]
@@ -295,12 +302,14 @@ class _FakeNvml:
 def test_cuda_report_reads_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = _FakeNvml()
     monkeypatch.setattr(info_memory, "_load_nvml", lambda: fake)
-    assert info_memory.cuda_report() == {"system": {"free": 60, "used": 20, "total": 80}}
+    assert msgspec.to_builtins(info_memory.cuda_report()) == {
+        "system": {"free": 60, "used": 20, "total": 80}
+    }
     assert fake.shut_down
     monkeypatch.setattr(info_memory, "_load_nvml", lambda: _FakeNvml(init_status=9))
-    assert "error" in info_memory.cuda_report()
+    assert "error" in msgspec.to_builtins(info_memory.cuda_report())
     monkeypatch.setattr(info_memory, "_load_nvml", lambda: None)
-    assert info_memory.cuda_report() == {"error": "unavailable"}
+    assert msgspec.to_builtins(info_memory.cuda_report()) == {"error": "unavailable"}
 
 
 def test_lora_metadata_decodes_json_values_and_keeps_the_rest() -> None:
@@ -317,5 +326,5 @@ def test_lora_metadata_decodes_json_values_and_keeps_the_rest() -> None:
         "odd": "{not json",
     }
     entries = [_entry("style", "lora", "lora/style.safetensors")]
-    listed = listings.loras(entries, {"style": {"ss_network_dim": "16"}})
+    listed = msgspec.to_builtins(listings.loras(entries, {"style": {"ss_network_dim": "16"}}))
     assert listed[0]["metadata"] == {"ss_network_dim": "16"}

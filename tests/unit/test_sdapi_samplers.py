@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -168,13 +169,13 @@ def test_display_names_of_unset() -> None:
 
 
 def test_listings_shape() -> None:
-    listing = samplers.samplers_listing()
+    listing = msgspec.to_builtins(samplers.samplers_listing())
     assert [s["name"] for s in listing] == samplers.valid_sampler_names()
     euler_a = next(s for s in listing if s["name"] == "Euler a")
     assert euler_a == {"name": "Euler a", "aliases": ["euler_a", "k_euler_a", "k_euler_ancestral"],
                        "options": {}}  # fmt: skip
     assert not any(s["name"] in A1111_UNSUPPORTED for s in listing)
-    scheds = samplers.schedulers_listing()
+    scheds = msgspec.to_builtins(samplers.schedulers_listing())
     assert scheds[0]["name"] == "automatic"
     karras = next(s for s in scheds if s["name"] == "karras")
     assert karras == {"name": "karras", "label": "Karras", "aliases": [], "default_rho": 7.0,

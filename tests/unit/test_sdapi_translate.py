@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -17,11 +16,11 @@ from sdrest.api.sdapi.errors import ValidationFailed, decode_body
 from sdrest.api.sdapi.prompt_loras import extract_prompt_loras
 from sdrest.api.sdapi.schemas import IMG2IMG_DECODER, TXT2IMG_DECODER, Img2ImgBody, Txt2ImgBody
 from sdrest.errors import InvalidRequestError, NotFoundError
-from sdrest.schemas import ImageRef, ImgGenRequest, Job, JobResult, Progress
+from sdrest.schemas import ImageRef, ImgGenRequest, Job, JobResult, Progress, RequestLayer
 from sdrest.settings import Limits, load_settings
 
 
-def _no_defaults(model: str | None) -> Mapping[str, Any]:
+def _no_defaults(model: str | None) -> RequestLayer:
     return {}
 
 
@@ -111,7 +110,10 @@ def test_sampler_index_when_no_sampler_name() -> None:
 
 
 def test_left_out_fields_take_preset_defaults() -> None:
-    defaults = {"width": 1024, "sample_params": {"sample_steps": 4, "guidance": {"txt_cfg": 1.0}}}
+    defaults: RequestLayer = {
+        "width": 1024,
+        "sample_params": {"sample_steps": 4, "guidance": {"txt_cfg": 1.0}},
+    }
     ctx = translate.Context(defaults_for=lambda m: defaults, resolve_checkpoint=_checkpoint)
     request = txt({"prompt": "x", "height": 512, "steps": None}, ctx)
     assert (request.width, request.height) == (1024, 512)
@@ -377,7 +379,7 @@ def test_generation_response() -> None:
         parameters={"prompt": "a cat"}, images=["AAAA"], model_hash="0123456789",
         batch_size=2, n_iter=2,
     )  # fmt: skip
-    body = translate.generation_response(_job(), extra)
+    body = msgspec.to_builtins(translate.generation_response(_job(), extra))
     assert body["images"] == ["AAAA"] and body["parameters"] == {"prompt": "a cat"}
     info = json.loads(body["info"])
     assert info["all_seeds"] == [10, 11, 12, 13] and info["seed"] == 10
@@ -391,7 +393,7 @@ def test_generation_response() -> None:
 
 def test_interrupted_response() -> None:
     extra = translate.ResultInfo(parameters={}, images=[])
-    info = json.loads(translate.generation_response(_job("cancelled"), extra)["info"])
+    info = json.loads(translate.generation_response(_job("cancelled"), extra).info)
     assert info["interrupted"] is True and info["all_seeds"] == []
 
 
@@ -407,7 +409,9 @@ def test_echo_leaves_images_out() -> None:
 
 
 def test_progress_idle() -> None:
-    view = state.progress_view(None, queued=0, visible=True, stop_requested=False)
+    view = msgspec.to_builtins(
+        state.progress_view(None, queued=0, visible=True, stop_requested=False)
+    )
     assert view["progress"] == 0.0 and view["current_image"] is None
     assert view["state"]["job_count"] == 0 and view["state"]["job"] == ""
 
@@ -415,20 +419,26 @@ def test_progress_idle() -> None:
 def test_progress_running() -> None:
     job = _job("generating")
     job.progress = Progress("sampling", 5, 20, 0.5)
-    view = state.progress_view(job, queued=2, visible=True, stop_requested=True, now=1700000010.0)
+    view = msgspec.to_builtins(
+        state.progress_view(job, queued=2, visible=True, stop_requested=True, now=1700000010.0)
+    )
     assert view["progress"] == 0.25 and view["eta_relative"] == 7.5
     assert view["state"]["sampling_step"] == 5 and view["state"]["sampling_steps"] == 20
     assert view["state"]["job"] == "job_1_ab" and view["state"]["job_count"] == 3
     assert view["state"]["interrupted"] is True
     assert view["textinfo"] == "Sampling step 5/20"
-    hidden = state.progress_view(job, queued=0, visible=False, stop_requested=False)
+    hidden = msgspec.to_builtins(
+        state.progress_view(job, queued=0, visible=False, stop_requested=False)
+    )
     assert hidden["state"]["job"] == ""
 
 
 def test_progress_while_loading_shows_no_steps() -> None:
     job = _job("generating")
     job.progress = Progress("loading", 120, 300)  # tensors loaded, not sampling steps
-    view = state.progress_view(job, queued=0, visible=True, stop_requested=False)
+    view = msgspec.to_builtins(
+        state.progress_view(job, queued=0, visible=True, stop_requested=False)
+    )
     assert view["progress"] == 0.0 and view["state"]["sampling_steps"] == 0
     assert view["textinfo"] == "Loading"
 

@@ -9,13 +9,12 @@ way (white = repaint), which is what A1111-style tools send.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from PIL import Image
 
 from sdrest.api.openai.schemas import EditFields
-from sdrest.api.openai.translate import DefaultsFor, Translated, build_request, request_model
+from sdrest.api.openai.translate import ImagesJob, ModelChoice, ParsedBody, build_request
 from sdrest.errors import InvalidRequestError
 from sdrest.images import (
     alpha_to_mask,
@@ -25,6 +24,7 @@ from sdrest.images import (
     png_b64,
     to_mask,
 )
+from sdrest.schemas import RequestLayer
 from sdrest.settings import Limits
 
 REFERENCE_ARCHITECTURES: frozenset[str] = frozenset({"flux2"})
@@ -64,16 +64,15 @@ def choose_mode(fields: EditFields, masked: bool, reference_model: bool) -> str:
 
 
 def edit_to_request(
-    fields: EditFields,
+    parsed: ParsedBody[EditFields],
     images: Sequence[bytes],
     mask: bytes | None,
-    known_models: Collection[str],
-    defaults_for: DefaultsFor,
+    model: ModelChoice,
     *,
     limits: Limits,
-    is_reference_model: Callable[[str | None], bool] = lambda name: False,
-) -> Translated:
-    """Decode and check the uploads and build the canonical request.
+) -> ImagesJob:
+    """Decode and check the uploads and build the canonical request (``model``: chosen
+    with ``edit=True``, for its architecture).
 
     img2img: the first image is the init image, the others reference images; the mask is the
     ``mask`` upload or, failing that, the first image's transparent pixels; a masked edit defaults
@@ -81,6 +80,28 @@ def edit_to_request(
     reference image and nothing is masked. The output takes the first image's size unless
     ``size`` (or the native block) says otherwise.
     """
+    decoded = _open_images(images, limits)
+    first = decoded[0]
+    fields = parsed.fields
+    # The first image's own transparency, scanned once: it picks the mode and is the mask.
+    transparent = alpha_to_mask(first) if mask is None else None
+    reference_model = model.architecture in REFERENCE_ARCHITECTURES
+    mode = choose_mode(fields, mask is not None or transparent is not None, reference_model)
+    implied: RequestLayer = {"width": first.width, "height": first.height}
+    if mode == "reference":
+        if mask is not None:
+            raise InvalidRequestError("a mask needs edit_mode img2img", field="mask")
+        attached: RequestLayer = {"ref_images": [image_to_b64(data) for data in images]}
+    else:
+        attached = _img2img_images(images, mask, transparent, first.size, limits)
+        if "mask_image" in attached:
+            implied["strength"] = 1.0
+    if fields.strength is not None:
+        attached["strength"] = fields.strength
+    return build_request(parsed, model, implied=implied, attached=attached)
+
+
+def _open_images(images: Sequence[bytes], limits: Limits) -> list[Image.Image]:
     if not images:
         raise InvalidRequestError(
             "image is required (a file in `image` or `image[]`)", field="image"
@@ -88,31 +109,28 @@ def edit_to_request(
     if len(images) > MAX_EDIT_IMAGES:
         raise InvalidRequestError(f"at most {MAX_EDIT_IMAGES} images", field="image")
     pixels = limits.max_input_pixels
-    decoded = [
+    return [
         open_image_bytes(data, f"image[{i}]", max_pixels=pixels) for i, data in enumerate(images)
     ]
-    first = decoded[0]
-    # The first image's own transparency, scanned once: it picks the mode and is the mask.
-    transparent = alpha_to_mask(first) if mask is None else None
-    reference_model = is_reference_model(request_model(fields, known_models))
-    mode = choose_mode(fields, mask is not None or transparent is not None, reference_model)
-    implied: dict[str, Any] = {"width": first.width, "height": first.height}
-    attached: dict[str, Any] = {}
-    if mode == "reference":
-        if mask is not None:
-            raise InvalidRequestError("a mask needs edit_mode img2img", field="mask")
-        attached["ref_images"] = [image_to_b64(data) for data in images]
+
+
+def _img2img_images(
+    images: Sequence[bytes],
+    mask: bytes | None,
+    transparent: Image.Image | None,
+    size: tuple[int, int],
+    limits: Limits,
+) -> RequestLayer:
+    """The init image, the other images as references, and the library mask if any."""
+    attached: RequestLayer = {
+        "init_image": image_to_b64(images[0]),
+        "ref_images": [image_to_b64(data) for data in images[1:]],
+    }
+    if mask is not None:
+        uploaded = open_image_bytes(mask, "mask", max_pixels=limits.max_input_pixels)
+        converted: Image.Image | None = library_mask(uploaded, size)
     else:
-        attached["init_image"] = image_to_b64(images[0])
-        attached["ref_images"] = [image_to_b64(data) for data in images[1:]]
-        if mask is not None:
-            uploaded = open_image_bytes(mask, "mask", max_pixels=pixels)
-            converted: Image.Image | None = library_mask(uploaded, first.size)
-        else:
-            converted = transparent
-        if converted is not None:
-            attached["mask_image"] = png_b64(converted)
-            implied["strength"] = 1.0
-    if fields.strength is not None:
-        attached["strength"] = fields.strength
-    return build_request(fields, known_models, defaults_for, implied=implied, attached=attached)
+        converted = transparent
+    if converted is not None:
+        attached["mask_image"] = png_b64(converted)
+    return attached

@@ -2,16 +2,18 @@
 
 The official SDKs pick their exception class from the status alone (400 -> BadRequestError, 404 ->
 NotFoundError...), then read ``error.message``; ``param`` names the request field in OpenAI's own
-terms, so canonical field paths are translated back (``batch_count`` -> ``n``).
+terms, so canonical field paths are translated back (``batch_count`` -> ``n``). A job that ended
+without images is a :class:`~sdrest.errors.JobFailedError` (its status from the one table,
+``JOB_FAILURE_STATUS``; its code the job's own).
 """
 
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any
 
+from sdrest.api.common import error_status
+from sdrest.api.openai.responses import OpenAIError, OpenAIErrorDetail
 from sdrest.errors import SdrestError
-from sdrest.schemas import JobError
 
 _TYPES: MappingProxyType[int, str] = MappingProxyType(
     {
@@ -45,33 +47,6 @@ _PARAMS: MappingProxyType[str, str] = MappingProxyType(
     }
 )
 
-_MISSING = "missing required field `"
-
-# Why a job failed (JobError.code) -> the status a synchronous client sees. Engine failures are
-# the only 5xx; a job someone else stopped is a conflict, a vanished server is "unavailable".
-_JOB_STATUS: MappingProxyType[str, int] = MappingProxyType(
-    {
-        "invalid_request": 400,
-        "not_found": 404,
-        "cancelled": 409,
-        "interrupted": 409,
-        "not_implemented": 501,
-        "server_restarted": 503,
-        "model_load_failed": 500,
-        "generation_failed": 500,
-        "internal_error": 500,
-    }
-)
-_JOB_MESSAGES: MappingProxyType[str, str] = MappingProxyType(
-    {
-        "model_load_failed": "the model could not be loaded",
-        "generation_failed": "image generation failed",
-        "cancelled": "the job was cancelled before it ran",
-        "interrupted": "the job was stopped while generating",
-        "server_restarted": "the server restarted while the job was running",
-    }
-)
-
 
 def param_of(field: str | None) -> str | None:
     """The OpenAI parameter for a canonical field path (``ref_images[2]`` -> ``image``)."""
@@ -91,26 +66,15 @@ def error_type(status: int) -> str:
     return _TYPES.get(status, "invalid_request_error")
 
 
-def error_body(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+def error_body(status: int, code: str, message: str, param: str | None = None) -> OpenAIError:
     """The OpenAI error document."""
-    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
+    return OpenAIError(OpenAIErrorDetail(message, error_type(status), param, code))
 
 
-def exception_body(status: int, code: str, message: str, exc: Exception) -> dict[str, Any]:
-    """The error document of an exception, unknown models with OpenAI's own code."""
+def exception_error(exc: Exception) -> tuple[int, OpenAIError]:
+    """(status, error document) of any exception: a domain error keeps its code (an unknown
+    model's is ``model_not_found``, a failed job's is the job's own), its field becomes
+    ``param``; anything unexpected is a 500 ``internal_error``."""
+    status, code, message = error_status(exc)
     field = exc.field if isinstance(exc, SdrestError) else None
-    if field is None and _MISSING in message:  # msgspec names a missing field only in the text
-        field = message.split(_MISSING, 1)[1].split("`", 1)[0]
-    if status == 404 and field == "model":
-        code = "model_not_found"
-    return error_body(status, code, message, param_of(field))
-
-
-def job_failure(error: JobError | None) -> tuple[int, dict[str, Any]]:
-    """(status, body) for a job that did not complete; 5xx only when the engine failed."""
-    if error is None:
-        return 500, error_body(500, "internal_error", "the job ended without a result")
-    status = _JOB_STATUS.get(error.code, 500)
-    lead = _JOB_MESSAGES.get(error.code)
-    message = f"{lead}: {error.message}" if lead and error.message else (lead or error.message)
-    return status, error_body(status, error.code, message)
+    return status, error_body(status, code, message, param_of(field))

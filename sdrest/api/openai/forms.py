@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Message
 
-from sdrest.api.common import MAX_JSON_BODY, PayloadTooLargeError, read_body
+from sdrest.api.common import MAX_JSON_BODY, PayloadTooLargeError, read_body, validation_path
 from sdrest.api.openai.edits import MAX_EDIT_IMAGES
 from sdrest.api.openai.schemas import EditFields
 from sdrest.errors import InvalidRequestError
@@ -72,11 +72,7 @@ def parse_fields(texts: dict[str, str]) -> EditFields:
     try:
         return msgspec.convert(texts, EditFields, strict=False)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        field = text.split(" - at `$.", 1)[1].rstrip("`") if " - at `$." in text else None
-        if field is None and "missing required field `" in text:
-            field = text.split("missing required field `", 1)[1].split("`", 1)[0]
-        raise InvalidRequestError(f"invalid request: {text}", field=field) from exc
+        raise InvalidRequestError(f"invalid request: {exc}", field=validation_path(exc)) from exc
 
 
 async def read_edit_upload(request: Request, limits: Limits) -> EditUpload:

@@ -72,12 +72,3 @@ class EditFields(CommonFields):
     """``img2img``: the first image is the init image (inpainted under a mask), the others are
     reference images. ``reference``: every image is a reference image (Flux.2-style editing).
     ``auto``: ``reference`` for reference-image models (Flux.2) without a mask, else img2img."""
-
-
-class OpenAIModel(msgspec.Struct, frozen=True):
-    """One entry of ``GET /v1/models``."""
-
-    id: str
-    created: int
-    owned_by: str = "local"
-    object: str = "model"

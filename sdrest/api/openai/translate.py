@@ -1,42 +1,43 @@
-"""Pure translations between the OpenAI images wire shapes and the service's structs.
+"""Translations of the OpenAI images bodies onto the canonical request (answers: ``responses``).
 
 Field precedence, lowest first: the model's preset defaults < what the request implies (for edits,
 the input image's size) < ``<sd_cpp_extra_args>`` in the prompt < explicit top-level fields. So a
 client's own ``size``, ``n`` or ``steps`` always wins, and the native block fills in the rest.
+(Uploaded edit images sit above all of them; the resolved model name is the last word.)
+
+The model a request names is looked up once (:func:`choose_model`, through ``service.models``);
+everything else here is pure.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any
-from urllib.parse import quote
+from collections.abc import Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from sdrest.api.common import convert, decode_json
+from sdrest.api.common import compose_request, decode_json
 from sdrest.api.extra_args import split_extra_args
 from sdrest.api.openai.schemas import (
     OPENAI_MODEL_ALIASES,
     CommonFields,
     GenerationBody,
-    OpenAIModel,
     ResponseFormat,
 )
-from sdrest.errors import InvalidRequestError, NotFoundError
+from sdrest.errors import InvalidRequestError, ModelNotFoundError, SdrestError
 from sdrest.models import ModelEntry, ModelPreset
-from sdrest.schemas import ImgGenRequest, Job
-from sdrest.settings import deep_merge
+from sdrest.schemas import ImgGenRequest, RequestLayer, SampleLayer
 
-DefaultsFor = Callable[[str | None], Mapping[str, Any]]
+Model = ModelEntry | ModelPreset
 
 _generation_decoder = msgspec.json.Decoder(GenerationBody)
 _SIZE = re.compile(r"\s*(\d{1,6})\s*[xX\u00d7]\s*(\d{1,6})\s*")
 _FORMAT_ALIASES: Mapping[str, str] = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
 
 
-class Translated(msgspec.Struct, frozen=True):
-    """A canonical request plus what the reply needs from the original body."""
+class ImagesJob(msgspec.Struct, frozen=True):
+    """What to queue (the canonical request) and how to answer (from the original body)."""
 
     request: ImgGenRequest
     response_format: ResponseFormat
@@ -71,36 +72,112 @@ def output_format(value: str | None) -> str | None:
     return fmt
 
 
-def resolve_model(name: str | None, known: Collection[str]) -> str | None:
-    """A registry model or preset name; None for the server's default model.
+class ModelLookup(Protocol):
+    """What the translation asks of ``service.models`` (a ``ModelCatalog``)."""
+
+    def find(self, identifier: str, type: str | None = None) -> Model:
+        """A model or preset by any of its spellings (404)."""
+
+    def generation_models(self) -> list[Model]:
+        """Everything a request can name as "the model"."""
+
+    def main_entry(self, name: str) -> ModelEntry:
+        """The file that generates for ``name`` (404)."""
+
+    def default(self) -> str:
+        """The model a request that names none uses (400 when there is no unique one)."""
+
+    def defaults_for(self, model: str | None) -> RequestLayer:
+        """A model's default fields (its preset's, under the server's)."""
+
+
+class ModelChoice(msgspec.Struct, frozen=True):
+    """The model a request asked for, looked up once, and what the translation needs of it."""
+
+    name: str | None
+    """The registry model or preset; None for the server's default model."""
+    defaults: RequestLayer
+    """Its default fields, the lowest layer of the request."""
+    architecture: str | None = None
+    """The architecture of the file that generates (asked for by edits only; None when unknown)."""
+
+
+Fields = TypeVar("Fields", bound=CommonFields)
+
+
+class ParsedBody(msgspec.Struct, Generic[Fields], frozen=True):
+    """A decoded body with its prompt split from its ``<sd_cpp_extra_args>`` block."""
+
+    fields: Fields
+    prompt: str
+    """The prompt without the block."""
+    extra: dict[str, Any]  # the native block: a partial request layer, free-form by nature
+
+    @property
+    def model_names(self) -> list[str]:
+        """The models the request names, in the order they count: top level, then the block's."""
+        names = [self.fields.model, self.extra.get("model")]
+        return [name for name in names if isinstance(name, str)]
+
+
+def parse_body(fields: Fields) -> ParsedBody[Fields]:
+    """Split the native block out of the prompt (400 for a bad block or an empty prompt)."""
+    prompt, extra = split_extra_args(fields.prompt)
+    if not prompt.strip():
+        raise InvalidRequestError("prompt is empty", field="prompt")
+    return ParsedBody(fields, prompt, extra)
+
+
+def resolve_model(name: str | None, models: ModelLookup) -> Model | None:
+    """A generation model or preset by any spelling ``service.models`` accepts; None for the
+    server's default model.
 
     OpenAI's own model names mean the default model (stock clients hard-code them), unless the
-    registry holds a model of that very name. Anything else is a 404 naming what exists.
+    registry holds a model of that very name. Anything else is a 404 ``model_not_found`` naming
+    what exists.
     """
-    if name is None or name in known:
-        return name
+    if name is None:
+        return None
+    try:
+        found: Model | None = models.find(name)
+    except ModelNotFoundError:
+        found = None
+    if isinstance(found, ModelPreset) or (isinstance(found, ModelEntry) and found.generates):
+        return found
     if name in OPENAI_MODEL_ALIASES:
         return None
-    available = ", ".join(sorted(known)) or "none"
-    raise NotFoundError(f"model {name!r} not found; available: {available}", field="model")
+    available = ", ".join(sorted(model.name for model in models.generation_models())) or "none"
+    raise ModelNotFoundError(f"model {name!r} not found; available: {available}", field="model")
 
 
-def _model(name: str | None, extra: Mapping[str, Any], known: Collection[str]) -> str | None:
-    model = resolve_model(name, known)
-    if model is None and isinstance(extra.get("model"), str):
-        model = resolve_model(extra["model"], known)
-    return model
+def choose_model(
+    parsed: ParsedBody[Any], models: ModelLookup, *, edit: bool = False
+) -> ModelChoice:
+    """THE one lookup of the model a request names (the first name that is not an OpenAI
+    alias), with its defaults; ``edit``: also the architecture of the file that generates."""
+    found: Model | None = None
+    for name in parsed.model_names:
+        found = resolve_model(name, models)
+        if found is not None:
+            break
+    chosen = found.name if found is not None else None
+    defaults = models.defaults_for(chosen)
+    architecture = _architecture(found, models) if edit else None
+    return ModelChoice(chosen, defaults, architecture)
 
 
-def request_model(body: CommonFields, known_models: Collection[str]) -> str | None:
-    """The model a request asks for: top-level ``model``, else the native block's; None = the
-    server's default."""
-    return _model(body.model, split_extra_args(body.prompt)[1], known_models)
+def _architecture(found: Model | None, models: ModelLookup) -> str | None:
+    try:
+        if isinstance(found, ModelEntry):
+            return found.architecture
+        return models.main_entry(found.name if found is not None else models.default()).architecture
+    except SdrestError:
+        return None  # no default model, or a preset without a usable file: planning says later
 
 
-def _explicit(body: CommonFields, prompt: str) -> dict[str, Any]:
+def _explicit(body: CommonFields, prompt: str) -> RequestLayer:
     """The canonical fields the client set explicitly (top level), nothing else."""
-    out: dict[str, Any] = {"prompt": prompt}
+    out: RequestLayer = {"prompt": prompt}
     size = parse_size(body.size)
     if size is not None:
         out["width"], out["height"] = size
@@ -109,23 +186,13 @@ def _explicit(body: CommonFields, prompt: str) -> dict[str, Any]:
         out["output_format"] = fmt
     if body.output_compression is not None:
         out["output_compression"] = max(0, min(100, body.output_compression))
-    for src, dst in (
-        ("n", "batch_count"),
-        ("negative_prompt", "negative_prompt"),
-        ("seed", "seed"),
-    ):
-        value = getattr(body, src)
-        if value is not None:
-            out[dst] = value
-    sample: dict[str, Any] = {}
-    for src, dst in (("steps", "sample_steps"), ("sampler", "sample_method")):
-        value = getattr(body, src)
-        if value is not None:
-            sample[dst] = value
-    if body.scheduler is not None:
-        sample["scheduler"] = body.scheduler
-    if body.cfg_scale is not None:
-        sample["guidance"] = {"txt_cfg": body.cfg_scale}
+    if body.n is not None:
+        out["batch_count"] = body.n
+    if body.negative_prompt is not None:
+        out["negative_prompt"] = body.negative_prompt
+    if body.seed is not None:
+        out["seed"] = body.seed
+    sample = _sample_params(body)
     if sample:
         out["sample_params"] = sample
     if isinstance(body, GenerationBody) and body.lora is not None:
@@ -133,93 +200,51 @@ def _explicit(body: CommonFields, prompt: str) -> dict[str, Any]:
     return out
 
 
+def _sample_params(body: CommonFields) -> SampleLayer:
+    sample: SampleLayer = {}
+    if body.steps is not None:
+        sample["sample_steps"] = body.steps
+    if body.sampler is not None:
+        sample["sample_method"] = body.sampler
+    if body.scheduler is not None:
+        sample["scheduler"] = body.scheduler
+    if body.cfg_scale is not None:
+        sample["guidance"] = {"txt_cfg": body.cfg_scale}
+    return sample
+
+
 def build_request(
-    body: CommonFields,
-    known_models: Collection[str],
-    defaults_for: DefaultsFor,
+    parsed: ParsedBody[Any],
+    model: ModelChoice,
     *,
-    implied: Mapping[str, Any] | None = None,
-    attached: Mapping[str, Any] | None = None,
-) -> Translated:
-    """Merge the layers (see the module docstring) into one canonical request.
+    implied: RequestLayer | None = None,
+    attached: RequestLayer | None = None,
+) -> ImagesJob:
+    """Layer the request (see the module docstring) into one canonical request.
 
     ``implied`` sits above the preset defaults (an edit's image size); ``attached`` sits above
     everything (uploaded images: the native block cannot replace the files that were sent).
     """
-    prompt, extra = split_extra_args(body.prompt)
-    if not prompt.strip():
-        raise InvalidRequestError("prompt is empty", field="prompt")
-    model = _model(body.model, extra, known_models)
-    merged = deep_merge(dict(defaults_for(model)), implied or {})
-    merged = deep_merge(merged, extra)
-    merged = deep_merge(merged, _explicit(body, prompt))
-    merged = deep_merge(merged, attached or {})
-    merged["model"] = model
-    request = convert(merged, ImgGenRequest)
-    return Translated(
+    body = parsed.fields
+    request = compose_request(
+        model.defaults,
+        implied or {},
+        parsed.extra,
+        _explicit(body, parsed.prompt),
+        attached or {},
+        {"model": model.name},
+    )
+    return ImagesJob(
         request=request,
         response_format=body.response_format or "b64_json",
-        revised_prompt=prompt if prompt != body.prompt else None,
+        revised_prompt=parsed.prompt if parsed.prompt != body.prompt else None,
         stream=body.stream,
         partial_images=body.partial_images or 0,
     )
 
 
-def generation_to_request(
-    raw: bytes, known_models: Collection[str], defaults_for: DefaultsFor
-) -> Translated:
-    """Decode a ``/v1/images/generations`` body (400 for malformed JSON or a bad field)."""
-    body = decode_json(raw, _generation_decoder)
-    return build_request(body, known_models, defaults_for)
-
-
-def output_url(base_url: str, job_id: str, filename: str) -> str:
-    """Absolute URL of an output image, as the /api family serves it."""
-    return f"{base_url.rstrip('/')}/api/queue/job/{quote(job_id)}/output/{quote(filename)}"
-
-
-def images_response(
-    job: Job,
-    translated: Translated,
-    base_url: str,
-    read_b64: Callable[[str], str],
-) -> dict[str, Any]:
-    """The reply to a completed job: ``{created, data: [...], output_format, size}``.
-
-    ``read_b64(filename)`` returns an output file as base64 (file I/O stays with the caller).
-    """
-    if job.result is None:
-        raise ValueError(f"job {job.id} has no result")
-    data: list[dict[str, Any]] = []
-    for ref in job.result.images:
-        item: dict[str, Any]
-        if translated.response_format == "url":
-            item = {"url": output_url(base_url, job.id, ref.filename)}
-        else:
-            item = {"b64_json": read_b64(ref.filename)}
-        if translated.revised_prompt is not None:
-            item["revised_prompt"] = translated.revised_prompt
-        data.append(item)
-    body: dict[str, Any] = {
-        "created": int(job.created),
-        "data": data,
-        "output_format": job.result.output_format,
-    }
-    if job.result.images:
-        first = job.result.images[0]
-        body["size"] = f"{first.width}x{first.height}"
-    return body
-
-
-def model_object(model: ModelEntry | ModelPreset, created: float) -> OpenAIModel:
-    """One ``/v1/models`` entry; a file's mtime is its ``created``, a preset's the server start."""
-    when = model.mtime if isinstance(model, ModelEntry) else created
-    return OpenAIModel(id=model.name, created=int(when))
-
-
-def models_list(models: Iterable[ModelEntry | ModelPreset], created: float) -> dict[str, Any]:
-    """``GET /v1/models``: every generation model and preset."""
-    return {
-        "object": "list",
-        "data": [msgspec.to_builtins(model_object(m, created)) for m in models],
-    }
+def generation_to_request(raw: bytes, models: ModelLookup) -> ImagesJob:
+    """Decode a ``/v1/images/generations`` body (400 for malformed JSON or a bad field), look
+    its model up and build the canonical request."""
+    parsed = parse_body(decode_json(raw, _generation_decoder))
+    return build_request(parsed, choose_model(parsed, models))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
@@ -19,7 +18,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sdrest.api.common import JSONResponse
-from sdrest.errors import ConflictError, InvalidRequestError, NotFoundError, SdrestError
+from sdrest.api.rest.responses import RestError, RestErrorDetail
+from sdrest.errors import (
+    ConflictError,
+    InvalidRequestError,
+    SdrestError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,20 +53,8 @@ REST_CODES: dict[str, str] = {
 }
 
 
-class JobNotFoundError(NotFoundError):
-    """No job of that id that the caller may see (404 JOB_NOT_FOUND)."""
-
-    code = "job_not_found"
-
-
-class ModelNotFoundError(NotFoundError):
-    """No model of that id or name (404 MODEL_NOT_FOUND)."""
-
-    code = "model_not_found"
-
-
 class ModelNotLoadedError(ConflictError):
-    """The named model is not the one in memory (409 MODEL_NOT_LOADED)."""
+    """The named model is not among those the engine holds (409 MODEL_NOT_LOADED)."""
 
     code = "model_not_loaded"
 
@@ -91,18 +83,12 @@ def request_id_of(conn: HTTPConnection) -> str:
 
 def error_body(
     status: int, code: str, message: str, request_id: str, field: str | None = None
-) -> dict[str, Any]:
-    """The spec's error document."""
-    error: dict[str, Any] = {
-        "message": message,
-        "code": rest_code(code),
-        "status_code": status,
-        "request_id": request_id,
-        "timestamp": int(time.time()),
-    }
-    if field:
-        error["field"] = field
-    return {"error": error}
+) -> RestError:
+    """The spec's error document (``code``: the domain code, written as the wire's)."""
+    detail = RestErrorDetail(
+        message, rest_code(code), status, request_id, int(time.time()), field or None
+    )
+    return RestError(detail)
 
 
 def _status_of(exc: Exception) -> tuple[int, str, str, str | None]:

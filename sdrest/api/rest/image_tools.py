@@ -8,20 +8,21 @@ easier to abuse than a generation request.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 from PIL import Image, ImageOps
 
+from sdrest.api.rest.utility_responses import Dimensions, ImageReply
 from sdrest.errors import InvalidRequestError
 from sdrest.images import (
+    decode_input_image,
     encode_image,
     has_alpha,
     image_to_b64,
     media_type,
 )
-from sdrest.planning import decode_input_image
 from sdrest.settings import Limits
 
 OutputFormat = Literal["png", "jpeg", "webp"]
@@ -120,27 +121,27 @@ def crop_box(
     return x, y, x + width, y + height
 
 
-def _reply(image: Image.Image, original: tuple[int, int], fmt: str, quality: int) -> dict[str, Any]:
+def _reply(image: Image.Image, original: tuple[int, int], fmt: str, quality: int) -> ImageReply:
     data = encode_image(image, fmt, quality=quality)
-    return {
-        "image": image_to_b64(data),
-        "width": image.width,
-        "height": image.height,
-        "format": fmt,
-        "mime_type": media_type(fmt),
-        "size": len(data),
-        "original": {"width": original[0], "height": original[1]},
-    }
+    return ImageReply(
+        image=image_to_b64(data),
+        width=image.width,
+        height=image.height,
+        format=fmt,
+        mime_type=media_type(fmt),
+        size=len(data),
+        original=Dimensions(*original),
+    )
 
 
-def resize_image(body: ResizeBody, limits: Limits) -> dict[str, Any]:
+def resize_image(body: ResizeBody, limits: Limits) -> ImageReply:
     """Decode, resize and re-encode (CPU: run it off the event loop)."""
     with decode_input(body.image, limits) as image:
         size = target_size(image.size, body.width, body.height, limits)
         return _reply(resize(image, size, body.mode), image.size, body.output_format, body.quality)
 
 
-def crop_image(body: CropBody, limits: Limits) -> dict[str, Any]:
+def crop_image(body: CropBody, limits: Limits) -> ImageReply:
     """Decode, crop and re-encode (CPU: run it off the event loop)."""
     with decode_input(body.image, limits) as image:
         box = crop_box(image.size, body.x, body.y, body.width, body.height)

@@ -1,9 +1,15 @@
-"""The stable-diffusion.cpp-rest family under ``/api``: one sub-application, one error shape.
+"""The stable-diffusion.cpp-rest family under ``/api``: its complete route index and its
+sub-application.
 
-Routes come from small modules (system, models, generation, queue, outputs) plus the auth and
-utility route lists; every error they raise renders as ``{"error": {"message", "code",
-"status_code", "request_id", "timestamp"}}`` and every response carries ``X-Request-ID``.
-``/api/health`` is served by the main app before this mount (it must stay cheap and public).
+Every error renders as ``{"error": {"message", "code", "status_code", "request_id",
+"timestamp", "field"?}}`` (:class:`~sdrest.api.rest.responses.RestError`) and every response
+carries ``X-Request-ID``. ``/api/health`` is served by the main app before this mount (it must
+stay cheap and public); the ``/ws`` WebSocket is mounted by the main app too
+(:mod:`sdrest.api.rest.ws`).
+
+Match order: the first route whose path and method match wins, so within a prefix the fixed
+paths come before the parameterised ones (``/models/convert`` before ``/models/{model_id}``,
+``/queue/job/{job_id}/output/{filename}`` before ``/queue/job/{job_id}``).
 """
 
 from __future__ import annotations
@@ -11,32 +17,252 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from sdrest.api.rest.auth_routes import AUTH_ROUTES
-from sdrest.api.rest.convert import CONVERT_ROUTES
+from sdrest.api.rest import (
+    auth_handlers,
+    convert_handlers,
+    generation_handlers,
+    image_handlers,
+    models_handlers,
+    outputs_handlers,
+    queue_handlers,
+    system_handlers,
+    utility_handlers,
+)
+from sdrest.api.rest.auth_handlers import LoginBody
+from sdrest.api.rest.auth_responses import (
+    LoginReply,
+    LogoutReply,
+    MeReply,
+    TokenRefreshReply,
+    TokenValidReply,
+)
 from sdrest.api.rest.errors import RequestIdMiddleware, render_error
-from sdrest.api.rest.generation import GENERATION_ROUTES
-from sdrest.api.rest.models import MODEL_ROUTES
-from sdrest.api.rest.outputs import OUTPUT_ROUTES
-from sdrest.api.rest.queue import QUEUE_ROUTES
-from sdrest.api.rest.system import SYSTEM_ROUTES, SystemState
-from sdrest.api.rest.utilities import UTILITY_ROUTES
+from sdrest.api.rest.image_handlers import DOWNLOAD_QUERY
+from sdrest.api.rest.image_tools import CropBody, ResizeBody
+from sdrest.api.rest.model_responses import (
+    BatchReply,
+    ConvertReply,
+    FileCheck,
+    HashReply,
+    ModelAction,
+    ModelFolders,
+    ModelListing,
+    ModelReply,
+    ModelStats,
+    ModelTypes,
+    RefreshReply,
+)
+from sdrest.api.rest.model_views import SORT_KEYS
+from sdrest.api.rest.outputs_handlers import DEFAULT_THUMB
+from sdrest.api.rest.responses import (
+    CancelReply,
+    ClearReply,
+    JobReply,
+    QueuedReply,
+    QueueStatus,
+    RestError,
+)
+from sdrest.api.rest.schemas import (
+    BatchBody,
+    CancelBody,
+    ConvertBody,
+    GenerateBody,
+    HashBody,
+    UpscaleBody,
+    ValidateModelBody,
+)
+from sdrest.api.rest.system_info import SystemState
+from sdrest.api.rest.system_responses import (
+    ConfigReply,
+    RestartReply,
+    StatusReply,
+    SystemReply,
+    VersionReply,
+)
+from sdrest.api.rest.utility_handlers import MODE_QUERY
+from sdrest.api.rest.utility_responses import (
+    DownloadReply,
+    EstimateReply,
+    ImageReply,
+    ParametersReply,
+    SamplersReply,
+    SchedulersReply,
+    ValidationReply,
+)
+from sdrest.api.routing import IMAGE_TYPES, JSON, NO_BODY, Query, route
 from sdrest.errors import SdrestError
 from sdrest.service import SdrestService
+
+_FLAG = {"type": "boolean"}
+_MODEL_QUERY = (
+    Query("type", {"type": "string"}, "Model type (checkpoint, lora, vae, ...)."),
+    Query("search", {"type": "string"}, "Substring of the name."),
+    Query("architecture", {"type": "string"}, "Detected architecture (sd1, flux...)."),
+    Query("loaded", _FLAG, "Only the loaded (or only the unloaded) models."),
+    Query("sort_by", {"type": "string", "enum": list(SORT_KEYS)}, "Sort key."),
+    Query("sort_order", {"type": "string", "enum": ["asc", "desc"]}, "Sort order."),
+    Query("limit", {"type": "integer", "minimum": 0, "maximum": 10_000}, "Page size."),
+    Query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "Page, from 1."),
+)
+_TYPE = Query("type", {"type": "string"}, "Pick among files of the same name by type.")
+_THUMB = (
+    Query("thumb", _FLAG, "Answer a JPEG thumbnail instead of the file."),
+    Query(
+        "size",
+        {"type": "integer", "minimum": 50, "maximum": 500},
+        f"Longest side of the thumbnail (with `thumb`; default {DEFAULT_THUMB}).",
+    ),
+)
+
+
+_models = models_handlers
+_queue = queue_handlers
+_generation = generation_handlers
+
+ROUTES = [
+    # -- /auth: login is public, the rest needs an identified caller ------------------------
+    route(
+        "/auth/login", auth_handlers.login, "POST", access="public", body=LoginBody,
+        answer=LoginReply,
+    ),
+    route(
+        "/auth/logout", auth_handlers.logout, "POST", access="identified", body=NO_BODY,
+        answer=LogoutReply,
+    ),
+    route("/auth/validate", auth_handlers.validate, access="identified", answer=TokenValidReply),
+    route(
+        "/auth/refresh", auth_handlers.refresh, "POST", access="identified", body=NO_BODY,
+        answer=TokenRefreshReply,
+    ),
+    route("/auth/me", auth_handlers.me, access="identified", answer=MeReply),
+    # -- server: status and version are public -----------------------------------------------
+    route("/status", system_handlers.status, access="public", answer=StatusReply),
+    route("/version", system_handlers.version, access="public", answer=VersionReply),
+    route("/config", system_handlers.config, access="models:read", answer=ConfigReply),
+    route("/system", system_handlers.system, access="models:read", answer=SystemReply),
+    route(
+        "/system/restart", system_handlers.restart, "POST", access="system:manage",
+        body=NO_BODY, answer=RestartReply, status=202,
+    ),
+    # -- /models: the fixed paths, then /models/{model_id} -----------------------------------
+    route(
+        "/models", _models.list_models, access="models:read", query=_MODEL_QUERY,
+        answer=ModelListing,
+    ),
+    route("/models/types", _models.model_types, access="models:read", answer=ModelTypes),
+    route("/models/directories", _models.directories, access="models:read", answer=ModelFolders),
+    route("/models/stats", _models.stats, access="models:read", answer=ModelStats),
+    route(
+        "/models/refresh", _models.refresh, "POST", access="models:manage", body=NO_BODY,
+        answer=RefreshReply,
+    ),
+    route(
+        "/models/batch", _models.batch, "POST", access="models:manage", body=BatchBody,
+        answer=BatchReply,
+    ),
+    route(
+        "/models/validate", _models.validate, "POST", access="models:read",
+        body=ValidateModelBody, answer=FileCheck,
+    ),
+    route(
+        "/models/hash", _models.hash_models, "POST", access="models:manage", body=HashBody,
+        answer=HashReply,
+    ),
+    route(
+        "/models/convert", convert_handlers.convert_model, "POST", access="models:manage",
+        body=ConvertBody, answer=ConvertReply, status=202,
+    ),
+    route(
+        "/models/{model_id}", _models.get_model, access="models:read", query=(_TYPE,),
+        answer=ModelReply,
+    ),
+    route(
+        "/models/{model_id}/load", _models.load_model, "POST", access="models:manage",
+        body=NO_BODY, answer=ModelAction,
+    ),
+    route(
+        "/models/{model_id}/unload", _models.unload_model, "POST", access="models:manage",
+        body=NO_BODY, answer=ModelAction,
+    ),
+    # -- /generate ----------------------------------------------------------------------------
+    route(
+        "/generate/text2img", _generation.text2img, "POST", access="generate",
+        body=GenerateBody, answer=QueuedReply, status=202,
+    ),
+    route(
+        "/generate/img2img", _generation.img2img, "POST", access="generate", body=GenerateBody,
+        answer=QueuedReply, status=202,
+    ),
+    route(
+        "/generate/inpainting", _generation.inpainting, "POST", access="generate",
+        body=GenerateBody, answer=QueuedReply, status=202,
+    ),
+    route(
+        "/generate/controlnet", _generation.controlnet, "POST", access="generate",
+        body=GenerateBody, answer=RestError, status=501,
+    ),
+    route(
+        "/generate/upscale", _generation.upscale, "POST", access="generate", body=UpscaleBody,
+        answer=QueuedReply, status=202,
+    ),
+    # -- /queue: a job's sub-paths, then the job, then the fixed paths -------------------------
+    route(
+        "/queue/job/{job_id}/output/{filename}", outputs_handlers.download, access="public",
+        query=_THUMB, media_types=IMAGE_TYPES,
+    ),
+    route(
+        "/queue/job/{job_id}/preview", _queue.get_preview, access="identified",
+        media_types=("image/png",),
+    ),
+    route("/queue/job/{job_id}", _queue.get_job, access="identified", answer=JobReply),
+    route("/queue/status", _queue.queue_status, access="jobs:own", answer=QueueStatus),
+    route(
+        "/queue/cancel", _queue.cancel, "POST", access="identified", body=CancelBody,
+        answer=CancelReply,
+    ),
+    route(
+        "/queue/clear", _queue.clear, "POST", access="jobs:own", body=NO_BODY,
+        answer=ClearReply,
+    ),
+    # The downloads' alias (public too).
+    route(
+        "/v1/jobs/{job_id}/output/{filename}", outputs_handlers.download, access="public",
+        query=_THUMB, media_types=IMAGE_TYPES,
+    ),
+    # -- utilities and image tools: validate and image/download are public ------------------
+    route("/samplers", utility_handlers.samplers, access="models:read", answer=SamplersReply),
+    route(
+        "/schedulers", utility_handlers.schedulers, access="models:read", answer=SchedulersReply
+    ),
+    route("/parameters", utility_handlers.parameters, access="models:read", answer=ParametersReply),
+    route(
+        "/validate", utility_handlers.validate, "POST", access="public", body=GenerateBody,
+        query=(MODE_QUERY,), answer=ValidationReply,
+    ),
+    route(
+        "/estimate", utility_handlers.estimate, "POST", access="models:read",
+        body=GenerateBody, query=(MODE_QUERY,), answer=EstimateReply,
+    ),
+    route(
+        "/image/download", image_handlers.download, access="public", query=DOWNLOAD_QUERY,
+        answer=DownloadReply, media_types=(*IMAGE_TYPES, JSON),
+    ),
+    route(
+        "/image/resize", image_handlers.resize, "POST", access="generate", body=ResizeBody,
+        answer=ImageReply,
+    ),
+    route(
+        "/image/crop", image_handlers.crop, "POST", access="generate", body=CropBody,
+        answer=ImageReply,
+    ),
+]
+"""Every /api route, in match order."""
 
 
 def create_rest_app(service: SdrestService) -> Starlette:
     """The family's sub-application over the one service."""
     app = Starlette(
-        routes=[
-            *AUTH_ROUTES,
-            *SYSTEM_ROUTES,
-            *MODEL_ROUTES,
-            *CONVERT_ROUTES,
-            *GENERATION_ROUTES,
-            *OUTPUT_ROUTES,  # before the queue routes: /queue/job/{id}/output/{name} is longer
-            *QUEUE_ROUTES,
-            *UTILITY_ROUTES,
-        ],
+        routes=ROUTES,
         # Unexpected exceptions are not listed: RequestIdMiddleware answers them (a handler for
         # Exception would run outside the middleware, without the request id).
         exception_handlers={SdrestError: render_error, 404: render_error, 405: render_error},

@@ -1,23 +1,29 @@
-"""Pure translations between the /api wire shapes and the service's structs.
+"""Pure translation of the /api request bodies onto the service's canonical requests.
 
-Nothing here touches the network, the disk or the engine: routes call these with the values they
-looked up, and the unit tests call them directly.
+Nothing here touches the network, the disk or the engine: handlers call these with the values
+they looked up, and the unit tests call them directly. The answers live in
+:mod:`sdrest.api.rest.views`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 
 import msgspec
 
-from sdrest.api.common import convert, decode_json
+from sdrest.api.common import compose_request, decode_json
 from sdrest.api.rest.errors import ValidationFailedError
 from sdrest.api.rest.schemas import GenerateBody, UpscaleBody
 from sdrest.errors import InvalidRequestError
-from sdrest.schemas import ImgGenRequest, Job, UpscaleRequest
-from sdrest.settings import LoadOptions, deep_merge
+from sdrest.schemas import (
+    GuidanceLayer,
+    ImgGenRequest,
+    RequestLayer,
+    SampleLayer,
+    UpscaleRequest,
+)
+from sdrest.settings import LoadOptions
 
 T = TypeVar("T")
 Mode = Literal["text2img", "img2img", "inpainting", "controlnet"]
@@ -66,14 +72,6 @@ COMPONENT_FIELDS: dict[str, str] = {
 }
 FOLDER_FIELDS: dict[str, str] = {"embedding_dir": "embedding", "lora_model_dir": "lora"}
 
-STATUS_NAMES: dict[str, str] = {
-    "queued": "queued",
-    "generating": "processing",
-    "completed": "completed",
-    "failed": "failed",
-    "cancelled": "cancelled",
-}
-
 
 def decode(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     """Decode a wire body: malformed JSON is INVALID_PARAMETERS, a wrong field VALIDATION_ERROR."""
@@ -111,13 +109,6 @@ def sampler_name(value: str) -> str:
     return name.replace("dpmpp", "dpm++")
 
 
-def _set(tree: dict[str, Any], path: str, value: Any) -> None:
-    *parents, leaf = path.split(".")
-    for part in parents:
-        tree = tree.setdefault(part, {})
-    tree[leaf] = value
-
-
 def load_option_problems(body: GenerateBody, load: LoadOptions) -> list[str]:
     """Requested load options that differ from the server's (they cannot be honoured per job)."""
     problems = []
@@ -132,11 +123,118 @@ def load_option_problems(body: GenerateBody, load: LoadOptions) -> list[str]:
     return problems
 
 
+class _Images(NamedTuple):
+    """The images a mode needs (field, how to name it) and the ones it refuses."""
+
+    needs: tuple[tuple[str, str], ...] = ()
+    refuses: tuple[str, ...] = ()
+    instead: str = ""
+    """The route to use for the refused images."""
+
+
+MODE_IMAGES: dict[Mode, _Images] = {
+    "text2img": _Images(
+        refuses=("init_image", "mask_image"),
+        instead="/api/generate/img2img or /api/generate/inpainting",
+    ),
+    "img2img": _Images(
+        needs=(("init_image", "an init_image (base64)"),),
+        refuses=("mask_image",),
+        instead="/api/generate/inpainting",
+    ),
+    "inpainting": _Images(
+        needs=(("init_image", "an init_image (base64)"), ("mask_image", "a mask_image (base64)"))
+    ),
+    "controlnet": _Images(needs=(("control_image", "a control_image"),)),
+}
+"""What each generation route requires of the request's images (checked in this order)."""
+
+
+def check_mode(mode: Mode, images: Mapping[str, str | None]) -> None:
+    """400 naming the field when ``images`` (field -> base64 or None) do not suit ``mode``."""
+    rule = MODE_IMAGES[mode]
+    for field, what in rule.needs:
+        if not images[field]:
+            raise InvalidRequestError(f"{mode} needs {what}", field=field)
+    if any(images[field] for field in rule.refuses):
+        raise InvalidRequestError(
+            f"{mode} takes no {' or '.join(rule.refuses)}: use {rule.instead}",
+            field=rule.refuses[0],
+        )
+
+
+def _sample_fields(body: GenerateBody) -> SampleLayer:
+    sample: SampleLayer = {}
+    if body.steps is not None:
+        sample["sample_steps"] = body.steps
+    guidance: GuidanceLayer = {}
+    if body.cfg_scale is not None:
+        guidance["txt_cfg"] = body.cfg_scale
+    if body.distilled_guidance is not None:
+        guidance["distilled_guidance"] = body.distilled_guidance
+    if guidance:
+        sample["guidance"] = guidance
+    if body.sampling_method is not None:
+        sample["sample_method"] = sampler_name(body.sampling_method)
+    if body.scheduler is not None:
+        sample["scheduler"] = body.scheduler
+    return sample
+
+
+def _fields(body: GenerateBody, init_image: str | None) -> RequestLayer:
+    """The fields the body gives, as a partial canonical request (the paths of ``FIELD_PATHS``,
+    in its order)."""
+    layer: RequestLayer = {"prompt": body.prompt, "negative_prompt": body.negative_prompt}
+    if body.width is not None:
+        layer["width"] = body.width
+    if body.height is not None:
+        layer["height"] = body.height
+    sample = _sample_fields(body)
+    if sample:
+        layer["sample_params"] = sample
+    if body.batch_count is not None:
+        layer["batch_count"] = body.batch_count
+    if body.clip_skip is not None:
+        layer["clip_skip"] = body.clip_skip
+    if body.strength is not None:
+        layer["strength"] = body.strength
+    layer.update(_image_fields(body, init_image))
+    layer.update(_output_fields(body))
+    return layer
+
+
+def _image_fields(body: GenerateBody, init_image: str | None) -> RequestLayer:
+    layer: RequestLayer = {}
+    if init_image is not None:
+        layer["init_image"] = init_image
+    if body.mask_image is not None:
+        layer["mask_image"] = body.mask_image
+    if body.control_image is not None:
+        layer["control_image"] = body.control_image
+    if body.control_strength is not None:
+        layer["control_strength"] = body.control_strength
+    return layer
+
+
+def _output_fields(body: GenerateBody) -> RequestLayer:
+    layer: RequestLayer = {}
+    if body.output_format is not None:
+        layer["output_format"] = body.output_format
+    if body.output_compression is not None:
+        layer["output_compression"] = body.output_compression
+    seed = parse_seed(body.seed)
+    if seed is not None:
+        layer["seed"] = seed
+    if body.vae_tiling is not None:
+        layer["vae_tiling_params"] = {"enabled": body.vae_tiling}
+    return layer
+
+
 def to_request(
     body: GenerateBody,
     mode: Mode,
     model: str | None,
-    defaults: Mapping[str, Any],
+    defaults: RequestLayer,
     load: LoadOptions,
 ) -> ImgGenRequest:
     """A generation body -> the canonical request. ``model`` is the resolved registry name (None =
@@ -149,60 +247,17 @@ def to_request(
             field=next(f for f in LOAD_OPTIONS if getattr(body, f) is not None),
         )
     init_image = body.init_image or body.source_image
-    if mode == "text2img" and (init_image or body.mask_image):
-        raise InvalidRequestError(
-            "text2img takes no init_image or mask_image: use /api/generate/img2img or"
-            " /api/generate/inpainting",
-            field="init_image",
-        )
-    if mode in ("img2img", "inpainting") and not init_image:
-        raise InvalidRequestError(f"{mode} needs an init_image (base64)", field="init_image")
-    if mode == "inpainting" and not body.mask_image:
-        raise InvalidRequestError("inpainting needs a mask_image (base64)", field="mask_image")
-    if mode == "img2img" and body.mask_image:
-        raise InvalidRequestError(
-            "img2img takes no mask_image: use /api/generate/inpainting", field="mask_image"
-        )
-    if mode == "controlnet" and not body.control_image:
-        raise InvalidRequestError("controlnet needs a control_image", field="control_image")
-    if not body.prompt.strip():
-        raise InvalidRequestError("prompt is required", field="prompt")
-
-    raw: dict[str, Any] = {}
-    values: dict[str, Any] = {
-        "prompt": body.prompt,
-        "negative_prompt": body.negative_prompt,
-        "width": body.width,
-        "height": body.height,
-        "steps": body.steps,
-        "cfg_scale": body.cfg_scale,
-        "distilled_guidance": body.distilled_guidance,
-        "sampling_method": None
-        if body.sampling_method is None
-        else sampler_name(body.sampling_method),
-        "scheduler": body.scheduler,
-        "batch_count": body.batch_count,
-        "clip_skip": body.clip_skip,
-        "strength": body.strength,
+    images = {
         "init_image": init_image,
         "mask_image": body.mask_image,
         "control_image": body.control_image,
-        "control_strength": body.control_strength,
-        "output_format": body.output_format,
-        "output_compression": body.output_compression,
     }
-    for name, value in values.items():
-        if value is not None:
-            _set(raw, FIELD_PATHS[name], value)
-    seed = parse_seed(body.seed)
-    if seed is not None:
-        raw["seed"] = seed
-    if body.vae_tiling is not None:
-        raw["vae_tiling_params"] = {"enabled": body.vae_tiling}
-    merged = deep_merge(defaults, raw) if defaults else raw
-    merged["model"] = model
+    check_mode(mode, images)
+    if not body.prompt.strip():
+        raise InvalidRequestError("prompt is required", field="prompt")
     try:
-        return convert(merged, ImgGenRequest)
+        # Precedence: the model's defaults, then what the body gives; the model as resolved.
+        return compose_request(defaults, _fields(body, init_image), {"model": model})
     except InvalidRequestError as exc:
         field = wire_field(exc.field)
         message = exc.message
@@ -219,187 +274,9 @@ def to_upscale(body: UpscaleBody) -> UpscaleRequest:
     upscaler = body.esrgan_model or body.model_name
     if not upscaler:
         raise InvalidRequestError("upscale needs an esrgan_model name", field="esrgan_model")
-    if not 1 <= body.repeats <= 4:
-        raise ValidationFailedError("repeats must be between 1 and 4", field="repeats")
-    return UpscaleRequest(
-        image=image, upscaler=upscaler, repeats=body.repeats, output_format=body.output_format
-    )
-
-
-def queued_reply(job: Job, position: int) -> dict[str, Any]:
-    """The answer to every ``POST /api/generate/*``: the job id is the request id."""
-    return {
-        "request_id": job.id,
-        "job_id": job.id,
-        "status": "queued",
-        "position": position,
-        "message": "Generation request queued successfully",
-        "status_url": f"/api/queue/job/{job.id}",
-    }
-
-
-def output_url(job_id: str, filename: str, *, thumb: bool = False) -> str:
-    """Public download URL of an output file (``thumb`` for the 200 px JPEG thumbnail)."""
-    url = f"/api/queue/job/{job_id}/output/{filename}"
-    return url + "?thumb=true" if thumb else url
-
-
-def _ts(value: float | None) -> int | None:
-    return None if value is None else int(value)
-
-
-def timing(job: Job, now: float) -> dict[str, Any]:
-    """Progress numbers of a job: fraction, steps, elapsed/remaining (ms), speed (steps/s).
-
-    ``progress`` and the steps count sampling (or upscaling tiles) only: while the model loads,
-    the library counts tensors, which would make the bar run to 100% and back to 0.
-    """
-    progress = job.progress
-    elapsed = (job.completed or now) - job.started if job.started is not None else 0.0
-    stepping = progress.phase not in ("queued", "loading")
-    step, steps = (progress.step, progress.steps) if stepping else (0, _planned_steps(job))
-    remaining: int | None = None
-    if job.status == "generating" and stepping and steps and progress.seconds_per_step > 0:
-        remaining = round(progress.seconds_per_step * (steps - step) * 1000)
-    elif job.finished:
-        remaining = 0
-    if job.status == "completed":
-        fraction = 1.0
-    else:
-        fraction = min(1.0, step / steps) if stepping and steps else 0.0
-    speed = 1.0 / progress.seconds_per_step if stepping and progress.seconds_per_step > 0 else 0.0
-    return {
-        "progress": round(fraction, 4),
-        "current_step": step,
-        "total_steps": steps,
-        "phase": progress.phase,
-        "time_elapsed": max(0, round(elapsed * 1000)),
-        "time_remaining": remaining,
-        "speed": round(speed, 3),
-    }
-
-
-def _planned_steps(job: Job) -> int:
-    return job.request.sample_params.sample_steps if job.request is not None else 0
-
-
-def _parameters(job: Job) -> dict[str, Any]:
-    if job.upscale is not None:
-        return {"esrgan_model": job.upscale.upscaler, "repeats": job.upscale.repeats}
-    request = job.request
-    if request is None:
-        return {}
-    sample = request.sample_params
-    return {
-        "width": request.width,
-        "height": request.height,
-        "steps": sample.sample_steps,
-        "cfg_scale": sample.guidance.txt_cfg,
-        "sampling_method": sample.sample_method,
-        "scheduler": sample.scheduler,
-        "seed": request.seed,
-        "batch_count": request.batch_count,
-        "clip_skip": request.clip_skip,
-        "strength": request.strength,
-    }
-
-
-JOB_TYPES: dict[str, str] = {"img_gen": "generation", "upscale": "upscale", "convert": "convert"}
-
-
-def job_view(job: Job, position: int, now: float | None = None) -> dict[str, Any]:
-    """The spec's job document (queue listing and ``GET /api/queue/job/{id}``)."""
-    now = time.time() if now is None else now
-    outputs = []
-    if job.status == "completed" and job.result is not None:
-        outputs = [
-            {
-                "index": ref.index,
-                "filename": ref.filename,
-                "url": output_url(job.id, ref.filename),
-                "thumbnail_url": output_url(job.id, ref.filename, thumb=True),
-                "width": ref.width,
-                "height": ref.height,
-                "seed": ref.seed,
-            }
-            for ref in job.result.images
-        ]
-    request = job.request
-    return {
-        "id": job.id,
-        "job_id": job.id,
-        "type": JOB_TYPES.get(job.kind, job.kind),
-        "status": STATUS_NAMES.get(job.status, job.status),
-        "owner": job.owner,
-        "family": job.family,
-        "model": job.model,
-        "prompt": request.prompt if request is not None else "",
-        "negative_prompt": request.negative_prompt if request is not None else "",
-        "queued_time": int(job.created),
-        "start_time": _ts(job.started),
-        "end_time": _ts(job.completed),
-        "position": position,
-        **timing(job, now),
-        "parameters": _parameters(job),
-        "outputs": outputs,
-        "model_files": list(job.result.files) if job.result is not None else [],
-        "error": None
-        if job.error is None
-        else {"code": job.error.code, "message": job.error.message},
-    }
-
-
-def ws_job_update(job: Job, now: float | None = None) -> dict[str, Any]:
-    """``data`` of a WebSocket ``job_update`` message."""
-    now = time.time() if now is None else now
-    data: dict[str, Any] = {
-        "job_id": job.id,
-        "status": STATUS_NAMES.get(job.status, job.status),
-        **timing(job, now),
-    }
-    if job.status == "completed" and job.result is not None:
-        data["outputs"] = [output_url(job.id, ref.filename) for ref in job.result.images]
-    if job.status == "generating" and job.progress.preview_step > 0:
-        data["preview_url"] = preview_url(job.id, job.progress.preview_step)
-    if job.error is not None:
-        data["error"] = {"code": job.error.code, "message": job.error.message}
-    return data
-
-
-def preview_url(job_id: str, step: int) -> str:
-    """The running job's live preview; ``step`` in the query makes each one a new URL."""
-    return f"/api/queue/job/{job_id}/preview?step={step}"
-
-
-def ws_message(kind: str, data: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:
-    """A WebSocket message: ``{"type", "data", "timestamp"}`` (timestamp in Unix ms)."""
-    return {
-        "type": kind,
-        "data": dict(data),
-        "timestamp": int((time.time() if now is None else now) * 1000),
-    }
-
-
-def parse_flag(value: str | None, name: str, default: bool = False) -> bool:
-    """A boolean query parameter: true/1/yes/on or false/0/no/off."""
-    if value is None:
-        return default
-    text = value.strip().lower()
-    if text in ("1", "true", "yes", "on", ""):  # a bare ``?thumb`` means yes
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise InvalidRequestError(f"{name} must be true or false, got {value!r}", field=name)
-
-
-def parse_int(value: str | None, name: str, default: int, low: int, high: int) -> int:
-    """An integer query parameter within ``low..high`` (400 otherwise)."""
-    if value is None:
-        return default
     try:
-        number = int(value)
-    except ValueError:
-        raise InvalidRequestError(f"{name} must be an integer, got {value!r}", field=name) from None
-    if not low <= number <= high:
-        raise InvalidRequestError(f"{name} must be between {low} and {high}", field=name)
-    return number
+        return UpscaleRequest(
+            image=image, upscaler=upscaler, repeats=body.repeats, output_format=body.output_format
+        )
+    except InvalidRequestError as exc:  # the request checks its own ranges (repeats)
+        raise ValidationFailedError(exc.message, field=exc.field) from exc

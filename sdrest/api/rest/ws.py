@@ -17,16 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from sdrest.api.common import service_of
-from sdrest.api.rest.translate import ws_job_update, ws_message
+from sdrest.api.rest.responses import WsConnected, WsData, WsEmpty, WsQueueUpdate, WsSystemUpdate
+from sdrest.api.rest.views import ws_job_update, ws_message, ws_queue_update
 from sdrest.auth import Principal, principal_of
 from sdrest.jobs import JobEvent
-from sdrest.schemas import Job
+from sdrest.schemas import Job, QueueSnapshot
 from sdrest.service import SdrestService
 
 logger = logging.getLogger(__name__)
@@ -49,11 +49,11 @@ class _Connection:
         self.service = service
         self.principal = principal
         self.lock = asyncio.Lock()
-        self.system: tuple[Any, ...] | None = None
+        self.system: tuple[str | None, int] | None = None
         self.sending_since: float | None = None
         """Loop time the send in progress began (the watchdog's clock; no timer per message)."""
 
-    async def send(self, kind: str, data: dict[str, Any]) -> None:
+    async def send(self, kind: str, data: WsData) -> None:
         text = _encoder.encode(ws_message(kind, data)).decode()
         async with self.lock:
             self.sending_since = asyncio.get_running_loop().time()
@@ -70,36 +70,17 @@ class _Connection:
     def visible(self, job: Job) -> bool:
         return self.principal.may_see(job.owner)
 
-    def queue_data(self) -> dict[str, Any]:
-        service = self.service
-        queued = service.queued_ids()
-        current = service.current_job
-        visible_ids = {job.id for job in service.live_jobs() if self.visible(job)}
-        return {
-            "queue_size": len(queued),
-            "active_generations": 0 if current is None else 1,
-            "current_job": current.id
-            if current is not None and current.id in visible_ids
-            else None,
-            "jobs": [
-                {"job_id": job_id, "position": position}
-                for position, job_id in enumerate(queued, start=1)
-                if job_id in visible_ids
-            ],
-        }
+    def queue_data(self, snapshot: QueueSnapshot | None = None) -> WsQueueUpdate:
+        return ws_queue_update(snapshot or self.service.queue_snapshot(), self.principal)
 
-    def system_message(self) -> dict[str, Any] | None:
+    def system_message(self) -> WsSystemUpdate | None:
         """``system_update`` data when the loaded model or the model count changed, else None."""
-        service = self.service
-        state = (service.loaded_model, len(service.registry.generation_models()))
+        models = self.service.models
+        state = (models.last_loaded, len(models.generation_models()))
         if state == self.system:
             return None
         self.system = state
-        return {
-            "loaded_model": state[0],
-            "model_loaded": state[0] is not None,
-            "available_models": state[1],
-        }
+        return WsSystemUpdate(state[0], state[0] is not None, state[1])
 
     async def system_changed(self) -> None:
         data = self.system_message()
@@ -116,17 +97,17 @@ class _Connection:
             await self.send("queue_update", self.queue_data())
             await self.system_changed()
 
-    def greeting(self) -> list[tuple[str, dict[str, Any]]]:
+    def greeting(self) -> list[tuple[str, WsData]]:
         """What a new client is told first, read without awaiting anything: taken in the same
         step as the event subscription, so every event that follows is newer than this."""
         principal = self.principal
-        messages = [("connected", {"username": principal.username, "role": principal.role})]
-        messages += [
-            ("job_update", ws_job_update(job))
-            for job in self.service.live_jobs()
-            if self.visible(job)
+        messages: list[tuple[str, WsData]] = [
+            ("connected", WsConnected(principal.username, principal.role))
         ]
-        messages.append(("queue_update", self.queue_data()))
+        snapshot = self.service.queue_snapshot()
+        jobs = [job for job in snapshot.jobs if self.visible(job)]
+        messages += [("job_update", ws_job_update(job)) for job in jobs]
+        messages.append(("queue_update", self.queue_data(snapshot)))
         system = self.system_message()
         if system is not None:
             messages.append(("system_update", system))
@@ -147,13 +128,13 @@ async def _receive(conn: _Connection) -> None:
         except (msgspec.DecodeError, AttributeError):
             kind = None
         if kind == "ping":
-            await conn.send("pong", {})
+            await conn.send("pong", WsEmpty())
 
 
 async def _pump(
     conn: _Connection,
     events: asyncio.Queue[JobEvent],
-    greeting: list[tuple[str, dict[str, Any]]],
+    greeting: list[tuple[str, WsData]],
 ) -> None:
     """Send the greeting, then forward events until cancelled."""
     for kind, data in greeting:

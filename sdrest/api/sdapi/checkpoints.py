@@ -4,7 +4,7 @@ A1111 names a checkpoint by its title, ``"model.safetensors [0123456789]"`` (fil
 10-character SHA-256 prefix), and clients send back whatever they last saw: the title, the file
 name, the stem, sometimes the hash alone. All of them map onto the registry's generation models
 (files and presets) here, in one place, so ``override_settings``, ``options`` and ``sd-models``
-agree.
+agree. Lookups go through ``service.models`` (the catalog); hash prefixes are its ``find``'s.
 """
 
 from __future__ import annotations
@@ -12,26 +12,26 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sdrest.errors import NotFoundError
-from sdrest.models import ModelEntry, ModelPreset, ModelRegistry
+from sdrest.errors import ModelNotFoundError, NotFoundError
+from sdrest.model_catalog import Model, ModelCatalog
+from sdrest.models import ModelPreset
 from sdrest.models.hashing import short_hash
 
 _TITLE = re.compile(r"^(?P<name>.*?)\s*\[(?P<hash>[0-9a-fA-F]{8,64})\]$")
-_HASH = re.compile(r"^[0-9a-fA-F]{8,64}$")
 
 
-def checkpoint_title(name: str, registry: ModelRegistry) -> str:
+def checkpoint_title(name: str, models: ModelCatalog) -> str:
     """The A1111 title of a model: ``"file.safetensors [hash]"``; a preset's title is its name.
 
     The hash part appears once the background hashing has reached the file.
     """
-    model = _find(name, registry)
+    model = next((m for m in models.generation_models() if m.name == name), None)
     if model is None or isinstance(model, ModelPreset):
         return name
-    return title_of_model(model, registry.sha256(model.name, model.type))
+    return title_of_model(model, models.sha256(model))
 
 
-def title_of_model(model: ModelEntry | ModelPreset, sha256: str | None) -> str:
+def title_of_model(model: Model, sha256: str | None) -> str:
     """:func:`checkpoint_title` for a model already found, with its hash already read."""
     if isinstance(model, ModelPreset):
         return model.name
@@ -39,14 +39,7 @@ def title_of_model(model: ModelEntry | ModelPreset, sha256: str | None) -> str:
     return f"{filename} [{short_hash(sha256)}]" if sha256 else filename
 
 
-def _find(name: str, registry: ModelRegistry) -> ModelEntry | ModelPreset | None:
-    for model in registry.generation_models():
-        if model.name == name:
-            return model
-    return None
-
-
-def _names(model: ModelEntry | ModelPreset) -> set[str]:
+def _names(model: Model) -> set[str]:
     if isinstance(model, ModelPreset):
         return {model.name.lower()}
     path = Path(model.path)
@@ -55,36 +48,45 @@ def _names(model: ModelEntry | ModelPreset) -> set[str]:
     return {n.lower() for n in names}
 
 
-def resolve_checkpoint(title: str, registry: ModelRegistry) -> str:
-    """The registry name (file stem or preset name) a title, file name, path or hash names.
+def resolve_checkpoint(title: str, models: ModelCatalog) -> str:
+    """The model name (file stem or preset name) a title, file name, path or hash names.
 
-    Matching ignores case. A hash part that contradicts the file's known hash is refused rather
-    than quietly loading another file of the same name. Unknown -> 404 listing the models.
+    A1111's own aliasing is done here: titles ``"name [hash]"`` and names, file names and paths
+    in any case. Anything else (a SHA-256 prefix...) is :meth:`ModelCatalog.find`'s. A hash
+    part that contradicts the file's known hash is refused rather than quietly loading another
+    file of the same name. Unknown, or not a generation model -> 404 listing the models.
     """
     text = title.strip()
     match = _TITLE.match(text)
     wanted_hash = match["hash"].lower() if match else None
     base = (match["name"] if match else text).strip()
-    models = registry.generation_models()
+    generation = models.generation_models()
+    key = base.lower()
+    model = next((m for m in generation if key in _names(m)), None) if base else None
+    if model is None:
+        model = _found(base or wanted_hash or "", models, generation)
+    if model is None:
+        raise _unknown(title, generation)
     if base:
-        key = base.lower()
-        for model in models:
-            if key in _names(model):
-                _check_hash(model, wanted_hash, registry, title)
-                return model.name
-    else:
-        return _by_hash(wanted_hash or "", models, registry, title)
-    if _HASH.match(base):
-        return _by_hash(base.lower(), models, registry, title)
-    raise _unknown(title, models)
+        _check_hash(model, wanted_hash, models, title)
+    return model.name
 
 
-def _check_hash(
-    model: ModelEntry | ModelPreset, wanted: str | None, registry: ModelRegistry, title: str
-) -> None:
+def _found(identifier: str, models: ModelCatalog, generation: list[Model]) -> Model | None:
+    """The catalog's answer for ``identifier`` when it is a generation model, else None."""
+    if not identifier:
+        return None
+    try:
+        found = models.find(identifier)
+    except ModelNotFoundError:
+        return None  # A1111 answers its own 404, listing the models (below)
+    return found if found in generation else None
+
+
+def _check_hash(model: Model, wanted: str | None, models: ModelCatalog, title: str) -> None:
     if wanted is None or isinstance(model, ModelPreset):
         return
-    known = registry.sha256(model.name, model.type)
+    known = models.sha256(model)
     if known is not None and not known.lower().startswith(wanted):
         raise NotFoundError(
             f"checkpoint {title!r}: {model.name} has hash {known[:10]}, not {wanted}",
@@ -92,18 +94,7 @@ def _check_hash(
         )
 
 
-def _by_hash(
-    wanted: str, models: list[ModelEntry | ModelPreset], registry: ModelRegistry, title: str
-) -> str:
-    for model in models:
-        if isinstance(model, ModelEntry):
-            known = registry.sha256(model.name, model.type)
-            if wanted and known is not None and known.lower().startswith(wanted):
-                return model.name
-    raise _unknown(title, models)
-
-
-def _unknown(title: str, models: list[ModelEntry | ModelPreset]) -> NotFoundError:
+def _unknown(title: str, models: list[Model]) -> NotFoundError:
     names = ", ".join(sorted(m.name for m in models)) or "none"
     return NotFoundError(
         f"unknown checkpoint {title!r}; available models: {names}", field="sd_model_checkpoint"

@@ -1,27 +1,28 @@
 """Error shapes of the whole ``/sdapi/v1`` family, as AUTOMATIC1111 answers.
 
 - Validation errors (malformed JSON, a known field of the wrong type or out of range): 422
-  ``{"detail": [{"loc": ["body", field...], "msg", "type"}]}``, FastAPI's shape.
+  ``{"detail": [{"loc": ["body", field...], "msg", "type"}]}``, FastAPI's shape
+  (:class:`~sdrest.api.sdapi.responses.A1111ValidationError`).
 - Everything else: A1111's API exception handler shape ``{"error", "detail", "body", "errors"}``
   (``error`` the exception class name, ``errors`` ``"<status>: <message>"``), plus sdrest's stable
-  ``code`` and, when known, ``field``.
+  ``code`` and, when known, ``field`` (:class:`~sdrest.api.sdapi.responses.A1111Error`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sdrest.api.common import JSONResponse, error_status
-from sdrest.errors import InvalidRequestError, SdrestError
+from sdrest.api.common import JSONResponse, error_status, validation_message, validation_path
+from sdrest.api.sdapi.responses import A1111Error, A1111ValidationError, ValidationItem
+from sdrest.errors import InvalidRequestError, JobFailedError, SdrestError
 
 T = TypeVar("T")
-_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
 class ValidationFailed(InvalidRequestError):
@@ -37,14 +38,12 @@ class ValidationFailed(InvalidRequestError):
         self.kind = kind
 
 
-def _location(message: str) -> tuple[str, list[str | int]]:
-    match = _PATH.search(message)
-    if match is None:
-        return message, ["body"]
+def body_location(path: str | None) -> list[str | int]:
+    """FastAPI's ``loc`` of a dotted field path: ``a.b[2]`` -> ``["body", "a", "b", 2]``."""
     loc: list[str | int] = ["body"]
-    for name, index in _PART.findall(match["path"]):
+    for name, index in _PART.findall(path or ""):
         loc.append(int(index) if index else name)
-    return message[: match.start()], loc
+    return loc
 
 
 def decode_body(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
@@ -54,8 +53,8 @@ def decode_body(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
-        message, loc = _location(str(exc))
-        raise ValidationFailed(message, loc=loc, kind="type_error") from exc
+        loc = body_location(validation_path(exc, named=False))
+        raise ValidationFailed(validation_message(exc), loc=loc, kind="type_error") from exc
     except msgspec.DecodeError as exc:
         raise ValidationFailed(
             f"JSON decode error: {exc}", loc=["body"], kind="json_invalid"
@@ -65,23 +64,17 @@ def decode_body(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
 def render_error(request: Request, exc: Exception) -> Response:
     """The family's exception handler (routes only raise; this renders)."""
     if isinstance(exc, ValidationFailed):
-        detail = [{"loc": exc.loc, "msg": exc.message, "type": exc.kind}]
-        return JSONResponse({"detail": detail}, status_code=422)
+        item = ValidationItem(exc.loc, exc.message, exc.kind)
+        return JSONResponse(A1111ValidationError([item]), status_code=422)
     status, code, message = error_status(exc)
+    if isinstance(exc, JobFailedError):
+        message = exc.reason  # A1111 reports the job's own words
     if isinstance(exc, SdrestError):
         name = type(exc).__name__
     elif status < 500:
         name = "HTTPException"
     else:  # Starlette's ServerErrorMiddleware re-raises it: the server logs the traceback
         name = "InternalServerError"
-    body: dict[str, Any] = {
-        "error": name,
-        "detail": message,
-        "body": "",
-        "errors": f"{status}: {message}",
-        "code": code,
-    }
-    field = getattr(exc, "field", None)
-    if field:
-        body["field"] = field
+    field = getattr(exc, "field", None) or None
+    body = A1111Error(name, message, "", f"{status}: {message}", code, field)
     return JSONResponse(body, status_code=status)

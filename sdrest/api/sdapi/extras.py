@@ -2,7 +2,7 @@
 
 The wire bodies (A1111's ``ExtrasSingleImageRequest`` / ``ExtrasBatchImagesRequest``), the size
 arithmetic A1111's postprocessing upscale does, the final Pillow resize/crop and the PNG written
-back. The routes (``info_extras``) only add I/O: decoding, the ESRGAN job, the response.
+back. The endpoints (``extras_handlers``) only add I/O: decoding, the ESRGAN job, the response.
 """
 
 from __future__ import annotations

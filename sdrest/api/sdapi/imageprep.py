@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageFilter, ImageOps
 
-from sdrest.images import png_b64
-from sdrest.planning import decode_input_image
+from sdrest.images import decode_input_image, png_b64
 from sdrest.settings import Limits
 
 JUST_RESIZE, CROP_AND_RESIZE, RESIZE_AND_FILL, LATENT_RESIZE = 0, 1, 2, 3

@@ -11,7 +11,8 @@ import os
 import resource
 import sys
 from pathlib import Path
-from typing import Any
+
+from sdrest.api.sdapi.responses import CudaReport, MemoryFigures, MemoryReport, RamReport
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def _process_rss() -> int:
         return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
-def ram_report() -> dict[str, Any]:
+def ram_report() -> RamReport:
     """``{free, used, total}`` in bytes: ``used`` is this process's resident memory (as A1111
     reports it), ``free`` what the system can still give (MemAvailable), ``total`` physical RAM."""
     try:
@@ -53,8 +54,8 @@ def ram_report() -> dict[str, Any]:
             total = page * os.sysconf("SC_PHYS_PAGES")
             free = page * os.sysconf("SC_AVPHYS_PAGES")
         except (OSError, ValueError) as exc:
-            return {"error": f"system memory is not readable here: {exc}"}
-    return {"free": free, "used": _process_rss(), "total": total}
+            return RamReport(error=f"system memory is not readable here: {exc}")
+    return RamReport(free=free, used=_process_rss(), total=total)
 
 
 class _NvmlMemory(ctypes.Structure):
@@ -74,32 +75,32 @@ def _load_nvml() -> ctypes.CDLL | None:
     return None
 
 
-def cuda_report() -> dict[str, Any]:
+def cuda_report() -> CudaReport:
     """GPU 0 memory from NVML as ``{"system": {free, used, total}}``; ``{"error": why}`` when
     there is no NVIDIA driver. The library's own allocator statistics (A1111's ``allocated``,
     ``reserved``...) come from torch and have no equivalent here."""
     nvml = _load_nvml()
     if nvml is None:
-        return {"error": "unavailable"}
+        return CudaReport(error="unavailable")
     if nvml.nvmlInit_v2() != _NVML_SUCCESS:
-        return {"error": "NVML could not be initialised"}
+        return CudaReport(error="NVML could not be initialised")
     try:
         handle = ctypes.c_void_p()
         memory = _NvmlMemory()
         if nvml.nvmlDeviceGetHandleByIndex_v2(0, ctypes.byref(handle)) != _NVML_SUCCESS:
-            return {"error": "no GPU found by NVML"}
+            return CudaReport(error="no GPU found by NVML")
         if nvml.nvmlDeviceGetMemoryInfo(handle, ctypes.byref(memory)) != _NVML_SUCCESS:
-            return {"error": "NVML could not read GPU memory"}
-        return {"system": {"free": memory.free, "used": memory.used, "total": memory.total}}
+            return CudaReport(error="NVML could not read GPU memory")
+        return CudaReport(system=MemoryFigures(memory.free, memory.used, memory.total))
     finally:
         nvml.nvmlShutdown()
 
 
-def memory_report() -> dict[str, Any]:
+def memory_report() -> MemoryReport:
     """The ``/memory`` body: ``{"ram": {...}, "cuda": {...}}``; never raises."""
     try:
         cuda = cuda_report()
     except Exception as exc:  # a broken driver install must not break a status endpoint
         logger.debug("NVML query failed", exc_info=True)
-        cuda = {"error": str(exc)}
-    return {"ram": ram_report(), "cuda": cuda}
+        cuda = CudaReport(error=str(exc))
+    return MemoryReport(ram_report(), cuda)

@@ -1,8 +1,9 @@
 """Pure builders of the AUTOMATIC1111 listing shapes (``/sdapi/v1`` models, upscalers, png-info).
 
-Every function takes registry records (or plain values) and returns the JSON-ready shape real
-A1111 answers with, so clients that parse A1111 (webuiapi, SillyTavern, Krita plugins...) keep
-working. Nothing here touches the service, the network or the disk.
+Every function takes registry records (or plain values) and returns the typed answer
+(:mod:`~sdrest.api.sdapi.responses`) in the shape real A1111 answers with, so clients that parse
+A1111 (webuiapi, SillyTavern, Krita plugins...) keep working. Nothing here touches the service,
+the network or the disk.
 """
 
 from __future__ import annotations
@@ -14,6 +15,16 @@ from typing import Any
 
 import msgspec
 
+from sdrest.api.sdapi.responses import (
+    EmbeddingItem,
+    Embeddings,
+    LoraItem,
+    PngInfo,
+    RealesrganItem,
+    SdModelItem,
+    SdVaeItem,
+    UpscalerItem,
+)
 from sdrest.images import parse_infotext
 from sdrest.models import ModelEntry, ModelPreset
 
@@ -39,7 +50,7 @@ TitleOf = Callable[[str], str]
 
 def sd_models(
     models: Iterable[ModelEntry | ModelPreset], hash_of: HashOf, title_of: TitleOf
-) -> list[dict[str, Any]]:
+) -> list[SdModelItem]:
     """``GET /sd-models``: one item per generation model file and preset.
 
     ``title`` is what ``options`` reports and accepts as ``sd_model_checkpoint``. ``filename`` is
@@ -55,21 +66,20 @@ def sd_models(
             sha = hash_of(model.name)
             filename = model.relpath
         items.append(
-            {
-                "title": title_of(model.name),
-                "model_name": model.name,
-                "hash": sha[:10] if sha else None,
-                "sha256": sha,
-                "filename": filename,
-                "config": None,
-            }
+            SdModelItem(
+                title=title_of(model.name),
+                model_name=model.name,
+                hash=sha[:10] if sha else None,
+                sha256=sha,
+                filename=filename,
+            )
         )
     return items
 
 
-def sd_vae(entries: Iterable[ModelEntry]) -> list[dict[str, Any]]:
+def sd_vae(entries: Iterable[ModelEntry]) -> list[SdVaeItem]:
     """``GET /sd-vae``: ``model_name`` is the file name, as A1111 lists VAEs."""
-    return [{"model_name": Path(e.path).name, "filename": e.relpath} for e in entries]
+    return [SdVaeItem(Path(e.path).name, e.relpath) for e in entries]
 
 
 def _relative_to_type_folder(entry: ModelEntry) -> str:
@@ -80,23 +90,18 @@ def _relative_to_type_folder(entry: ModelEntry) -> str:
 
 def loras(
     entries: Iterable[ModelEntry], metadata: Mapping[str, Mapping[str, Any]] | None = None
-) -> list[dict[str, Any]]:
+) -> list[LoraItem]:
     """``GET /loras``: ``name`` is what ``<lora:name:1>`` and ``lora[].path`` accept;
     ``metadata`` is each file's training metadata (see :func:`lora_metadata`)."""
     metadata = metadata or {}
     return [
-        {
-            "name": e.name,
-            "alias": e.name,
-            "path": _relative_to_type_folder(e),
-            "metadata": dict(metadata.get(e.name, {})),
-        }
+        LoraItem(e.name, e.name, _relative_to_type_folder(e), dict(metadata.get(e.name, {})))
         for e in entries
         if e.error is None
     ]
 
 
-def lora_metadata(raw: Mapping[str, Any]) -> dict[str, Any]:
+def lora_metadata(raw: Mapping[str, Any]) -> dict[str, Any]:  # free-form: the trainer's keys
     """A safetensors ``__metadata__`` as A1111 shows it: string values, except those that hold
     JSON objects or lists (``ss_tag_frequency``, ``ss_dataset_dirs``...), which are decoded."""
     out: dict[str, Any] = {}
@@ -128,19 +133,13 @@ def esrgan_scale(tensor_names: Iterable[str]) -> int | None:
 
 def _upscaler_item(
     name: str, model_name: str | None, path: str | None, scale: float
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "model_name": model_name,
-        "model_path": path,
-        "model_url": None,
-        "scale": scale,
-    }
+) -> UpscalerItem:
+    return UpscalerItem(name, model_name, path, None, scale)
 
 
 def upscalers(
     entries: Iterable[ModelEntry], scales: Mapping[str, int | None]
-) -> list[dict[str, Any]]:
+) -> list[UpscalerItem]:
     """``GET /upscalers``: "None", the Pillow resamplers, then every usable ESRGAN file.
 
     ``scales`` maps an upscaler name to its native scale (None: unknown, shown as 4 like A1111).
@@ -159,43 +158,31 @@ def upscalers(
 
 def realesrgan_models(
     entries: Iterable[ModelEntry], scales: Mapping[str, int | None]
-) -> list[dict[str, Any]]:
+) -> list[RealesrganItem]:
     """``GET /realesrgan-models``: the usable ESRGAN files as ``{name, path, scale}``."""
     return [
-        {
-            "name": e.name,
-            "path": e.relpath,
-            "scale": scales.get(e.name) or DEFAULT_ESRGAN_SCALE,
-        }
+        RealesrganItem(e.name, e.relpath, scales.get(e.name) or DEFAULT_ESRGAN_SCALE)
         for e in entries
         if e.error is None
     ]
 
 
-def embeddings(entries: Iterable[ModelEntry]) -> dict[str, Any]:
+def embeddings(entries: Iterable[ModelEntry]) -> Embeddings:
     """``GET /embeddings``: nothing loaded; every embedding file listed as skipped, with why."""
     skipped = {
-        e.name: {
-            "step": None,
-            "sd_checkpoint": None,
-            "sd_checkpoint_name": None,
-            "shape": None,
-            "vectors": None,
-            "reason": _EMBEDDING_SKIP_REASON,
-        }
-        for e in entries
+        e.name: EmbeddingItem(None, None, None, None, None, _EMBEDDING_SKIP_REASON) for e in entries
     }
-    return {"loaded": {}, "skipped": skipped}
+    return Embeddings(loaded={}, skipped=skipped)
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 
 
-def infotext_parameters(text: str) -> dict[str, Any]:
+def infotext_parameters(text: str) -> dict[str, str]:
     """A1111's ``parse_generation_parameters`` shape: ``Prompt``, ``Negative prompt``, then each
     key as a string; a ``WxH`` value is also split into ``Key-1`` / ``Key-2`` as A1111 does."""
     parsed = parse_infotext(text) if text.strip() else {"prompt": "", "negative_prompt": ""}
-    out: dict[str, Any] = {
+    out: dict[str, str] = {
         "Prompt": parsed.pop("prompt"),
         "Negative prompt": parsed.pop("negative_prompt"),
     }
@@ -207,9 +194,9 @@ def infotext_parameters(text: str) -> dict[str, Any]:
     return out
 
 
-def png_info(infotext: str | None, text_chunks: Mapping[str, str]) -> dict[str, Any]:
+def png_info(infotext: str | None, text_chunks: Mapping[str, str]) -> PngInfo:
     """``POST /png-info``: ``info`` (the infotext, "" when none), ``items`` (the image's other
     text fields, as A1111 leaves ``parameters`` out of them) and ``parameters`` (parsed)."""
     info = infotext or ""
     items = {k: v for k, v in text_chunks.items() if k != "parameters"}
-    return {"info": info, "items": items, "parameters": infotext_parameters(info)}
+    return PngInfo(info, items, infotext_parameters(info))

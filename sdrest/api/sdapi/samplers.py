@@ -9,10 +9,9 @@ list of valid names: silently sampling with another algorithm would make results
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
+from sdrest.api.sdapi.responses import SamplerItem, SchedulerItem
 from sdrest.errors import InvalidRequestError
 
 
@@ -261,23 +260,20 @@ def _scheduler_aliases(info: SchedulerInfo) -> list[str]:
     return [n for i, n in enumerate(names) if n not in taken and n not in names[:i]]
 
 
-def samplers_listing() -> list[dict[str, Any]]:
+def samplers_listing() -> list[SamplerItem]:
     """``GET /sdapi/v1/samplers``: ``[{name, aliases, options}]``."""
-    return [
-        {"name": info.name, "aliases": [info.sdcpp, *info.aliases], "options": {}}
-        for info in SAMPLERS
-    ]
+    return [SamplerItem(info.name, [info.sdcpp, *info.aliases], {}) for info in SAMPLERS]
 
 
-def schedulers_listing() -> list[dict[str, Any]]:
+def schedulers_listing() -> list[SchedulerItem]:
     """``GET /sdapi/v1/schedulers``: ``[{name, label, aliases, default_rho, need_inner_model}]``."""
     return [
-        {
-            "name": info.name,
-            "label": info.label,
-            "aliases": _scheduler_aliases(info),
-            "default_rho": info.default_rho,
-            "need_inner_model": info.need_inner_model,
-        }
+        SchedulerItem(
+            info.name,
+            info.label,
+            _scheduler_aliases(info),
+            info.default_rho,
+            info.need_inner_model,
+        )
         for info in SCHEDULERS
     ]

@@ -1,4 +1,4 @@
-"""Wire schemas of ``/sdapi/v1`` txt2img and img2img, as AUTOMATIC1111 clients send them.
+"""Wire schemas of ``/sdapi/v1`` txt2img, img2img and png-info, as AUTOMATIC1111 clients send them.
 
 Unknown fields are ignored on purpose (clients send ``alwayson_scripts``, ``script_args``,
 ``restore_faces``, ``s_churn``... that have no meaning here), but a known field of the wrong type
@@ -80,6 +80,13 @@ class Img2ImgBody(Txt2ImgBody, kw_only=True):
     include_init_images: bool | None = None
 
 
+class PngInfoRequest(msgspec.Struct, kw_only=True):
+    """``POST /sdapi/v1/png-info``: a base64 image or data URL."""
+
+    image: str
+
+
 TXT2IMG_DECODER = msgspec.json.Decoder(Txt2ImgBody, strict=False)
 IMG2IMG_DECODER = msgspec.json.Decoder(Img2ImgBody, strict=False)
+PNG_INFO_DECODER = msgspec.json.Decoder(PngInfoRequest)
 ANY_DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder()

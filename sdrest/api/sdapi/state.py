@@ -12,8 +12,9 @@ from typing import Any
 
 import msgspec
 
+from sdrest.api.sdapi.responses import ProgressAnswer, ProgressState
 from sdrest.errors import InvalidRequestError
-from sdrest.schemas import Job, Progress
+from sdrest.schemas import Job, job_timing
 from sdrest.settings import SECRET_SETTINGS, Settings, setting_fields
 
 MAX_OPTION_KEYS = 512
@@ -28,69 +29,43 @@ def progress_view(
     stop_requested: bool,
     current_image: str | None = None,
     now: float | None = None,
-) -> dict[str, Any]:
+) -> ProgressAnswer:
     """``GET /progress``: A1111's shape; ``state.job`` is the job id when the caller may see it.
 
-    ``current_image`` is the latest live preview (base64 PNG) when there is one.
+    ``job`` and ``queued`` come from one queue snapshot. The arithmetic is
+    :func:`~sdrest.schemas.job_timing`'s; A1111 shows sampling steps only (loading counts
+    tensors, upscaling tiles: neither is shown). ``current_image`` is the latest live preview
+    (base64 PNG) when there is one.
     """
     now = time.time() if now is None else now
     if job is None:
-        return {
-            "progress": 0.0,
-            "eta_relative": 0.0,
-            "state": _state("", queued, 0, 0, "0", interrupted=False),
-            "current_image": None,
-            "textinfo": None,
-        }
-    progress = job.progress
-    if progress.phase not in _STEP_PHASES:
-        # Loading and upscaling count tensors or tiles, not sampling steps: show none.
-        progress = Progress(progress.phase)
-    fraction = progress.fraction if progress.phase == "sampling" else 0.0
-    if progress.phase in ("decoding", "encoding", "done"):
-        fraction = 1.0
-    started = job.started or now
-    if progress.phase == "sampling" and progress.seconds_per_step > 0:
-        eta = progress.seconds_per_step * max(0, progress.steps - progress.step)
-    elif fraction > 0:
-        eta = (now - started) / fraction - (now - started)
-    else:
-        eta = 0.0
-    timestamp = time.strftime("%Y%m%d%H%M%S", time.localtime(started))
-    if progress.phase == "sampling":
-        text = f"Sampling step {progress.step}/{progress.steps}"
-    else:
-        text = progress.phase.capitalize()
-    return {
-        "progress": round(fraction, 4),
-        "eta_relative": round(max(0.0, eta), 3),
-        "state": _state(
-            job.id if visible else "",
-            queued + 1,
-            progress.step,
-            progress.steps,
-            timestamp,
-            interrupted=stop_requested,
-        ),
-        "current_image": current_image,
-        "textinfo": text,
-    }
+        return ProgressAnswer(0.0, 0.0, _state("", queued, 0, 0, "0", False), None, None)
+    timing = job_timing(job, now)
+    phase = job.progress.phase
+    shown = timing.stepping and phase in _STEP_PHASES
+    step, steps = (timing.step, timing.steps) if shown else (0, 0)
+    fraction = timing.fraction if shown else 0.0
+    eta = (timing.eta or 0.0) if shown and fraction < 1 else 0.0  # decoding: nothing left
+    timestamp = time.strftime("%Y%m%d%H%M%S", time.localtime(job.started or now))
+    text = f"Sampling step {step}/{steps}" if phase == "sampling" else phase.capitalize()
+    state = _state(job.id if visible else "", queued + 1, step, steps, timestamp, stop_requested)
+    return ProgressAnswer(round(fraction, 4), round(max(0.0, eta), 3), state, current_image, text)
 
 
 def _state(
-    job: str, count: int, step: int, steps: int, timestamp: str, *, interrupted: bool
-) -> dict[str, Any]:
-    return {
-        "skipped": False,
-        "interrupted": interrupted,
-        "stopping_generation": interrupted,
-        "job": job,
-        "job_count": count,
-        "job_timestamp": timestamp,
-        "job_no": 0,
-        "sampling_step": step,
-        "sampling_steps": steps,
-    }
+    job: str, count: int, step: int, steps: int, timestamp: str, interrupted: bool
+) -> ProgressState:
+    return ProgressState(
+        skipped=False,
+        interrupted=interrupted,
+        stopping_generation=interrupted,
+        job=job,
+        job_count=count,
+        job_timestamp=timestamp,
+        job_no=0,
+        sampling_step=step,
+        sampling_steps=steps,
+    )
 
 
 class OptionsStore:
@@ -116,7 +91,7 @@ def options_view(
     checkpoint: str | None,
     checkpoint_hash: str | None,
     settings: Settings,
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # free-form: A1111's options map, and any key a client stored
     """``GET /options``: A1111's common options with this server's values, then stored ones."""
     base: dict[str, Any] = {
         "sd_model_checkpoint": checkpoint,
@@ -139,7 +114,7 @@ def options_view(
     return {**base, **{k: v for k, v in stored.items() if k != "sd_model_checkpoint"}}
 
 
-def cmd_flags(settings: Settings) -> dict[str, Any]:
+def cmd_flags(settings: Settings) -> dict[str, Any]:  # free-form: A1111 flags + every setting
     """``GET /cmd-flags``: A1111's main flags, then every sdrest setting (secrets left out)."""
     flags: dict[str, Any] = {
         "api": True,

@@ -6,23 +6,32 @@ the client sent (only those it sent), then the first ``<sd_cpp_extra_args>`` blo
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
-from sdrest.api.common import convert
+from sdrest.api.common import compose_request
 from sdrest.api.extra_args import split_extra_args
 from sdrest.api.sdapi import imageprep, samplers
 from sdrest.api.sdapi.prompt_loras import extract_prompt_loras
+from sdrest.api.sdapi.responses import GenerationAnswer, InfoObject
 from sdrest.api.sdapi.schemas import Img2ImgBody, Txt2ImgBody
 from sdrest.errors import InvalidRequestError
-from sdrest.schemas import ImgGenRequest, Job
-from sdrest.settings import Limits, deep_merge
+from sdrest.schemas import (
+    GuidanceLayer,
+    HiresLayer,
+    ImgGenRequest,
+    Job,
+    LoraSpec,
+    RequestLayer,
+    SampleLayer,
+)
+from sdrest.settings import Limits
 
+T = TypeVar("T")
 SAMPLES_FORMATS: Mapping[str, str] = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "webp": "webp"}
 
 
@@ -30,7 +39,7 @@ SAMPLES_FORMATS: Mapping[str, str] = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg
 class Context:
     """What translation needs from the server, as plain values and callables (testable)."""
 
-    defaults_for: Callable[[str | None], Mapping[str, Any]]
+    defaults_for: Callable[[str | None], RequestLayer]
     """Preset defaults (canonical field names) of a model; None = the default model."""
     resolve_checkpoint: Callable[[str], str]
     """A1111 checkpoint title -> registry model name (raises 404)."""
@@ -51,7 +60,7 @@ def samples_format(value: Any, field_name: str) -> str:
     return fmt
 
 
-def _first(*values: Any) -> Any:
+def _first(*values: T | None) -> T | None:
     return next((v for v in values if v is not None), None)
 
 
@@ -64,17 +73,17 @@ def _model(body: Txt2ImgBody, extra: Mapping[str, Any], ctx: Context) -> str | N
     return None
 
 
-def _sample_fields(body: Txt2ImgBody) -> dict[str, Any]:
+def _sample_fields(body: Txt2ImgBody) -> SampleLayer:
     sampler = _first(body.sampler_name, body.sampler_index)
     method, sched = samplers.resolve(sampler, body.scheduler)
-    sample: dict[str, Any] = {}
+    sample: SampleLayer = {}
     if method is not None:
         sample["sample_method"] = method
     if sched is not None:
         sample["scheduler"] = sched
     if body.steps is not None:
         sample["sample_steps"] = body.steps
-    guidance: dict[str, Any] = {}
+    guidance: GuidanceLayer = {}
     if body.cfg_scale is not None:
         guidance["txt_cfg"] = body.cfg_scale
     if body.distilled_cfg_scale is not None:
@@ -84,9 +93,9 @@ def _sample_fields(body: Txt2ImgBody) -> dict[str, Any]:
     return sample
 
 
-def _option_fields(body: Txt2ImgBody, ctx: Context) -> dict[str, Any]:
+def _option_fields(body: Txt2ImgBody, ctx: Context) -> RequestLayer:
     override = body.override_settings
-    fields: dict[str, Any] = {}
+    fields: RequestLayer = {}
     clip = _first(
         body.clip_skip,
         override.CLIP_stop_at_last_layers if override else None,
@@ -110,12 +119,23 @@ def _batch_count(body: Txt2ImgBody) -> int | None:
     return (body.batch_size or 1) * (body.n_iter or 1)
 
 
-def _wire_fields(body: Txt2ImgBody, prompt: str, loras: list[Any], ctx: Context) -> dict[str, Any]:
-    fields: dict[str, Any] = {"prompt": prompt}
-    for name in ("negative_prompt", "seed", "width", "height"):
-        value = getattr(body, name)
-        if value is not None:
-            fields[name] = value
+def _prompt_fields(body: Txt2ImgBody, prompt: str) -> RequestLayer:
+    fields: RequestLayer = {"prompt": prompt}
+    if body.negative_prompt is not None:
+        fields["negative_prompt"] = body.negative_prompt
+    if body.seed is not None:
+        fields["seed"] = body.seed
+    if body.width is not None:
+        fields["width"] = body.width
+    if body.height is not None:
+        fields["height"] = body.height
+    return fields
+
+
+def _wire_fields(
+    body: Txt2ImgBody, prompt: str, loras: list[LoraSpec], ctx: Context
+) -> RequestLayer:
+    fields = _prompt_fields(body, prompt)
     count = _batch_count(body)
     if count is not None:
         fields["batch_count"] = count
@@ -154,7 +174,7 @@ LATENT_UPSCALE_MODES = [name for name in HIRES_UPSCALERS if name.startswith("Lat
 _SAME = ("", "use same checkpoint", "use same sampler", "use same scheduler")
 
 
-def hires_fields(body: Txt2ImgBody) -> dict[str, Any]:
+def hires_fields(body: Txt2ImgBody) -> HiresLayer:
     """``enable_hr`` and its ``hr_*`` fields onto the library's native hires fix (``hires``)."""
     for name in ("hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt"):
         value = getattr(body, name)
@@ -165,7 +185,7 @@ def hires_fields(body: Txt2ImgBody) -> dict[str, Any]:
                 " with the first pass's model, sampler and prompt",
                 field=name,
             )
-    fields: dict[str, Any] = {"enabled": True}
+    fields: HiresLayer = {"enabled": True}
     upscaler = (body.hr_upscaler or "Latent").strip()
     native = HIRES_UPSCALER_NAMES.get(upscaler.lower())
     if native is None:
@@ -185,8 +205,8 @@ def hires_fields(body: Txt2ImgBody) -> dict[str, Any]:
     return fields
 
 
-def _img2img_fields(body: Img2ImgBody) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
+def _img2img_fields(body: Img2ImgBody) -> RequestLayer:
+    fields: RequestLayer = {}
     if not body.init_images:
         raise InvalidRequestError("img2img needs one image in init_images", field="init_images")
     if len(body.init_images) > 1:
@@ -203,15 +223,15 @@ def to_request(body: Txt2ImgBody, ctx: Context) -> ImgGenRequest:
     """Translate a decoded txt2img or img2img body onto the canonical request (may decode images:
     call it off the event loop for img2img)."""
     prompt, extra = split_extra_args(body.prompt or "")
-    tag_loras: list[Any] = []
+    tag_loras: list[LoraSpec] = []
     if ctx.prompt_lora_names is not None:
         prompt, tag_loras = extract_prompt_loras(prompt, ctx.prompt_lora_names)
     model = _model(body, extra, ctx)
     fields = _wire_fields(body, prompt, tag_loras, ctx)
     if model is not None:
         fields["model"] = model
-    merged = deep_merge(deep_merge(dict(ctx.defaults_for(model)), fields), extra)
-    request = convert(merged, ImgGenRequest)
+    # The extra-args block wins over the A1111 fields, which win over the preset's defaults.
+    request = compose_request(ctx.defaults_for(model), fields, extra)
     if isinstance(body, Img2ImgBody):
         request = _prepare_images(request, body, ctx.limits)
     return request
@@ -245,6 +265,7 @@ class ResultInfo:
     """What a response needs besides the job: the echo, the model hash, the images."""
 
     parameters: dict[str, Any]
+    """The body echoed as sent (free-form)."""
     images: list[str]
     model_hash: str | None = None
     batch_size: int | None = None
@@ -253,67 +274,52 @@ class ResultInfo:
     img2img: bool = False
 
 
-def info_object(job: Job, extra: ResultInfo) -> dict[str, Any]:
+def info_object(job: Job, extra: ResultInfo) -> InfoObject:
     """The object ``info`` holds (as a JSON string), keyed as A1111's ``Processed.js()``."""
     request = job.request or ImgGenRequest()
     sample = request.sample_params
     count = len(job.result.images) if job.result else 0
     seeds = [ref.seed for ref in job.result.images] if job.result else []
-    seed = seeds[0] if seeds else request.seed
     batch_size, n_iter = extra.batch_size or 1, extra.n_iter or 1
     if batch_size * n_iter != request.batch_count:  # extra args or a preset changed the count
         batch_size, n_iter = request.batch_count, 1
-    started = job.started or job.created
-    return {
-        "prompt": request.prompt,
-        "all_prompts": [request.prompt] * count,
-        "negative_prompt": request.negative_prompt,
-        "all_negative_prompts": [request.negative_prompt] * count,
-        "seed": seed,
-        "all_seeds": seeds,
-        "subseed": extra.subseed,
-        "all_subseeds": [extra.subseed] * count,
-        "subseed_strength": 0,
-        "width": request.width,
-        "height": request.height,
-        "sampler_name": samplers.sampler_display_name(sample.sample_method) or "Default",
-        "scheduler": samplers.scheduler_display_name(sample.scheduler),
-        "cfg_scale": sample.guidance.txt_cfg,
-        "steps": sample.sample_steps,
-        "batch_size": batch_size,
-        "n_iter": n_iter,
-        "restore_faces": False,
-        "face_restoration_model": None,
-        "sd_model_name": job.model,
-        "sd_model_hash": extra.model_hash,
-        "sd_vae_name": None,
-        "sd_vae_hash": None,
-        "seed_resize_from_w": -1,
-        "seed_resize_from_h": -1,
-        "denoising_strength": request.strength if extra.img2img else None,
-        "extra_generation_params": {},
-        "index_of_first_image": 0,
-        "infotexts": list(job.result.infotexts) if job.result else [],
-        "styles": [],
-        "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(started)),
-        "clip_skip": request.clip_skip,
-        "is_using_inpainting_conditioning": False,
-        "version": "sdrest",
-        "job_id": job.id,
-        "interrupted": job.status == "cancelled",
-    }
+    return InfoObject(
+        prompt=request.prompt,
+        all_prompts=[request.prompt] * count,
+        negative_prompt=request.negative_prompt,
+        all_negative_prompts=[request.negative_prompt] * count,
+        seed=seeds[0] if seeds else request.seed,
+        all_seeds=seeds,
+        subseed=extra.subseed,
+        all_subseeds=[extra.subseed] * count,
+        width=request.width,
+        height=request.height,
+        sampler_name=samplers.sampler_display_name(sample.sample_method) or "Default",
+        scheduler=samplers.scheduler_display_name(sample.scheduler),
+        cfg_scale=sample.guidance.txt_cfg,
+        steps=sample.sample_steps,
+        batch_size=batch_size,
+        n_iter=n_iter,
+        sd_model_name=job.model,
+        sd_model_hash=extra.model_hash,
+        denoising_strength=request.strength if extra.img2img else None,
+        infotexts=list(job.result.infotexts) if job.result else [],
+        job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(job.started or job.created)),
+        clip_skip=request.clip_skip,
+        job_id=job.id,
+        interrupted=job.status == "cancelled",
+    )
 
 
-def generation_response(job: Job, extra: ResultInfo) -> dict[str, Any]:
+def generation_response(job: Job, extra: ResultInfo) -> GenerationAnswer:
     """``{images, parameters, info}`` with ``info`` a JSON string, as A1111 answers."""
-    info = json.dumps(info_object(job, extra), ensure_ascii=False)
-    return {"images": extra.images, "parameters": extra.parameters, "info": info}
+    return GenerationAnswer(extra.images, extra.parameters, info_object(job, extra).as_json())
 
 
 IMAGE_FIELDS = ("init_images", "mask", "extra_images")
 
 
-def echo_parameters(raw: Mapping[str, Any], include_images: bool) -> dict[str, Any]:
+def echo_parameters(raw: Mapping[str, Any], include_images: bool) -> dict[str, Any]:  # free-form
     """The request echoed back; input images left out (megabytes) unless asked for, as A1111."""
     echo = dict(raw)
     if not include_images:

@@ -1,26 +1,29 @@
-"""``/api/auth/*``: login, logout, validate, refresh, me.
+"""``/api/auth/*`` endpoints: login, logout, validate, refresh, me; access rules and answers are
+declared in :mod:`sdrest.api.rest.routes` (login is public, the others need an identified caller).
 
-The routes raise :class:`~sdrest.errors.SdrestError` subclasses; the ``/api`` family's renderer
+The handlers raise :class:`~sdrest.errors.SdrestError` subclasses; the ``/api`` family's renderer
 shapes them. With ``--auth-mode none`` there is no authenticator: ``me`` and ``validate`` describe
 the open server's caller (an admin) and ``login``/``refresh`` answer 400 ``auth_disabled``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from sdrest.api.common import JSONResponse, decode_json, read_body
-from sdrest.auth.principal import (
-    Principal,
-    permissions_of,
-    principal_of,
-    require_identified,
+from sdrest.api.rest.auth_responses import (
+    LoginReply,
+    LogoutReply,
+    MeReply,
+    TokenRefreshReply,
+    TokenValidReply,
+    UserView,
 )
+from sdrest.auth.principal import Principal, principal_of
 from sdrest.errors import AuthRequiredError, SdrestError
 
 if TYPE_CHECKING:
@@ -46,17 +49,6 @@ class LoginBody(msgspec.Struct, kw_only=True):
 _login_decoder = msgspec.json.Decoder(LoginBody)
 
 
-def user_view(principal: Principal) -> dict[str, Any]:
-    """The ``user`` object of every /auth answer."""
-    return {
-        "id": "" if principal.user_id is None else str(principal.user_id),
-        "username": principal.username,
-        "role": principal.role,
-        "permissions": list(permissions_of(principal)),
-        "authenticated": principal.authenticated,
-    }
-
-
 def _authenticator_of(request: Request) -> Authenticator | None:
     # Imported on use: with auth off the token library is never loaded.
     from sdrest.auth.authenticator import authenticator_of
@@ -72,15 +64,16 @@ def _authenticator(request: Request) -> Authenticator:
 
 
 def _authenticated(request: Request) -> Principal:
-    """The caller if it proved who it is; guests and anonymous callers get 401."""
-    principal = require_identified(request)
+    """The caller if it proved who it is (the route lets only identified callers in); guests
+    get 401."""
+    principal = principal_of(request)
     if not principal.authenticated:
         raise AuthRequiredError("log in first: this endpoint needs credentials")
     return principal
 
 
 async def login(request: Request) -> Response:
-    """``POST /auth/login`` ``{username, password}`` -> ``{token, user, message}``."""
+    """Log in with ``{username, password}``; answers a login token and the user."""
     authenticator = _authenticator(request)
     body = decode_json(await read_body(request, MAX_LOGIN_BODY), _login_decoder)
     unix_user = None
@@ -90,61 +83,38 @@ async def login(request: Request) -> Response:
     principal = Principal(
         username=user.username, role=user.role, user_id=user.id, authenticated=True
     )
-    return JSONResponse(
-        {
-            "token": token,
-            "user": user_view(principal),
-            "expires_at": int(claims.expires),
-            "message": "Login successful",
-        }
-    )
+    answer = LoginReply(token=token, user=UserView.of(principal), expires_at=int(claims.expires))
+    return JSONResponse(answer)
 
 
 async def logout(request: Request) -> Response:
-    """``POST /auth/logout``: the presented login token is revoked, across restarts too."""
+    """Revoke the presented login token (across restarts too)."""
     authenticator = _authenticator_of(request)
     if authenticator is None:
-        return JSONResponse({"message": "Logout successful (authentication is off)"})
+        return JSONResponse(LogoutReply("Logout successful (authentication is off)"))
     principal = _authenticated(request)
     if await authenticator.logout(principal):
-        return JSONResponse({"message": "Logout successful"})
+        return JSONResponse(LogoutReply("Logout successful"))
     return JSONResponse(
-        {"message": f"Logout successful (no login token to revoke: {principal.credential})"}
+        LogoutReply(f"Logout successful (no login token to revoke: {principal.credential})")
     )
 
 
 async def validate(request: Request) -> Response:
-    """``GET /auth/validate`` -> ``{user, valid: true}``; 401 for missing or bad credentials."""
+    """Check the caller's credentials: the user, ``valid: true``; 401 for bad ones."""
     if _authenticator_of(request) is None:
-        return JSONResponse({"user": user_view(principal_of(request)), "valid": True})
-    principal = _authenticated(request)
-    return JSONResponse({"user": user_view(principal), "valid": True})
+        return JSONResponse(TokenValidReply(user=UserView.of(principal_of(request))))
+    return JSONResponse(TokenValidReply(user=UserView.of(_authenticated(request))))
 
 
 async def refresh(request: Request) -> Response:
-    """``POST /auth/refresh`` -> ``{token, message}``: a new token for the same account."""
+    """A new login token for the same account."""
     authenticator = _authenticator(request)
     principal = _authenticated(request)
     token, claims = await authenticator.refresh(principal)
-    return JSONResponse(
-        {
-            "token": token,
-            "expires_at": int(claims.expires),
-            "message": "Token refreshed successfully",
-        }
-    )
+    return JSONResponse(TokenRefreshReply(token=token, expires_at=int(claims.expires)))
 
 
 async def me(request: Request) -> Response:
-    """``GET /auth/me`` -> ``{user}``; a guest (optional mode) is described as role guest."""
-    return JSONResponse({"user": user_view(require_identified(request))})
-
-
-AUTH_ROUTES: list[BaseRoute] = [
-    Route("/auth/login", login, methods=["POST"]),
-    Route("/auth/logout", logout, methods=["POST"]),
-    Route("/auth/validate", validate, methods=["GET"]),
-    Route("/auth/refresh", refresh, methods=["POST"]),
-    Route("/auth/me", me, methods=["GET"]),
-]
-"""Mounted by the /api family at ``/api``."""
+    """Who the caller is; a guest (optional mode) is described as role guest."""
+    return JSONResponse(MeReply(UserView.of(principal_of(request))))

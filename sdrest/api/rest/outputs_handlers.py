@@ -1,5 +1,6 @@
-"""Public output downloads: ``/api/queue/job/{job_id}/output/{filename}`` and its alias
-``/api/v1/jobs/{job_id}/output/{filename}``, with ``?thumb=true&size=50..500`` thumbnails.
+"""Public output downloads (the endpoint behind ``/api/queue/job/{job_id}/output/{filename}``
+and its alias ``/api/v1/jobs/{job_id}/output/{filename}``), with ``?thumb=true&size=50..500``
+thumbnails.
 
 Public per the spec (a web page's ``<img>`` cannot send a token): job ids carry 80 random bits,
 so a URL is a capability. Only a plain file named like an output, directly inside the job's own
@@ -16,12 +17,9 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import BaseRoute, Route
 
-from sdrest.api.common import service_of
-from sdrest.api.rest.errors import JobNotFoundError
-from sdrest.api.rest.translate import parse_flag, parse_int
-from sdrest.errors import InvalidRequestError, NotFoundError
+from sdrest.api.common import parse_flag, parse_int, service_of
+from sdrest.errors import InvalidRequestError, JobNotFoundError, NotFoundError
 from sdrest.images import ImageInputError, make_thumbnail
 from sdrest.service import SdrestService
 
@@ -47,7 +45,7 @@ async def _missing(service: SdrestService, job_id: str, filename: str) -> NotFou
     try:
         await service.get(job_id)  # 410 JOB_EXPIRED once retention has passed
     except NotFoundError:
-        return JobNotFoundError(f"job not found: {job_id}")
+        return JobNotFoundError(job_id)
     return NotFoundError(f"job {job_id} has no output file {filename!r}")
 
 
@@ -82,9 +80,3 @@ async def download(request: Request) -> Response:
         headers={"Cache-Control": _CACHE_FOREVER, "Content-Disposition": "inline"},
     )
 
-
-OUTPUT_ROUTES: list[BaseRoute] = [
-    Route("/queue/job/{job_id}/output/{filename}", download, methods=["GET", "HEAD"]),
-    Route("/v1/jobs/{job_id}/output/{filename}", download, methods=["GET", "HEAD"]),
-]
-"""Public download routes."""

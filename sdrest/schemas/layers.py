@@ -1,0 +1,108 @@
+"""Partial field layers of the canonical request, typed: what the families build and
+``sdrest.api.common.compose_request`` deep-merges and converts into an :class:`ImgGenRequest`.
+
+Each ``*Layer`` mirrors one Struct of :mod:`sdrest.schemas.request` in its wire (builtins) form,
+every key optional (a layer says only what it sets). Ranges and names are checked when the merged
+layers are converted, not here; ``tests/unit/test_request_layers.py`` keeps the keys in step with
+the Structs' fields.
+"""
+
+from __future__ import annotations
+
+from typing import Required, TypedDict
+
+
+class SlgLayer(TypedDict, total=False):
+    """:class:`~sdrest.schemas.request.SlgParams`."""
+
+    layers: list[int]
+    layer_start: float
+    layer_end: float
+    scale: float
+
+
+class GuidanceLayer(TypedDict, total=False):
+    """:class:`~sdrest.schemas.request.GuidanceParams`."""
+
+    txt_cfg: float
+    img_cfg: float | None
+    distilled_guidance: float
+    slg: SlgLayer
+
+
+class SampleLayer(TypedDict, total=False):
+    """:class:`~sdrest.schemas.request.SampleParams`."""
+
+    scheduler: str | None
+    sample_method: str | None
+    sample_steps: int
+    eta: float | None
+    shifted_timestep: int
+    custom_sigmas: list[float]
+    flow_shift: float | None
+    guidance: GuidanceLayer
+
+
+class LoraLayer(TypedDict, total=False):
+    """:class:`~sdrest.schemas.request.LoraSpec`: an item of a list (lists replace, they do not
+    merge), so its one required field is required here too."""
+
+    path: Required[str]
+    multiplier: float
+    is_high_noise: bool
+
+
+class VaeTilingLayer(TypedDict, total=False):
+    """:class:`~sdrest.schemas.request.VaeTilingParams`."""
+
+    enabled: bool
+    tile_size_x: int
+    tile_size_y: int
+    target_overlap: float
+    rel_size_x: float
+    rel_size_y: float
+
+
+class HiresLayer(TypedDict, total=False):
+    """:class:`~sdrest.schemas.request.HiresParams`."""
+
+    enabled: bool
+    upscaler: str
+    upscaler_model: str
+    scale: float
+    width: int
+    height: int
+    steps: int
+    denoising_strength: float
+
+
+class RequestLayer(TypedDict, total=False):
+    """:class:`~sdrest.schemas.request.ImgGenRequest`: one partial layer of the request."""
+
+    prompt: str
+    negative_prompt: str
+    clip_skip: int
+    width: int
+    height: int
+    strength: float
+    seed: int
+    batch_count: int
+    auto_resize_ref_image: bool
+    increase_ref_index: bool
+    control_strength: float
+    embed_image_metadata: bool
+    init_image: str | None
+    ref_images: list[str]
+    mask_image: str | None
+    control_image: str | None
+    sample_params: SampleLayer
+    lora: list[LoraLayer]
+    vae_tiling_params: VaeTilingLayer
+    hires: HiresLayer
+    cache_mode: str
+    cache_option: str
+    scm_mask: str
+    scm_policy_dynamic: bool
+    output_format: str
+    output_compression: int
+    model: str | None
