@@ -7,8 +7,8 @@ layers are converted, not here; ``tests/unit/test_request_layers.py`` keeps the 
 the Structs' fields.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: Python 3.11's TypedDict sees ``Required`` only in
+# evaluated annotations (a string one would leave LoraLayer's ``path`` optional).
 from typing import Required, TypedDict
 
 

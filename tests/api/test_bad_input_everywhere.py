@@ -19,6 +19,8 @@ from tests.api.support import all_routes, url
 from tests.conftest import settings_in
 from tests.fakes import FakeEngine
 
+pytestmark = pytest.mark.slow  # a property sweep over every route: scripts/test runs it
+
 ROUTES = all_routes()
 
 BODIES: list[bytes] = [

@@ -264,6 +264,7 @@ def _refs(node: Any) -> list[str]:
 # -- schemathesis over every operation ---------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
 @settings(
     max_examples=MAX_EXAMPLES,
