@@ -24,6 +24,7 @@ from sdrest.schemas.layers import (
     SampleLayer,
     SlgLayer,
     VaeTilingLayer,
+    sample_layer,
 )
 from sdrest.schemas.request import (
     HIRES_UPSCALERS,
@@ -72,4 +73,5 @@ __all__ = [
     "VaeTilingParams",
     "job_timing",
     "new_job",
+    "sample_layer",
 ]

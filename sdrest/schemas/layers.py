@@ -106,3 +106,30 @@ class RequestLayer(TypedDict, total=False):
     output_format: str
     output_compression: int
     model: str | None
+
+
+def sample_layer(
+    *,
+    steps: int | None = None,
+    method: str | None = None,
+    scheduler: str | None = None,
+    cfg: float | None = None,
+    distilled: float | None = None,
+) -> SampleLayer:
+    """The sampling fields a client gave (None: not given), as every family's wire names them
+    (steps, sampler, scheduler, CFG scale, distilled guidance); keys in the Struct's order."""
+    layer: SampleLayer = {}
+    if scheduler is not None:
+        layer["scheduler"] = scheduler
+    if method is not None:
+        layer["sample_method"] = method
+    if steps is not None:
+        layer["sample_steps"] = steps
+    guidance: GuidanceLayer = {}
+    if cfg is not None:
+        guidance["txt_cfg"] = cfg
+    if distilled is not None:
+        guidance["distilled_guidance"] = distilled
+    if guidance:
+        layer["guidance"] = guidance
+    return layer

@@ -27,7 +27,7 @@ from sdrest.api.openai.schemas import (
 )
 from sdrest.errors import InvalidRequestError, ModelNotFoundError, SdrestError
 from sdrest.models import ModelEntry, ModelPreset
-from sdrest.schemas import ImgGenRequest, RequestLayer, SampleLayer
+from sdrest.schemas import ImgGenRequest, RequestLayer, SampleLayer, sample_layer
 
 Model = ModelEntry | ModelPreset
 
@@ -201,16 +201,9 @@ def _explicit(body: CommonFields, prompt: str) -> RequestLayer:
 
 
 def _sample_params(body: CommonFields) -> SampleLayer:
-    sample: SampleLayer = {}
-    if body.steps is not None:
-        sample["sample_steps"] = body.steps
-    if body.sampler is not None:
-        sample["sample_method"] = body.sampler
-    if body.scheduler is not None:
-        sample["scheduler"] = body.scheduler
-    if body.cfg_scale is not None:
-        sample["guidance"] = {"txt_cfg": body.cfg_scale}
-    return sample
+    return sample_layer(
+        steps=body.steps, method=body.sampler, scheduler=body.scheduler, cfg=body.cfg_scale
+    )
 
 
 def build_request(

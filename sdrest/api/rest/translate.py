@@ -17,11 +17,11 @@ from sdrest.api.rest.errors import ValidationFailedError
 from sdrest.api.rest.schemas import GenerateBody, UpscaleBody
 from sdrest.errors import InvalidRequestError
 from sdrest.schemas import (
-    GuidanceLayer,
     ImgGenRequest,
     RequestLayer,
     SampleLayer,
     UpscaleRequest,
+    sample_layer,
 )
 from sdrest.settings import LoadOptions
 
@@ -164,21 +164,14 @@ def check_mode(mode: Mode, images: Mapping[str, str | None]) -> None:
 
 
 def _sample_fields(body: GenerateBody) -> SampleLayer:
-    sample: SampleLayer = {}
-    if body.steps is not None:
-        sample["sample_steps"] = body.steps
-    guidance: GuidanceLayer = {}
-    if body.cfg_scale is not None:
-        guidance["txt_cfg"] = body.cfg_scale
-    if body.distilled_guidance is not None:
-        guidance["distilled_guidance"] = body.distilled_guidance
-    if guidance:
-        sample["guidance"] = guidance
-    if body.sampling_method is not None:
-        sample["sample_method"] = sampler_name(body.sampling_method)
-    if body.scheduler is not None:
-        sample["scheduler"] = body.scheduler
-    return sample
+    method = body.sampling_method
+    return sample_layer(
+        steps=body.steps,
+        method=None if method is None else sampler_name(method),
+        scheduler=body.scheduler,
+        cfg=body.cfg_scale,
+        distilled=body.distilled_guidance,
+    )
 
 
 def _fields(body: GenerateBody, init_image: str | None) -> RequestLayer:

@@ -21,13 +21,13 @@ from sdrest.api.sdapi.responses import GenerationAnswer, InfoObject
 from sdrest.api.sdapi.schemas import Img2ImgBody, Txt2ImgBody
 from sdrest.errors import InvalidRequestError
 from sdrest.schemas import (
-    GuidanceLayer,
     HiresLayer,
     ImgGenRequest,
     Job,
     LoraSpec,
     RequestLayer,
     SampleLayer,
+    sample_layer,
 )
 from sdrest.settings import Limits
 
@@ -75,22 +75,14 @@ def _model(body: Txt2ImgBody, extra: Mapping[str, Any], ctx: Context) -> str | N
 
 def _sample_fields(body: Txt2ImgBody) -> SampleLayer:
     sampler = _first(body.sampler_name, body.sampler_index)
-    method, sched = samplers.resolve(sampler, body.scheduler)
-    sample: SampleLayer = {}
-    if method is not None:
-        sample["sample_method"] = method
-    if sched is not None:
-        sample["scheduler"] = sched
-    if body.steps is not None:
-        sample["sample_steps"] = body.steps
-    guidance: GuidanceLayer = {}
-    if body.cfg_scale is not None:
-        guidance["txt_cfg"] = body.cfg_scale
-    if body.distilled_cfg_scale is not None:
-        guidance["distilled_guidance"] = body.distilled_cfg_scale
-    if guidance:
-        sample["guidance"] = guidance
-    return sample
+    method, scheduler = samplers.resolve(sampler, body.scheduler)
+    return sample_layer(
+        steps=body.steps,
+        method=method,
+        scheduler=scheduler,
+        cfg=body.cfg_scale,
+        distilled=body.distilled_cfg_scale,
+    )
 
 
 def _option_fields(body: Txt2ImgBody, ctx: Context) -> RequestLayer:
