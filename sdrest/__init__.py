@@ -1,6 +1,11 @@
 """sdrest: stable-diffusion.cpp behind the HTTP APIs image clients already speak.
 
-The public library API::
+Generate images::
+
+    with sdrest.Generator(models_dir="models") as sd:
+        images = sd.txt2img("a lovely cat", steps=4, seed=42)
+
+Embed the job service (what the HTTP server runs)::
 
     from sdrest import SdrestService, ImgGenRequest, load_settings
 
@@ -17,6 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sdrest.app import create_app
+    from sdrest.errors import JobFailedError, SdrestError
+    from sdrest.generation import GenerationCancelledError, ImageInfo, image_info, save_image
+    from sdrest.generator import Generator
+    from sdrest.generator_async import AsyncGenerator
     from sdrest.schemas import ImgGenRequest, Job
     from sdrest.service import SdrestService
     from sdrest.settings import Limits, LoadOptions, Settings, load_settings
@@ -25,6 +34,14 @@ if TYPE_CHECKING:
 # without the web framework.
 _EXPORTS = {
     "create_app": "sdrest.app",
+    "Generator": "sdrest.generator",
+    "AsyncGenerator": "sdrest.generator_async",
+    "GenerationCancelledError": "sdrest.generation",
+    "ImageInfo": "sdrest.generation",
+    "image_info": "sdrest.generation",
+    "save_image": "sdrest.generation",
+    "JobFailedError": "sdrest.errors",
+    "SdrestError": "sdrest.errors",
     "ImgGenRequest": "sdrest.schemas",
     "Job": "sdrest.schemas",
     "SdrestService": "sdrest.service",
@@ -44,13 +61,21 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AsyncGenerator",
+    "GenerationCancelledError",
+    "Generator",
+    "ImageInfo",
     "ImgGenRequest",
     "Job",
+    "JobFailedError",
     "Limits",
     "LoadOptions",
+    "SdrestError",
     "SdrestService",
     "Settings",
     "__version__",
     "create_app",
+    "image_info",
     "load_settings",
+    "save_image",
 ]

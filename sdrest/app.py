@@ -17,6 +17,7 @@ from starlette.routing import Mount, WebSocketRoute
 
 from sdrest import __version__
 from sdrest.api.common import JSONResponse, error_status
+from sdrest.api.observe import ObserveMiddleware
 from sdrest.api.openai.routes import create_openai_app
 from sdrest.api.openapi import OPENAPI_PATH, openapi_endpoint
 from sdrest.api.rest.routes import create_rest_app
@@ -24,6 +25,8 @@ from sdrest.api.rest.ws import websocket_endpoint
 from sdrest.api.routing import route
 from sdrest.api.sdapi.routes import create_sdapi_app
 from sdrest.api.sdcpp.routes import create_sdcpp_app
+from sdrest.errors import SdrestError
+from sdrest.metrics import Metrics, metrics_route
 from sdrest.service import SdrestService
 from sdrest.settings import Settings
 from sdrest.web import create_ui_app
@@ -67,7 +70,8 @@ async def a1111_ping(request: Request) -> Response:
 
 
 async def outside_any_family(request: Request, exc: Exception) -> Response:
-    """A path no family owns (or one no family's routes can match): still a JSON error."""
+    """A path no family owns (or one no family's routes can match), or a refusal of a top-level
+    route (``/metrics`` without the right credentials): still a JSON error."""
     status, code, message = error_status(exc)
     return JSONResponse({"error": {"message": message, "code": code.upper()}}, status_code=status)
 
@@ -87,7 +91,23 @@ def create_app(config: Settings | SdrestService) -> Starlette:
     """
     owns = isinstance(config, Settings)
     service = SdrestService(config) if isinstance(config, Settings) else config
-    middleware = []
+    metrics = Metrics(service)
+    routes = [
+        route("/api/health", health, access="public", answer=Health),
+        route("/internal/ping", a1111_ping, access="public", answer=dict[str, Any]),
+        # Built on the first request, then served from app.state (a free-form document).
+        route(OPENAPI_PATH, openapi_endpoint, access="public", answer=dict[str, Any]),
+        metrics_route(service.settings.auth.metrics_token),
+        Mount("/sdcpp/v1", app=create_sdcpp_app(service)),
+        Mount("/v1", app=create_openai_app(service)),
+        Mount("/sdapi/v1", app=create_sdapi_app(service)),
+        Mount("/api", app=create_rest_app(service)),
+        WebSocketRoute("/ws", websocket_endpoint),
+        Mount("/ui", app=create_ui_app(), name="ui"),
+        route("/", to_ui, access="public", status=307, media_types=()),
+    ]
+    # Outermost: every request gets its id, its access line and its metrics, auth included.
+    middleware = [Middleware(ObserveMiddleware, routes=routes, metrics=metrics)]
     authenticator: Authenticator | None = None
     # Imported only with auth on: the token library and its crypto stack cost start-up time
     # and memory that an open local server does not need.
@@ -106,26 +126,16 @@ def create_app(config: Settings | SdrestService) -> Starlette:
         try:
             yield
         finally:
+            metrics.close()
             if owns:
                 await service.stop()
 
     app = Starlette(
-        routes=[
-            route("/api/health", health, access="public", answer=Health),
-            route("/internal/ping", a1111_ping, access="public", answer=dict[str, Any]),
-            # Built on the first request, then served from app.state (a free-form document).
-            route(OPENAPI_PATH, openapi_endpoint, access="public", answer=dict[str, Any]),
-            Mount("/sdcpp/v1", app=create_sdcpp_app(service)),
-            Mount("/v1", app=create_openai_app(service)),
-            Mount("/sdapi/v1", app=create_sdapi_app(service)),
-            Mount("/api", app=create_rest_app(service)),
-            WebSocketRoute("/ws", websocket_endpoint),
-            Mount("/ui", app=create_ui_app(), name="ui"),
-            route("/", to_ui, access="public", status=307, media_types=()),
-        ],
+        routes=routes,
         lifespan=lifespan,
         middleware=middleware,
-        exception_handlers={HTTPException: outside_any_family},
+        exception_handlers={HTTPException: outside_any_family, SdrestError: outside_any_family},
     )
     app.state.service = service
+    app.state.metrics = metrics
     return app

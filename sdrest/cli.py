@@ -14,8 +14,9 @@ from typing import Any
 
 import msgspec
 
-from sdrest import __version__
+from sdrest import __version__, cli_generate, cli_pull
 from sdrest.errors import SdrestError
+from sdrest.logs import configure_logging, log_config, log_level
 from sdrest.settings import Settings, load_settings, setting_fields
 
 logger = logging.getLogger("sdrest")
@@ -79,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         if command == "models":
             sub.add_argument("--json", action="store_true", help="print JSON")
     _add_account_commands(commands)
+    cli_generate.add_parser(commands, _add_setting_flags)
+    cli_pull.add_pull_command(commands)
     return parser
 
 
@@ -157,7 +160,11 @@ def serve(settings: Settings) -> int:
         app,
         host=settings.host,
         port=settings.port,
-        log_level=settings.log_level,
+        log_level=log_level(settings.log_level),
+        # One format for uvicorn's lines and ours (sdrest.logs); sdrest.access replaces
+        # uvicorn's access log.
+        log_config=log_config(settings),
+        access_log=False,
         lifespan="on",
     )
     try:
@@ -201,13 +208,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SdrestError as exc:
         sys.stderr.write(f"sdrest: {exc.message}\n")
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        configure_logging(settings)
+    except SdrestError as exc:  # an unknown --log-level
+        sys.stderr.write(f"sdrest: {exc.message}\n")
+        return 2
     if args.command == "serve":
         return serve(settings)
     if args.command == "models":
         return list_models(settings, args.json)
+    if args.command == "generate":
+        return cli_generate.run(args, settings)
+    if args.command == "pull":
+        return cli_pull.pull_command(args, settings)
     try:
         return accounts(args, settings)
     except SdrestError as exc:

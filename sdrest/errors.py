@@ -100,6 +100,19 @@ class NotImplementedFeatureError(SdrestError):
     code = "not_implemented"
 
 
+class DownloadError(SdrestError):
+    """A model download failed: the hub could not be reached, refused, or sent a bad file (502)."""
+
+    status = 502
+    code = "download_failed"
+
+
+class ChecksumMismatchError(DownloadError):
+    """A downloaded file's SHA-256 differs from the one the hub announced (it is deleted)."""
+
+    code = "checksum_mismatch"
+
+
 class EngineError(SdrestError):
     """The native engine failed; the job fails, the server lives on."""
 
@@ -133,6 +146,8 @@ JOB_FAILURE_STATUS: MappingProxyType[str, int] = MappingProxyType(
         "cancelled": 409,
         "interrupted": 409,
         "not_implemented": 501,
+        "download_failed": 502,
+        "checksum_mismatch": 502,
         "server_restarted": 503,
     }
 )

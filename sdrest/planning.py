@@ -22,6 +22,7 @@ from sdrest.engine.base import (
 from sdrest.engine.params import parse_cache_option
 from sdrest.errors import ConflictError, InvalidRequestError, ModelNotFoundError
 from sdrest.images import decode_input_image, to_mask, to_rgb
+from sdrest.jobs.downloads import DownloadPlan
 from sdrest.models import (
     HeaderError,
     ModelEntry,
@@ -32,7 +33,15 @@ from sdrest.models import (
     detect,
 )
 from sdrest.models.compat import architecture_mismatch, lora_mismatch
-from sdrest.schemas import ConvertRequest, ImgGenRequest, Job, RequestLayer, UpscaleRequest
+from sdrest.models.pull import PullOptions, parse_ref
+from sdrest.schemas import (
+    ConvertRequest,
+    DownloadRequest,
+    ImgGenRequest,
+    Job,
+    RequestLayer,
+    UpscaleRequest,
+)
 from sdrest.settings import Limits, Settings, deep_merge
 
 # Roles a user can pick as "the model" and the ModelSpec field each one fills.
@@ -311,10 +320,31 @@ def plan_convert(request: ConvertRequest, registry: ModelRegistry) -> ConvertPla
     return ConvertPlan(str(entry.path), str(target), request.weight_type)
 
 
+def plan_download(
+    request: DownloadRequest, settings: Settings, registry: ModelRegistry
+) -> DownloadPlan:
+    """Check a download's names (the hub is asked only when it runs): the repository and file
+    paths, the revision; presets go to the config file the settings came from."""
+    ref = parse_ref(request.repo, request.files)
+    revision = request.revision
+    if revision is not None and (not revision.strip() or len(revision) > 256 or ".." in revision):
+        raise InvalidRequestError("revision must be a branch, tag or commit", field="revision")
+    options = PullOptions(
+        models_dir=registry.models_dir,
+        config_file=Path(settings.config_file) if settings.config_file else None,
+        revision=revision,
+        all_files=request.all_files,
+        presets=frozenset(p.name for p in registry.presets()),
+    )
+    return DownloadPlan(ref, options)
+
+
 def plan_for_job(
     job: Job, settings: Settings, registry: ModelRegistry
-) -> GenerationPlan | UpscalePlan | ConvertPlan:
+) -> GenerationPlan | UpscalePlan | ConvertPlan | DownloadPlan:
     """Re-plan a stored job (after a restart)."""
+    if job.download is not None:
+        return plan_download(job.download, settings, registry)
     if job.upscale is not None:
         return plan_upscale(job.upscale, settings, registry)
     if job.convert is not None:

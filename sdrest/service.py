@@ -28,9 +28,11 @@ from sdrest.images import image_to_b64
 from sdrest.jobs import EventBus, JobStore
 from sdrest.jobs.runner import JobRunner
 from sdrest.model_catalog import ModelCatalog
-from sdrest.models import ModelRegistry
+from sdrest.models import ModelPreset, ModelRegistry
+from sdrest.models.pull import PullOutcome
 from sdrest.schemas import (
     ConvertRequest,
+    DownloadRequest,
     ImgGenRequest,
     Job,
     JobError,
@@ -82,6 +84,7 @@ class SdrestService:
             models_dir=self.registry.models_dir,
             idle_unload=settings.engine.idle_unload,
             after_convert=lambda: self.models.refresh(),
+            after_download=self._downloaded,
         )
         """The queue, the consumer and the live jobs (the service resolves ids for it)."""
         self.models = ModelCatalog(
@@ -110,6 +113,7 @@ class SdrestService:
         await self._recover()
         self._tasks = [
             asyncio.create_task(self.runner.consume(), name="sdrest-consumer"),
+            asyncio.create_task(self.runner.consume_downloads(), name="sdrest-downloads"),
             asyncio.create_task(self._expire_periodically(), name="sdrest-expiry"),
         ]
 
@@ -194,6 +198,22 @@ class SdrestService:
         job = new_job("convert", owner, family, request.model, convert=stored)
         return await self.runner.enqueue(job, plan)
 
+    async def submit_download(
+        self, request: DownloadRequest, *, owner: str = "", family: str = "rest"
+    ) -> Job:
+        """Queue a model download from the Hugging Face hub. It runs in the download lane, in a
+        thread, beside the engine's queue (never holding a generation up); its files are
+        registered, and a preset for a multi-file family added, when it is done."""
+        plan = planning.plan_download(request, self.settings, self.registry)
+        job = new_job("download", owner, family, plan.ref.repo, download=request)
+        return await self.runner.enqueue(job, plan)
+
+    async def _downloaded(self, outcome: PullOutcome | None) -> None:
+        if outcome is not None and outcome.preset is not None:
+            preset = msgspec.convert({**outcome.preset_fields, "name": outcome.preset}, ModelPreset)
+            self.registry.add_preset(preset)  # False: configured already (pulled before)
+        await self.models.refresh()
+
     def queue_position(self, job_id: str) -> int:
         """1-based queue position; 0 when not queued."""
         return self.runner.queue_position(job_id)
@@ -205,6 +225,7 @@ class SdrestService:
             current=self.runner.current_job,
             queued=self.runner.queued_jobs(),
             loaded_models=self.models.loaded,
+            downloads=self.runner.download_jobs(),
         )
 
     async def get(self, job_id: str) -> Job:
@@ -252,7 +273,7 @@ class SdrestService:
         """Re-queue the jobs a previous process accepted, in their order. The one it was running
         is retried once (:data:`MAX_ATTEMPTS`), then failed."""
         for job in await self.store.unfinished():
-            if job.request is None and job.upscale is None and job.convert is None:
+            if (job.request or job.upscale or job.convert or job.download) is None:
                 await self._fail_recovered(job, "the job's request was not stored")
                 continue
             if job.status == "generating":

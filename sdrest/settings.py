@@ -102,6 +102,9 @@ class AuthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """Trust ``X-Unix-User`` (only behind a proxy that sets it and strips it from clients)."""
     auth_failure_delay: float = 0.5
     """Seconds every failed login waits, so timing tells nothing about which part was wrong."""
+    metrics_token: str = ""
+    """A bearer token that grants ``GET /metrics`` and nothing else (for a Prometheus scraper);
+    empty = only admins may scrape while authentication is on."""
 
 
 class FetchSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -140,7 +143,7 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         return int(self.memory_budget_mb * 1024 * 1024)
 
 
-SECRET_SETTINGS: frozenset[str] = frozenset({"jwt_secret"})
+SECRET_SETTINGS: frozenset[str] = frozenset({"jwt_secret", "metrics_token"})
 """Settings no endpoint ever shows (config listings, cmd-flags)."""
 
 
@@ -172,6 +175,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     job_ttl: float = 86400.0
     """Seconds a finished job (and its images) is kept before it answers 410 Gone."""
     log_level: str = "info"
+    """Level of every log line, the HTTP server's included (debug, info, warning, error)."""
+    log_format: Literal["text", "json"] = "text"
+    """text: one readable line per record; json: one JSON object per line (see README, Logs)."""
     preview: Literal["none", "proj", "tae", "vae"] = "proj"
     """Live previews while sampling: proj (latent projection, about free), tae (the model's TAESD
     when one is loaded), vae (a full decode: costly), or none."""
@@ -185,6 +191,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     fetch: FetchSettings = msgspec.field(default_factory=FetchSettings)
     engine: EngineSettings = msgspec.field(default_factory=EngineSettings)
     presets: dict[str, ModelPreset] = msgspec.field(default_factory=dict)
+    config_file: str = ""
+    """The TOML file these settings were read from (set by ``load_settings``, not a flag):
+    where a model download writes the preset it makes; empty = none."""
 
     @property
     def data_path(self) -> Path:
@@ -210,7 +219,7 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {
     "fetch": FetchSettings,
     "engine": EngineSettings,
 }
-_TOP_LEVEL_SKIP = {*_SECTIONS, "presets"}
+_TOP_LEVEL_SKIP = {*_SECTIONS, "presets", "config_file"}
 _REST_ENV = {
     "STABLE_DIFFUSION_HOST": "host",
     "STABLE_DIFFUSION_PORT": "port",
@@ -301,6 +310,7 @@ def load_settings(
         _place(flag_tree, fields[name][0], name, value)
     tree = deep_merge(tree, flag_tree)
     tree["presets"] = presets
+    tree["config_file"] = str(config_path) if config_path else ""
     try:
         # strict=False lets environment strings ("8080", "true") become ints and bools.
         settings = msgspec.convert(tree, Settings, strict=False)

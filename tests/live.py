@@ -75,12 +75,13 @@ def serve_process(
     models: TinyModelSet,
     data_dir: Path,
     cwd: Path | None = None,
+    extra: Sequence[str] = (),
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """Run ``<sdrest> serve`` on the tiny models until healthy; kill it at the end of the block.
 
     ``sdrest`` is the command that starts the CLI (``[python, "-m", "sdrest"]`` or an installed
-    ``sdrest`` script). Yields the process and its base URL; its output goes to a log file beside
-    ``data_dir``.
+    ``sdrest`` script); ``extra`` are more flags. Yields the process and its base URL; its output
+    goes to the log file ``server-<port>.log`` beside ``data_dir``.
     """
     port = free_port()
     log = (data_dir.parent / f"server-{port}.log").open("wb")
@@ -100,6 +101,7 @@ def serve_process(
             "none",
             "--port",
             str(port),
+            *extra,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

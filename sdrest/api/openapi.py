@@ -192,7 +192,7 @@ def _responses(spec: RouteSpec, error: dict[str, Any] | None, refs: Refs) -> dic
     for media_type in spec.media_types:
         if media_type == JSON:
             content[media_type] = {"schema": dict(refs[spec.answer])}
-        elif media_type == "text/event-stream":
+        elif media_type.startswith("text/"):  # an event stream, the metrics' text format
             content[media_type] = {"schema": {"type": "string"}}
         else:
             content[media_type] = {"schema": {"type": "string", "format": "binary"}}

@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import sys
+from contextvars import Context
 from dataclasses import replace
 
 import msgspec
@@ -209,7 +210,11 @@ class WorkerEngine:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         assert process.stdout is not None
-        output = asyncio.create_task(self._pump_output(process.stdout), name="sdrest-worker-out")
+        # Fresh contexts: the worker outlives the job whose call started it, so its tasks must
+        # not log with that job's id (sdrest.logs.JOB_ID).
+        output = asyncio.create_task(
+            self._pump_output(process.stdout), name="sdrest-worker-out", context=Context()
+        )
         worker = _Worker(process, reader, writer, output)
         self._starts += 1
         try:
@@ -223,7 +228,9 @@ class WorkerEngine:
         if not isinstance(reply, wire.Ready):
             raise EngineCrashedError(f"the engine worker said {type(reply).__name__} first")
         self._last_ready = reply
-        worker.watch = asyncio.create_task(self._watch_idle(worker), name="sdrest-worker-watch")
+        worker.watch = asyncio.create_task(
+            self._watch_idle(worker), name="sdrest-worker-watch", context=Context()
+        )
         logger.info("engine worker started (pid %d)", reply.pid)
         return worker
 

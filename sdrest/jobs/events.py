@@ -1,18 +1,22 @@
 """An in-process event bus: job updates fan out to pollers, streams and /ws.
 
 Subscribers get a bounded queue each; a slow subscriber loses its oldest events instead of
-slowing the job system down (a progress stream only needs the latest state).
+slowing the job system down (a progress stream only needs the latest state). Listeners (metrics)
+are called synchronously instead and see every event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
 from sdrest.schemas import Job
+
+logger = logging.getLogger(__name__)
 
 
 class JobEvent(msgspec.Struct, frozen=True):
@@ -28,6 +32,7 @@ class EventBus:
     def __init__(self, queue_size: int = 256) -> None:
         self._queue_size = queue_size
         self._subscribers: set[asyncio.Queue[JobEvent]] = set()
+        self._listeners: list[Callable[[JobEvent], None]] = []
 
     @property
     def subscriber_count(self) -> int:
@@ -41,14 +46,31 @@ class EventBus:
         -> completed) before a subscriber reads its queue, and each event must show the state it
         announces. A shallow copy is enough: every field is replaced, never mutated in place.
         """
-        if not self._subscribers:
+        if not self._subscribers and not self._listeners:
             return
         event = JobEvent(event.type, msgspec.structs.replace(event.job))
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # an observer must never break the job system
+                logger.exception("an event listener failed")
         for queue in self._subscribers:
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()
             queue.put_nowait(event)
+
+    def listen(self, listener: Callable[[JobEvent], None]) -> Callable[[], None]:
+        """Call ``listener`` with every event, synchronously on the loop thread, as it is
+        published (no task, no queue: nothing is dropped, so it must be quick). Returns the
+        function that stops it."""
+        self._listeners.append(listener)
+
+        def stop() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return stop
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[JobEvent]]:

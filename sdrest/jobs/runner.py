@@ -22,11 +22,14 @@ from PIL import Image
 
 from sdrest.engine.base import ConvertPlan, Engine
 from sdrest.errors import ConflictError, EngineAbortedError, SdrestError
+from sdrest.jobs.downloads import DownloadPlan, run_download
 from sdrest.jobs.events import EventBus, JobEvent
 from sdrest.jobs.execute import Plan, execute
 from sdrest.jobs.previews import PreviewCache
 from sdrest.jobs.queue import JobQueue, QueuedOperation
 from sdrest.jobs.store import JobStore
+from sdrest.logs import job_context
+from sdrest.models.pull import PullOutcome
 from sdrest.schemas import ImgGenRequest, Job, JobError, JobResult, JobStatus, Progress
 
 logger = logging.getLogger(__name__)
@@ -42,7 +45,7 @@ class _Live:
     waiters wait on, and the error it ends with once a stop was asked for."""
 
     job: Job
-    plan: Plan
+    plan: Plan | DownloadPlan
     done: asyncio.Event = field(default_factory=asyncio.Event)
     stop: JobError | None = None
     stored: asyncio.Event = field(default_factory=asyncio.Event)
@@ -71,6 +74,7 @@ class JobRunner:
         models_dir: Path,
         idle_unload: float,
         after_convert: Callable[[], Awaitable[None]],
+        after_download: Callable[[PullOutcome | None], Awaitable[None]] | None = None,
     ) -> None:
         self.events = events
         self.store = store
@@ -78,11 +82,15 @@ class JobRunner:
         self.idle_unload = idle_unload
         self._models_dir = models_dir
         self._after_convert = after_convert
+        self._after_download = after_download
         self._engine: Engine | None = None
         self._queue = JobQueue(capacity)
         self._live: dict[str, _Live] = {}
         self._recent: OrderedDict[str, Job] = OrderedDict()
         self._current: str | None = None
+        self._downloads = JobQueue(capacity)
+        """Model downloads: their own lane, beside the engine's queue (see jobs/downloads.py)."""
+        self._downloading: str | None = None
         self._previews = PreviewCache()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -110,8 +118,8 @@ class JobRunner:
         self._recent.pop(job_id, None)
 
     def queue_position(self, job_id: str) -> int:
-        """1-based queue position; 0 when not queued."""
-        return self._queue.position(job_id)
+        """1-based queue position (in the download lane for a download); 0 when not queued."""
+        return self._queue.position(job_id) or self._downloads.position(job_id)
 
     def queued_ids(self) -> list[str]:
         """Waiting jobs, next first."""
@@ -127,6 +135,14 @@ class JobRunner:
         """The queued jobs in run order (copies)."""
         ids = self.queued_ids()
         return [_copy(live.job) for job_id in ids if (live := self._live.get(job_id)) is not None]
+
+    def download_jobs(self) -> list[Job]:
+        """The running download, then the waiting ones (copies)."""
+        ids = ([self._downloading] if self._downloading else []) + self._downloads.ids()
+        return [_copy(live.job) for job_id in ids if (live := self._live.get(job_id)) is not None]
+
+    def _lane(self, plan: Plan | DownloadPlan) -> JobQueue:
+        return self._downloads if isinstance(plan, DownloadPlan) else self._queue
 
     def stop_requested(self, job_id: str) -> bool:
         """Whether a stop was asked for this (generating) job."""
@@ -150,10 +166,13 @@ class JobRunner:
 
     # -- accepting and ending jobs -----------------------------------------------------------
 
-    async def enqueue(self, job: Job, plan: Plan, *, recovered: bool = False) -> Job:
-        """Queue a job and store it (a recovered one is stored already). Queue full: 429.
-        The runner keeps ``job`` as its record; the caller gets a copy."""
-        self._queue.push(job.id, force=recovered)  # raises QueueFullError first: nothing stored
+    async def enqueue(
+        self, job: Job, plan: Plan | DownloadPlan, *, recovered: bool = False
+    ) -> Job:
+        """Queue a job (a download in the download lane) and store it (a recovered one is
+        stored already). Queue full: 429. The runner keeps ``job``; the caller gets a copy."""
+        lane = self._lane(plan)
+        lane.push(job.id, force=recovered)  # raises QueueFullError first: nothing stored
         live = self._live[job.id] = _Live(job, plan)
         # Published before the insert awaits: the consumer may take the job meanwhile (it then
         # waits for ``stored``), and a stream must never see "generating" before "queued".
@@ -162,7 +181,7 @@ class JobRunner:
             try:
                 await self.store.insert(job)
             except Exception:
-                self._queue.remove(job.id)
+                lane.remove(job.id)
                 job.status = "failed"
                 job.error = JobError("store_failed", "the job could not be stored")
                 self._publish("state", job)
@@ -200,6 +219,9 @@ class JobRunner:
         while len(self._recent) > _RECENT_FINISHED:
             self._recent.popitem(last=False)
         self._publish("state", job)
+        took = f" in {job.completed - job.started:.2f}s" if job.started is not None else ""
+        detail = f": {error.code}: {error.message}" if error is not None else ""
+        logger.info("job %s %s%s%s", job.id, status, took, detail, extra={"job_id": job.id})
         if live is not None:
             live.done.set()
 
@@ -210,11 +232,11 @@ class JobRunner:
         if job.finished:
             return _copy(job)
         if job.status == "generating":
-            if not self.engine.supports_abort:
+            if job.kind != "download" and not self.engine.supports_abort:
                 raise ConflictError("the job is already generating and cannot be cancelled")
             reason = JobError("cancelled", "job cancelled by client while generating")
             return await self._stop_generating(job, reason, wait=True)
-        self._queue.remove(job.id)
+        self._queue.remove(job.id) or self._downloads.remove(job.id)
         await self.finish(job, "cancelled", error=JobError("cancelled", "job cancelled by client"))
         return _copy(job)
 
@@ -247,11 +269,14 @@ class JobRunner:
         if live is not None and live.stop is None:
             live.stop = reason
         self._publish("state", job)
-        if self.engine.supports_abort and self._current == job.id:
+        aborted = self.engine.supports_abort and self._current == job.id
+        if aborted:
             await self.engine.abort()
-            if wait:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await self.wait_done(job.id, _STOP_WAIT)
+        # Wait only for what ends promptly: an aborted generation, or a download (it stops at
+        # its next chunk). An in-process native call runs to its end: do not wait for that.
+        if wait and (aborted or job.id == self._downloading):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await self.wait_done(job.id, _STOP_WAIT)
         return _copy(job)
 
     async def between_jobs(self, operation: Callable[[], Awaitable[None]]) -> None:
@@ -281,13 +306,34 @@ class JobRunner:
             else:
                 await self._run_next(item)
 
+    async def consume_downloads(self) -> None:
+        """Serve the download lane forever (a task of the service), one download at a time."""
+        while True:
+            item = await self._downloads.pop()
+            live = self._live.get(item) if isinstance(item, str) else None
+            if live is None:
+                continue
+            self._downloading = live.job.id
+            try:
+                with job_context(live.job.id):
+                    await self._run_live(live)
+            finally:
+                self._downloading = None
+
     async def _run_next(self, job_id: str) -> None:
         live = self._live.get(job_id)
         if live is None:
             return
         # Current from the moment it leaves the queue, so every snapshot shows it somewhere.
         self._current = job_id
-        job = live.job
+        try:
+            with job_context(job_id):
+                await self._run_live(live)
+        finally:
+            self._current = None
+
+    async def _run_live(self, live: _Live) -> None:
+        job, job_id = live.job, live.job.id
         try:
             await live.stored.wait()  # a job the store refused is dropped meanwhile: skip it
             if self._live.get(job_id) is not live or job.status != "queued":
@@ -303,16 +349,18 @@ class JobRunner:
         except Exception as exc:  # never let one job kill the consumer
             logger.exception("job %s failed unexpectedly", job_id)
             await self.finish(job, "failed", error=JobError("internal_error", str(exc)))
-        finally:
-            self._current = None
 
     async def _run(self, live: _Live) -> None:
         job, plan = live.job, live.plan
         job.status, job.started = "generating", time.time()
         job.attempts += 1
-        job.progress = Progress("loading")
+        job.progress = Progress("downloading" if isinstance(plan, DownloadPlan) else "loading")
         await self.store.update(job)
         self._publish("state", job)
+        logger.info("job %s started: %s on %s (%s)", job.id, job.kind, job.model, job.family)
+        if isinstance(plan, DownloadPlan):
+            await self._download(live, plan)
+            return
 
         def on_progress(progress: Progress) -> None:
             if job.status == "generating":
@@ -351,6 +399,24 @@ class JobRunner:
             await self.finish(job, "cancelled", error=reason)
         else:
             await self.finish(job, "completed", result=result)
+
+    async def _download(self, live: _Live, plan: DownloadPlan) -> None:
+        job = live.job
+
+        def on_progress(progress: Progress) -> None:
+            if job.status == "generating":
+                job.progress = progress
+                self._publish("progress", job)
+
+        outcome: PullOutcome | None = None
+        try:
+            outcome = await run_download(plan, on_progress, lambda: live.stop is not None)
+        finally:  # files placed before a failure show in the registry too
+            if self._after_download is not None:
+                await self._after_download(outcome)
+        presets = [outcome.preset] if outcome.preset else []
+        files = outcome.files(plan.options.models_dir)
+        await self.finish(job, "completed", result=JobResult("", [], files=files, presets=presets))
 
     def _publish(self, kind: str, job: Job) -> None:
         self.events.publish(JobEvent(kind, job))

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import msgspec
 
-from sdrest.schemas import ConvertRequest, ImgGenRequest, Job, UpscaleRequest
+from sdrest.schemas import ConvertRequest, DownloadRequest, ImgGenRequest, Job, UpscaleRequest
 
 T = TypeVar("T")
 
@@ -42,16 +42,17 @@ _state_decoder = msgspec.json.Decoder(Job)
 _img_decoder = msgspec.json.Decoder(ImgGenRequest)
 _upscale_decoder = msgspec.json.Decoder(UpscaleRequest)
 _convert_decoder = msgspec.json.Decoder(ConvertRequest)
+_download_decoder = msgspec.json.Decoder(DownloadRequest)
 
 
 def _state_bytes(job: Job) -> bytes:
     return _request_encoder.encode(
-        msgspec.structs.replace(job, request=None, upscale=None, convert=None)
+        msgspec.structs.replace(job, request=None, upscale=None, convert=None, download=None)
     )
 
 
 def _request_bytes(job: Job) -> bytes | None:
-    payload = job.request or job.upscale or job.convert
+    payload = job.request or job.upscale or job.convert or job.download
     return None if payload is None else _request_encoder.encode(payload)
 
 
@@ -207,6 +208,8 @@ def _job_from_row(row: tuple[bytes, int, bytes | None]) -> Job:
             job.upscale = _upscale_decoder.decode(row[2])
         elif job.kind == "convert":
             job.convert = _convert_decoder.decode(row[2])
+        elif job.kind == "download":
+            job.download = _download_decoder.decode(row[2])
         else:
             job.request = _img_decoder.decode(row[2])
     return job

@@ -381,6 +381,15 @@ class ModelRegistry:
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise UnknownModelError(f"unknown preset {name!r}{hint}") from None
 
+    def add_preset(self, preset: ModelPreset) -> bool:
+        """Add a preset (a model download made one); False when the name is taken. Checked on
+        the next scan."""
+        with self._lock:
+            if preset.name in self._presets:
+                return False
+            self._presets[preset.name] = preset
+            return True
+
     def presets(self) -> list[ModelPreset]:
         """Every configured preset."""
         return list(self._presets.values())

@@ -3,6 +3,7 @@
 from sdrest.schemas.job import (
     FINISHED,
     ConvertRequest,
+    DownloadRequest,
     ImageRef,
     Job,
     JobError,
@@ -47,6 +48,7 @@ __all__ = [
     "SAMPLE_METHODS",
     "SCHEDULERS",
     "ConvertRequest",
+    "DownloadRequest",
     "GuidanceLayer",
     "GuidanceParams",
     "HiresLayer",

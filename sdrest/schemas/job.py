@@ -12,7 +12,7 @@ from sdrest.errors import InvalidRequestError
 from sdrest.schemas.request import ImgGenRequest
 
 JobStatus = Literal["queued", "generating", "completed", "failed", "cancelled"]
-JobKind = Literal["img_gen", "upscale", "convert"]
+JobKind = Literal["img_gen", "upscale", "convert", "download"]
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -40,11 +40,14 @@ class JobResult(msgspec.Struct, frozen=True):
     images: list[ImageRef]
     infotexts: list[str] = msgspec.field(default_factory=list)
     files: list[str] = msgspec.field(default_factory=list)
-    """Model files a convert job wrote, relative to the models folder."""
+    """Model files a convert or download job wrote, relative to the models folder."""
+    presets: list[str] = msgspec.field(default_factory=list)
+    """Presets a download job added (a model made of the files it fetched)."""
 
 
 class Progress(msgspec.Struct, frozen=True):
-    """Native progress: ``phase`` is loading, sampling, decoding or upscaling."""
+    """Native progress: ``phase`` is loading, sampling, decoding or upscaling; a download job's
+    phase is ``downloading`` and its ``step``/``steps`` count bytes (done/total)."""
 
     phase: str = "queued"
     step: int = 0
@@ -85,6 +88,20 @@ class ConvertRequest(msgspec.Struct, frozen=True, kw_only=True):
     source. A queued job records the path planning chose."""
 
 
+class DownloadRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A model download job: files of a Hugging Face hub repository into the models folder.
+
+    ``files`` empty: the repository's one weight file (several are refused unless
+    ``all_files``). No token is stored: the server's own (``HF_TOKEN``, ``hf auth login``) is
+    used.
+    """
+
+    repo: str
+    files: list[str] = msgspec.field(default_factory=list)
+    all_files: bool = False
+    revision: str | None = None
+
+
 class Job(msgspec.Struct, kw_only=True):
     """One accepted job, whichever family sent it. Timestamps are Unix seconds (float)."""
 
@@ -100,6 +117,7 @@ class Job(msgspec.Struct, kw_only=True):
     request: ImgGenRequest | None = None
     upscale: UpscaleRequest | None = None
     convert: ConvertRequest | None = None
+    download: DownloadRequest | None = None
     result: JobResult | None = None
     error: JobError | None = None
     progress: Progress = msgspec.field(default_factory=Progress)
@@ -119,8 +137,8 @@ def new_job_id() -> str:
 
 
 def new_job(kind: JobKind, owner: str, family: str, model: str, **payload: Any) -> Job:
-    """A freshly accepted job; ``payload`` is its request (``request``, ``upscale`` or
-    ``convert``)."""
+    """A freshly accepted job; ``payload`` is its request (``request``, ``upscale``,
+    ``convert`` or ``download``)."""
     return Job(
         id=new_job_id(),
         kind=kind,
@@ -195,11 +213,13 @@ class QueueSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     queued: list[Job]
     """Waiting jobs, next first."""
     loaded_models: tuple[str, ...] = ()
+    downloads: list[Job] = msgspec.field(default_factory=list)
+    """Model downloads (running first, then waiting): their own lane, beside the engine's queue."""
 
     @property
     def jobs(self) -> list[Job]:
-        """The running job, then the queued ones in run order."""
-        return ([self.current] if self.current is not None else []) + self.queued
+        """The running job, then the queued ones in run order, then the downloads."""
+        return ([self.current] if self.current is not None else []) + self.queued + self.downloads
 
     @property
     def queued_ids(self) -> list[str]:

@@ -147,11 +147,13 @@ PUBLIC = {
 }
 """(method, path) of the routes that need no credentials in any auth mode."""
 ADMIN_ONLY = {
+    ("GET", "/metrics"),
     ("POST", "/api/system/restart"),
     ("POST", "/api/models/refresh"),
     ("POST", "/api/models/batch"),
     ("POST", "/api/models/hash"),
     ("POST", "/api/models/convert"),
+    ("POST", "/api/models/download"),
     ("POST", "/api/models/{model_id}/load"),
     ("POST", "/api/models/{model_id}/unload"),
     ("POST", "/sdapi/v1/options"),

@@ -28,6 +28,8 @@ from sdrest.service import SdrestService
 from sdrest.settings import load_settings
 from tests.fakes import FakeEngine
 
+pytestmark = pytest.mark.slow  # starts processes or servers: scripts/test runs it
+
 
 def sdrest(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDREST_")}

@@ -48,6 +48,9 @@ def assert_auth_error(resp: httpx.Response, path: str, status: int) -> None:
         assert body["error"]["type"] in ("authentication_error", "permission_error"), body
     elif path.startswith("/sdapi/"):
         assert {"error", "detail"} <= set(body), body
+    elif path == "/metrics":  # the app's own routes: {"error": {"message", "code"}}
+        codes = {"AUTH_REQUIRED", "INVALID_CREDENTIALS"} if status == 401 else {"FORBIDDEN"}
+        assert body["error"]["code"] in codes, body
     else:
         assert isinstance(body["error"], str) and body["code"], body
 

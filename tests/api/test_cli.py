@@ -16,6 +16,8 @@ import pytest
 from sdrest.cli import _is_loopback, main
 from tests.live import free_port
 
+pytestmark = pytest.mark.slow  # starts processes or servers: scripts/test runs it
+
 
 def test_serve_starts_healthy_and_stops(models_dir: Path, tmp_path: Path) -> None:
     port = free_port()

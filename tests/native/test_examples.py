@@ -56,5 +56,9 @@ def test_websocket_progress(live: LiveServer, tmp_path: Path) -> None:
 
 def test_library(tiny_models: TinyModelSet, tmp_path: Path) -> None:
     args = ["--models-dir", str(tiny_models.root), "--data-dir", str(tmp_path / "data")]
-    run_example("library.py", [*args, "--out", "lib.png"], tmp_path)
+    log = run_example("library.py", [*args, "--out", "lib.png"], tmp_path)
     assert_png(tmp_path / "lib.png")
+    with Image.open(tmp_path / "lib.png") as image:
+        assert "Seed: 42" in image.info["parameters"]  # saved with its infotext
+    assert "sampling 1/1" in log and "wrote lib.png (seed 42, 1 steps)" in log
+    assert "variation: seed " in log

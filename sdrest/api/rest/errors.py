@@ -9,7 +9,6 @@ domain error's stable lower-case code, so routes raise ordinary :class:`SdrestEr
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 
 from starlette.exceptions import HTTPException
@@ -24,11 +23,9 @@ from sdrest.errors import (
     InvalidRequestError,
     SdrestError,
 )
+from sdrest.logs import REQUEST_ID_KEY, new_request_id
 
 logger = logging.getLogger(__name__)
-
-REQUEST_ID_KEY = "sdrest.request_id"
-"""ASGI scope key holding the id of the request being served."""
 
 # Domain error code -> the spec's UPPERCASE code. Codes missing here are upper-cased as they are.
 REST_CODES: dict[str, str] = {
@@ -68,11 +65,6 @@ class ValidationFailedError(InvalidRequestError):
 def rest_code(code: str) -> str:
     """The wire code for a domain error code."""
     return REST_CODES.get(code, code.upper())
-
-
-def new_request_id() -> str:
-    """A fresh, unguessable request id (``req_`` + 16 hex digits)."""
-    return f"req_{secrets.token_hex(8)}"
 
 
 def request_id_of(conn: HTTPConnection) -> str:
@@ -116,7 +108,8 @@ def render_error(request: HTTPConnection, exc: Exception) -> Response:
 
 
 class RequestIdMiddleware:
-    """Give every HTTP request an id, send it back as ``X-Request-ID`` on every response, and
+    """Give every HTTP request an id (the one the app's middleware gave it, when it runs under
+    :func:`sdrest.app.create_app`), send it back as ``X-Request-ID`` on every response, and
     answer an unexpected exception with the family's 500 document (logged with the id) instead of
     a bare text page."""
 
@@ -128,7 +121,8 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = new_request_id()
+        given = scope.get(REQUEST_ID_KEY)
+        request_id = given if isinstance(given, str) else new_request_id()
         scope[REQUEST_ID_KEY] = request_id
         started = False
 

@@ -194,3 +194,15 @@ class ConvertReply(msgspec.Struct):
     model: str
     quantization_type: str
     output_path: str
+
+
+class ModelDownloadReply(msgspec.Struct):
+    """The 202 of ``POST /api/models/download``."""
+
+    request_id: str
+    job_id: str
+    status: str
+    message: str
+    repo: str
+    files: list[str]
+    status_url: str

@@ -104,6 +104,8 @@ class RestJob(msgspec.Struct):
     outputs: list[JobOutputImage]
     model_files: list[str]
     error: RestProblem | None
+    model_presets: list[str] = msgspec.field(default_factory=list)
+    """Presets a download job added."""
 
 
 class JobReply(msgspec.Struct):

@@ -20,6 +20,7 @@ from starlette.middleware import Middleware
 from sdrest.api.rest import (
     auth_handlers,
     convert_handlers,
+    download_handlers,
     generation_handlers,
     image_handlers,
     models_handlers,
@@ -45,6 +46,7 @@ from sdrest.api.rest.model_responses import (
     FileCheck,
     HashReply,
     ModelAction,
+    ModelDownloadReply,
     ModelFolders,
     ModelListing,
     ModelReply,
@@ -66,6 +68,7 @@ from sdrest.api.rest.schemas import (
     BatchBody,
     CancelBody,
     ConvertBody,
+    DownloadBody,
     GenerateBody,
     HashBody,
     UpscaleBody,
@@ -171,6 +174,10 @@ ROUTES = [
     route(
         "/models/convert", convert_handlers.convert_model, "POST", access="models:manage",
         body=ConvertBody, answer=ConvertReply, status=202,
+    ),
+    route(
+        "/models/download", download_handlers.download_model, "POST", access="models:manage",
+        body=DownloadBody, answer=ModelDownloadReply, status=202,
     ),
     route(
         "/models/{model_id}", _models.get_model, access="models:read", query=(_TYPE,),

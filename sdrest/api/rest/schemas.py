@@ -108,6 +108,17 @@ class HashBody(_Body):
     model_name: Name | None = None
 
 
+class DownloadBody(_Body):
+    """``POST /api/models/download``: files of a Hugging Face hub repository."""
+
+    repo: Name
+    """``owner/name``, or ``owner/name/path/to/file`` for one file."""
+    files: Annotated[list[Name], Meta(max_length=64)] | None = None
+    all: bool = False
+    """Every weight file of the repository (else one must be named when it holds several)."""
+    revision: Name | None = None
+
+
 class ConvertBody(_Body):
     """``POST /api/models/convert``: quantize a model to GGUF."""
 

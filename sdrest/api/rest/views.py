@@ -33,7 +33,12 @@ STATUS_NAMES: dict[str, str] = {
     "failed": "failed",
     "cancelled": "cancelled",
 }
-JOB_TYPES: dict[str, str] = {"img_gen": "generation", "upscale": "upscale", "convert": "convert"}
+JOB_TYPES: dict[str, str] = {
+    "img_gen": "generation",
+    "upscale": "upscale",
+    "convert": "convert",
+    "download": "download",
+}
 
 
 def status_name(status: str) -> str:
@@ -144,6 +149,7 @@ def job_view(job: Job, position: int, now: float | None = None) -> RestJob:
         outputs=_outputs(job),
         model_files=list(job.result.files) if job.result is not None else [],
         error=_problem(job),
+        model_presets=list(job.result.presets) if job.result is not None else [],
     )
 
 

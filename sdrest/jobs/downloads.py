@@ -1,0 +1,65 @@
+"""Model downloads as jobs (kind ``download``): the plan, and running one in a thread.
+
+Downloads have their own lane in :class:`~sdrest.jobs.runner.JobRunner`, beside the engine's
+FIFO queue: a download takes minutes of network and disk and no native call, so it must never
+hold a generation up (nor wait behind a long queue of them). The lane runs one download at a time
+(several at once would only share the bandwidth and the disk) in a worker thread; progress is
+bytes done/total on the job (``Progress.step``/``steps``, phase ``downloading``), published like
+a generation's steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sdrest.errors import EngineAbortedError
+from sdrest.models.pull import PullOptions, PullOutcome, PullStopped, RepoRef
+from sdrest.schemas import Progress
+
+PROGRESS_INTERVAL = 0.25
+"""Seconds between two progress events of a download (the last one is always sent)."""
+
+
+@dataclass(frozen=True)
+class DownloadPlan:
+    """What a download job fetches, and where to."""
+
+    ref: RepoRef
+    options: PullOptions
+
+
+async def run_download(
+    plan: DownloadPlan,
+    on_progress: Callable[[Progress], None],
+    stopped: Callable[[], bool],
+) -> PullOutcome:
+    """Pull in a worker thread; progress is handed to the event loop. A stop (the job's, or
+    this task being cancelled at shutdown) ends the transfer at its next chunk and raises
+    :class:`EngineAbortedError` (the runner ends the job as cancelled)."""
+    loop = asyncio.get_running_loop()
+    last = 0.0
+    abandoned = False
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if done < total and now - last < PROGRESS_INTERVAL:
+            return
+        last = now
+        loop.call_soon_threadsafe(on_progress, Progress("downloading", done, total))
+
+    def should_stop() -> bool:
+        return abandoned or stopped()
+
+    from sdrest.models.hub import pull  # huggingface_hub is imported on first use
+
+    try:
+        return await asyncio.to_thread(pull, plan.ref, plan.options, progress, should_stop)
+    except PullStopped:
+        raise EngineAbortedError("the download was stopped") from None
+    except asyncio.CancelledError:
+        abandoned = True  # the thread stops at its next chunk
+        raise
