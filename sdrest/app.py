@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, WebSocketRoute
 
 from sdrest import __version__
-from sdrest.api.common import JSONResponse, error_status
+from sdrest.api.common import JSONResponse, error_status, retry_headers
 from sdrest.api.observe import ObserveMiddleware
 from sdrest.api.openai.routes import create_openai_app
 from sdrest.api.openapi import OPENAPI_PATH, openapi_endpoint
@@ -73,7 +73,11 @@ async def outside_any_family(request: Request, exc: Exception) -> Response:
     """A path no family owns (or one no family's routes can match), or a refusal of a top-level
     route (``/metrics`` without the right credentials): still a JSON error."""
     status, code, message = error_status(exc)
-    return JSONResponse({"error": {"message": message, "code": code.upper()}}, status_code=status)
+    return JSONResponse(
+        {"error": {"message": message, "code": code.upper()}},
+        status_code=status,
+        headers=retry_headers(exc),
+    )
 
 
 async def to_ui(request: Request) -> Response:

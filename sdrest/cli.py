@@ -144,6 +144,7 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from sdrest.app import create_app
+    from sdrest.http_server import server_config
 
     if settings.auth.auth_mode == "none" and not _is_loopback(settings.host):
         logger.warning(
@@ -156,10 +157,9 @@ def serve(settings: Settings) -> int:
     except SdrestError as exc:  # auth settings this machine cannot honour (PAM missing)
         sys.stderr.write(f"sdrest: {exc.message}\n")
         return 2
-    config = uvicorn.Config(
+    config = server_config(
         app,
-        host=settings.host,
-        port=settings.port,
+        settings,
         log_level=log_level(settings.log_level),
         # One format for uvicorn's lines and ours (sdrest.logs); sdrest.access replaces
         # uvicorn's access log.

@@ -86,11 +86,32 @@ class GoneError(SdrestError):
     code = "gone"
 
 
-class QueueFullError(SdrestError):
+class RetryLaterError(SdrestError):
+    """The server has no room for this now; the same request may succeed later (503).
+
+    Every family sends ``retry_after`` (whole seconds) as the ``Retry-After`` header."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 1, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = max(1, int(retry_after))
+
+
+class QueueFullError(RetryLaterError):
     """The bounded job queue has no room (429)."""
 
     status = 429
     code = "queue_full"
+
+
+class ServerBusyError(RetryLaterError):
+    """Too many client images are being decoded at once (429): their pixels would pass the
+    decode budget (``--decode-budget-mb``)."""
+
+    status = 429
+    code = "server_busy"
 
 
 class NotImplementedFeatureError(SdrestError):

@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, PngImagePlugin
 
+from sdrest.decode_gate import decode_cost
 from sdrest.errors import InvalidRequestError
+from sdrest.units import format_bytes
 
 if TYPE_CHECKING:
+    from sdrest.decode_gate import DecodeHold
     from sdrest.settings import Limits
 
 log = logging.getLogger(__name__)
@@ -100,41 +103,56 @@ def image_to_b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def decode_input_image(value: str, field_name: str, limits: Limits) -> Image.Image:
+def decode_input_image(
+    value: str, field_name: str, limits: Limits, hold: DecodeHold | None = None
+) -> Image.Image:
     """A base64 (or data URL) request image under the server's input limits; a 400 naming
-    ``field_name`` when it is not a usable image. Blocking: call it off the event loop."""
+    ``field_name`` when it is not a usable image. Blocking: call it off the event loop.
+    ``hold``: the request's place in the service's decode budget (see :mod:`sdrest.decode_gate`)."""
     return decode_image_field(
-        value, field_name, max_bytes=limits.max_image_bytes, max_pixels=limits.max_input_pixels
+        value,
+        field_name,
+        max_bytes=limits.max_image_bytes,
+        max_pixels=limits.max_input_pixels,
+        hold=hold,
     )
 
 
-def decode_image_field(value: str, field: str, *, max_bytes: int, max_pixels: int) -> Image.Image:
+def decode_image_field(
+    value: str, field: str, *, max_bytes: int, max_pixels: int, hold: DecodeHold | None = None
+) -> Image.Image:
     """Decode raw base64 or a ``data:image/...;base64,`` URL into a loaded PIL image.
 
     The base64 length is checked before decoding and the pixel count before pixels are loaded,
     so an oversize payload or a decompression bomb costs nothing. The image mode is untouched.
     """
+    data = _image_bytes(value, field, max_bytes)
+    return open_image_bytes(data, field, max_pixels=max_pixels, hold=hold)
+
+
+def input_image_size(value: str, field: str, limits: Limits) -> tuple[int, int]:
+    """(width, height) of a request image from its header alone: the same checks (and 400s) as
+    :func:`decode_input_image`, no pixel decoded. For sizing an operation's output before any
+    work (an upscale, a resize). Blocking: call it off the event loop."""
+    data = _image_bytes(value, field, limits.max_image_bytes)
+    with _open_unloaded(data, field, max_pixels=limits.max_input_pixels) as image:
+        return image.size
+
+
+def _image_bytes(value: str, field: str, max_bytes: int) -> bytes:
+    """The bytes of a base64 image field, its length bounded before anything is copied."""
     # Cheap bound before any copy: generous for line-wrapped base64, fatal for abuse.
     if len(value) > 2 * (max_bytes * 4 // 3 + 4) + 1024:
-        raise ImageInputError(field, f"image larger than {_human_bytes(max_bytes)}")
+        raise ImageInputError(field, f"image larger than {format_bytes(max_bytes)}")
     text = _normalize_b64(_strip_data_url(value.strip(), field))
     if not text:
         raise ImageInputError(field, "empty image")
     if len(text) // 4 * 3 - text[-2:].count("=") > max_bytes:
-        raise ImageInputError(field, f"image larger than {_human_bytes(max_bytes)}")
+        raise ImageInputError(field, f"image larger than {format_bytes(max_bytes)}")
     try:
-        data = base64.b64decode(text, validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ImageInputError(field, "not valid base64") from exc
-    return open_image_bytes(data, field, max_pixels=max_pixels)
-
-
-def _human_bytes(count: int) -> str:
-    if count >= 1 << 20 and count % (1 << 20) == 0:
-        return f"{count >> 20} MiB"
-    if count >= 1 << 10 and count % (1 << 10) == 0:
-        return f"{count >> 10} KiB"
-    return f"{count} bytes"
 
 
 def _open_unloaded(data: bytes, field: str, *, max_pixels: int) -> Image.Image:
@@ -170,9 +188,21 @@ def _load(image: Image.Image, field: str) -> Image.Image:
     return image
 
 
-def open_image_bytes(data: bytes, field: str, *, max_pixels: int) -> Image.Image:
-    """Open and fully load image bytes, with the format allowlist and the pixel-count guard."""
-    return _load(_open_unloaded(data, field, max_pixels=max_pixels), field)
+def open_image_bytes(
+    data: bytes, field: str, *, max_pixels: int, hold: DecodeHold | None = None
+) -> Image.Image:
+    """Open and fully load image bytes, with the format allowlist and the pixel-count guard.
+
+    With a ``hold`` the image's decode cost (from its header) is reserved before its pixels
+    load: :class:`~sdrest.errors.ServerBusyError` when the decode budget has no room."""
+    image = _open_unloaded(data, field, max_pixels=max_pixels)
+    if hold is not None:
+        try:
+            hold.reserve(decode_cost(image), field)
+        except BaseException:
+            image.close()
+            raise
+    return _load(image, field)
 
 
 # --- conversions ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import cast
 
 from PIL import Image
 
+from sdrest.decode_gate import DecodeHold
 from sdrest.engine.base import (
     ConvertPlan,
     GenerationPlan,
@@ -21,7 +22,7 @@ from sdrest.engine.base import (
 )
 from sdrest.engine.params import parse_cache_option
 from sdrest.errors import ConflictError, InvalidRequestError, ModelNotFoundError
-from sdrest.images import decode_input_image, to_mask, to_rgb
+from sdrest.images import decode_input_image, input_image_size, to_mask, to_rgb
 from sdrest.jobs.downloads import DownloadPlan
 from sdrest.models import (
     HeaderError,
@@ -33,6 +34,7 @@ from sdrest.models import (
     detect,
 )
 from sdrest.models.compat import architecture_mismatch, lora_mismatch
+from sdrest.models.detect import DEFAULT_ESRGAN_SCALE, esrgan_scale
 from sdrest.models.pull import PullOptions, parse_ref
 from sdrest.schemas import (
     ConvertRequest,
@@ -151,6 +153,7 @@ def check_limits(request: ImgGenRequest, limits: Limits) -> None:
         raise InvalidRequestError(
             f"batch_count must be at most {limits.max_batch}", field="batch_count"
         )
+    check_prompt_length(request, limits)
     if request.sample_params.sample_steps > limits.max_steps:
         raise InvalidRequestError(
             f"sample_steps must be at most {limits.max_steps}", field="sample_params.sample_steps"
@@ -173,10 +176,36 @@ def check_limits(request: ImgGenRequest, limits: Limits) -> None:
             )
 
 
-def _decode(value: str | None, field_name: str, mode: str, limits: Limits) -> Image.Image | None:
+NATIVE_PROMPT_BYTES = 16 * 1024
+"""A prompt's UTF-8 size past which no ``max_prompt_chars`` lets it through: the library's prompt
+parser overflows the stack (SIGSEGV) at about 26 KB, whatever the model (README, limits)."""
+
+
+def check_prompt_length(request: ImgGenRequest, limits: Limits) -> None:
+    """``prompt`` and ``negative_prompt`` within ``max_prompt_chars`` (the native text encoders
+    crash or take many GiB on long prompts; the README's limits section has the numbers)."""
+    for field_name in ("prompt", "negative_prompt"):
+        text: str = getattr(request, field_name)
+        if len(text) > limits.max_prompt_chars:
+            raise InvalidRequestError(
+                f"{field_name} is {len(text)} characters long; at most"
+                f" {limits.max_prompt_chars} are allowed",
+                field=field_name,
+            )
+        if len(text) * 4 > NATIVE_PROMPT_BYTES and len(text.encode()) > NATIVE_PROMPT_BYTES:
+            raise InvalidRequestError(
+                f"{field_name} is {len(text.encode())} bytes of UTF-8; the native library takes"
+                f" at most {NATIVE_PROMPT_BYTES}",
+                field=field_name,
+            )
+
+
+def _decode(
+    value: str | None, field_name: str, mode: str, limits: Limits, hold: DecodeHold | None
+) -> Image.Image | None:
     if value is None:
         return None
-    image = decode_input_image(value, field_name, limits)
+    image = decode_input_image(value, field_name, limits, hold)
     return to_mask(image) if mode == "L" else to_rgb(image)  # no copy when already in mode
 
 
@@ -229,9 +258,14 @@ def resolve_loras(
 
 
 def plan_generation(
-    request: ImgGenRequest, model_name: str, settings: Settings, registry: ModelRegistry
+    request: ImgGenRequest,
+    model_name: str,
+    settings: Settings,
+    registry: ModelRegistry,
+    hold: DecodeHold | None = None,
 ) -> GenerationPlan:
-    """Validate and resolve a request into a plan. CPU work (image decoding): run off the loop."""
+    """Validate and resolve a request into a plan. CPU work (image decoding): run off the loop.
+    ``hold``: the request's place in the decode budget (None: not gated, as on recovery)."""
     check_limits(request, settings.limits)
     parse_cache_option(request.cache_option)  # a bad option is a 400 now, not a failed job
     spec = model_spec(model_name, settings, registry)
@@ -245,16 +279,16 @@ def plan_generation(
     refs = tuple(
         img
         for i, value in enumerate(request.ref_images)
-        if (img := _decode(value, f"ref_images[{i}]", "RGB", limits)) is not None
+        if (img := _decode(value, f"ref_images[{i}]", "RGB", limits, hold)) is not None
     )
     seed = request.seed if request.seed >= 0 else secrets.randbelow(2**31)
     return GenerationPlan(
         model=spec,
         request=request,
         seed=seed,
-        init_image=_decode(request.init_image, "init_image", "RGB", limits),
-        mask_image=_decode(request.mask_image, "mask_image", "L", limits),
-        control_image=_decode(request.control_image, "control_image", "RGB", limits),
+        init_image=_decode(request.init_image, "init_image", "RGB", limits, hold),
+        mask_image=_decode(request.mask_image, "mask_image", "L", limits, hold),
+        control_image=_decode(request.control_image, "control_image", "RGB", limits, hold),
         ref_images=refs,
         loras=resolve_loras(request, registry, spec, check_shapes=settings.engine.lora_shape_check),
         hires_upscaler_path=_hires_upscaler_path(request, registry),
@@ -270,11 +304,18 @@ def _hires_upscaler_path(request: ImgGenRequest, registry: ModelRegistry) -> str
 
 
 def plan_upscale(
-    request: UpscaleRequest, settings: Settings, registry: ModelRegistry
+    request: UpscaleRequest,
+    settings: Settings,
+    registry: ModelRegistry,
+    hold: DecodeHold | None = None,
 ) -> UpscalePlan:
-    """Resolve the upscaler by registry name and decode the image."""
+    """Resolve the upscaler by registry name, check the output size (from the image's header
+    and the file's native scale) and only then decode the image."""
     entry = _entry(registry, request.upscaler, "upscaler", "upscaler")
-    image = _decode(request.image, "image", "RGB", settings.limits)
+    width, height = input_image_size(request.image, "image", settings.limits)
+    factor = esrgan_native_scale(registry, entry.path) ** request.repeats
+    check_upscale_size(width, height, factor, settings.limits)
+    image = _decode(request.image, "image", "RGB", settings.limits, hold)
     assert image is not None
     return UpscalePlan(
         upscaler_path=entry.path,
@@ -284,6 +325,31 @@ def plan_upscale(
         output_format=request.output_format,
         output_compression=request.output_compression,
     )
+
+
+def esrgan_native_scale(registry: ModelRegistry, path: str) -> int:
+    """An ESRGAN file's native scale from its (cached) header; the larger default when the
+    header does not tell (or cannot be read: the engine then reports its own error)."""
+    try:
+        scale = esrgan_scale(registry.header(path).tensors)
+    except (HeaderError, OSError):
+        scale = None
+    return scale or DEFAULT_ESRGAN_SCALE
+
+
+def check_upscale_size(
+    width: int, height: int, factor: int, limits: Limits, field: str = "image"
+) -> None:
+    """THE output-size check of an ESRGAN upscale (every family, the library): ``width`` x
+    ``height`` times ``factor`` (native scale ** repeats) may be at most ``limits.max_size``
+    on each side, as a generation may; a 400 naming ``field`` before anything is queued."""
+    out_w, out_h = width * factor, height * factor
+    if max(out_w, out_h) > limits.max_size:
+        raise InvalidRequestError(
+            f"upscaling {width}x{height} by {factor}x gives {out_w}x{out_h}; the largest side"
+            f" allowed is {limits.max_size}: send a smaller image or fewer repeats",
+            field=field,
+        )
 
 
 def convert_target(models_dir: Path, source: Path, weight_type: str, output: str | None) -> Path:

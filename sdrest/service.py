@@ -18,6 +18,7 @@ import msgspec
 from PIL import Image
 
 from sdrest import outputs, planning
+from sdrest.decode_gate import DecodeGate
 from sdrest.engine.base import Engine, GenerationPlan, create_engine
 from sdrest.errors import (
     GoneError,
@@ -91,6 +92,9 @@ class SdrestService:
             self.registry, settings, lambda: self._engine, self.runner.between_jobs
         )
         """Model lookups, defaults, hashes and loaded state: what the families ask about models."""
+        self.decodes = DecodeGate(int(settings.limits.decode_budget_mb * 1024 * 1024))
+        """The byte budget of client images decoded at one time: every request image is decoded
+        under a ``self.decodes.hold()`` (planning here, the families' own image work)."""
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -151,7 +155,10 @@ class SdrestService:
         if request.has_images or request.lora:
             # Decoding images is CPU work and a LoRA's header is read from disk: off the loop.
             return await asyncio.to_thread(
-                planning.plan_generation, request, name, self.settings, self.registry
+                self.decodes.call,
+                lambda hold: planning.plan_generation(
+                    request, name, self.settings, self.registry, hold
+                ),
             )
         return planning.plan_generation(request, name, self.settings, self.registry)
 
@@ -183,7 +190,10 @@ class SdrestService:
         self, request: UpscaleRequest, *, owner: str = "", family: str = "sdcpp"
     ) -> Job:
         """Queue an ESRGAN upscale of one image with a registry upscaler."""
-        plan = await asyncio.to_thread(planning.plan_upscale, request, self.settings, self.registry)
+        plan = await asyncio.to_thread(
+            self.decodes.call,
+            lambda hold: planning.plan_upscale(request, self.settings, self.registry, hold),
+        )
         job = new_job("upscale", owner, family, request.upscaler, upscale=request)
         return await self.runner.enqueue(job, plan)
 

@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -79,6 +80,14 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     max_image_mb: float = 32.0
     """Largest decoded input image, in MiB."""
     max_input_pixels: int = 4096 * 4096
+    max_prompt_chars: int = 2000
+    """Longest ``prompt`` / ``negative_prompt``, in characters. Text encoders that take the whole
+    prompt (Qwen3, Mistral) cost memory in the square of its token count: the native library
+    crashes past a few thousand characters of non-Latin text (see the README's limits)."""
+    decode_budget_mb: float = 256.0
+    """MiB of client image pixels being decoded at one time, over all requests (each image's
+    cost read from its header before decoding); past it a request is answered 429 with
+    ``Retry-After``. 0 = one request's images at a time."""
 
     @property
     def max_image_bytes(self) -> int:
@@ -134,6 +143,9 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Keep several models loaded while their files' sizes add up to at most this many MiB
     (least recently used freed first); 0 = one model at a time."""
     lora_shape_check: bool = True
+    worker_nice: int = 10
+    """Niceness added to the engine worker process (worker mode), so the server's event loop
+    answers polls at once while the library uses every core; 0 = the server's own priority."""
     """Refuse, at submit time, LoRAs whose tensor shapes do not fit the model (the library would
     abort). Without it a bad LoRA fails its job as ``engine_crashed`` in worker mode."""
 
@@ -145,6 +157,16 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 SECRET_SETTINGS: frozenset[str] = frozenset({"jwt_secret", "metrics_token"})
 """Settings no endpoint ever shows (config listings, cmd-flags)."""
+
+
+def _is_base_url(url: str) -> bool:
+    """Whether ``url`` is an absolute http(s) URL with a host and nothing after its path."""
+    parts = urlsplit(url)
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not (parts.query or parts.fragment or parts.username or parts.password)
+    )
 
 
 def default_data_dir() -> Path:
@@ -163,6 +185,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     host: str = "127.0.0.1"
     port: int = 8080
+    public_url: str = ""
+    """The server's address as clients reach it (``https://sd.example.com``, behind a proxy):
+    the base of every absolute URL it gives out (``/v1`` ``response_format=url``); empty =
+    ``http://{host}:{port}``. Never taken from a request's ``Host`` header."""
     models_dir: str = "models"
     output_dir: str = ""
     """Where job images are written; empty = ``{data_dir}/outputs``."""
@@ -183,6 +209,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     when one is loaded), vae (a full decode: costly), or none."""
     preview_interval: int = 1
     """Steps between previews."""
+    header_timeout: float = 10.0
+    """Seconds a connection may take to send a request's headers (from connect, or from the end
+    of the previous answer); then it is closed. Slow-loris connections cannot pile up."""
+    keep_alive_timeout: float = 5.0
+    """Seconds an idle keep-alive connection stays open after an answer."""
+    max_connections: int = 512
+    """Open connections (and requests) at most; past it new requests are answered 503. Keep it
+    under the process's open-file limit."""
     a1111_prompt_loras: bool = False
     """Resolve A1111 ``<lora:name:weight>`` prompt tags on /sdapi/v1 (registry names only)."""
     load: LoadOptions = msgspec.field(default_factory=LoadOptions)
@@ -194,6 +228,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     config_file: str = ""
     """The TOML file these settings were read from (set by ``load_settings``, not a flag):
     where a model download writes the preset it makes; empty = none."""
+
+    def __post_init__(self) -> None:
+        """A ``public_url`` must be an absolute http(s) URL (checked at start-up)."""
+        if self.public_url and not _is_base_url(self.public_url):
+            raise ValueError(
+                f"public_url must be an http(s) URL like https://host[:port][/path],"
+                f" not {self.public_url!r}"
+            )
+
+    @property
+    def public_base_url(self) -> str:
+        """The base of absolute URLs: ``public_url``, else the bound address; no trailing /."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def data_path(self) -> Path:

@@ -14,10 +14,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from sdrest.api.json_limits import decode_client_json
 from sdrest.auth.principal import ensure_visible, principal_of
-from sdrest.errors import InvalidRequestError, JobFailedError, SdrestError
+from sdrest.errors import InvalidRequestError, JobFailedError, RetryLaterError, SdrestError
 from sdrest.schemas import ImgGenRequest, Job
 from sdrest.settings import deep_merge
+from sdrest.units import format_bytes
 
 if TYPE_CHECKING:
     from sdrest.service import SdrestService
@@ -44,12 +46,12 @@ async def read_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
     """The request body, refusing (413) anything larger than ``limit`` before reading it all."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"request body over {limit // (1024 * 1024)} MiB")
+        raise PayloadTooLargeError(f"request body over {format_bytes(limit)}")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLargeError(f"request body over {limit // (1024 * 1024)} MiB")
+            raise PayloadTooLargeError(f"request body over {format_bytes(limit)}")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -70,11 +72,12 @@ def decode_json(
 ) -> T:
     """Decode a body with a typed decoder; malformed JSON and type errors become 400s
     (``invalid``: the error class a family wants for a well-formed body with a bad field;
-    ``named``: see :func:`validation_path`)."""
+    ``named``: see :func:`validation_path`; nesting past the max depth is a 400 too:
+    :mod:`sdrest.api.json_limits`)."""
     if not body.strip():
         raise InvalidRequestError("request body is empty; expected a JSON object")
     try:
-        return decoder.decode(body)
+        return decode_client_json(body, decoder)
     except msgspec.ValidationError as exc:
         field = validation_path(exc, named=named)
         raise invalid(f"invalid request: {exc}", field=field) from exc
@@ -172,6 +175,14 @@ def error_status(exc: Exception) -> tuple[int, str, str]:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return exc.status_code, code, str(exc.detail)
     return 500, "internal_error", "internal server error"
+
+
+def retry_headers(exc: Exception) -> dict[str, str]:
+    """``Retry-After`` for an error that says when to come back (a full queue, a full decode
+    budget); empty for any other. Every family's renderer adds these to its error answer."""
+    if isinstance(exc, RetryLaterError):
+        return {"Retry-After": str(exc.retry_after)}
+    return {}
 
 
 def service_of(request: Request | WebSocket) -> SdrestService:

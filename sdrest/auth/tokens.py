@@ -138,7 +138,8 @@ class TokenIssuer:
             )
         except ExpiredTokenError:
             raise InvalidCredentialsError("the token has expired; log in again") from None
-        except (JoseError, ValueError, TypeError, KeyError, UnicodeError) as exc:
-            # Garbage in a header must be a 401, never a 500: authlib raises several types.
+        except (JoseError, ValueError, TypeError, KeyError, UnicodeError, RecursionError) as exc:
+            # Garbage in a header must be a 401, never a 500: authlib raises several types (a
+            # JSON header or payload nested too deeply for its json.loads: RecursionError).
             logger.debug("token refused: %r", exc)
             raise InvalidCredentialsError("the token is invalid") from None

@@ -181,4 +181,4 @@ def create_engine(settings: Settings) -> Engine:
         return InProcessEngine(budget)
     from sdrest.engine.supervisor import WorkerEngine
 
-    return WorkerEngine(budget)
+    return WorkerEngine(budget, nice=settings.engine.worker_nice)

@@ -98,8 +98,11 @@ class WorkerEngine:
 
     supports_abort = True
 
-    def __init__(self, memory_budget: int = 0) -> None:
+    def __init__(self, memory_budget: int = 0, *, nice: int = 0) -> None:
         self.memory_budget = memory_budget
+        self.nice = nice
+        """Niceness the worker adds to itself: the server's loop stays responsive while the
+        library keeps every core busy (``--worker-nice``)."""
         self._codec = wire.Codec()
         self._lock = asyncio.Lock()
         """One call at a time: the worker serves calls in order and a call owns the socket."""
@@ -195,6 +198,7 @@ class WorkerEngine:
                 str(self.memory_budget),
                 str(os.getpid()),
                 str(logging.getLogger("sdrest").getEffectiveLevel()),
+                str(self.nice),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,

@@ -35,6 +35,11 @@ from sdrest.schemas import ImgGenRequest, Job, JobError, JobResult, JobStatus, P
 logger = logging.getLogger(__name__)
 
 _RECENT_FINISHED = 256
+"""At most this many finished jobs are kept in memory (the store keeps them all)..."""
+_RECENT_BYTES = 32 * 1024 * 1024
+"""...and at most about this many bytes of them (:func:`job_size`): long prompts count."""
+_JOB_OVERHEAD = 2048
+"""Bytes of a finished job's record besides its texts (a rough measure, for :func:`job_size`)."""
 _STOP_WAIT = 5.0
 """Seconds a stop waits for the stopped job to be recorded as cancelled."""
 
@@ -50,6 +55,28 @@ class _Live:
     stop: JobError | None = None
     stored: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the store holds the job (or refused it): the consumer runs nothing before."""
+
+
+def job_size(job: Job) -> int:
+    """An estimate of the memory a finished job holds: a fixed overhead plus its variable parts
+    (prompts, infotexts, messages: one byte a character; every other field is small)."""
+    size = _JOB_OVERHEAD
+    request = job.request
+    if request is not None:
+        size += len(request.prompt) + len(request.negative_prompt)
+        size += len(request.cache_option) + len(request.scm_mask)
+        size += 16 * len(request.sample_params.custom_sigmas)
+        size += sum(64 + len(lora.path) for lora in request.lora)
+        size += sum(len(image) for image in request.ref_images)  # none once finished
+    if job.upscale is not None:
+        size += len(job.upscale.image)
+    if job.result is not None:
+        size += sum(len(text) for text in job.result.infotexts)
+        size += sum(64 + len(ref.filename) for ref in job.result.images)
+        size += sum(len(name) for name in (*job.result.files, *job.result.presets))
+    if job.error is not None:
+        size += len(job.error.message)
+    return size
 
 
 def _copy(job: Job) -> Job:
@@ -86,7 +113,11 @@ class JobRunner:
         self._engine: Engine | None = None
         self._queue = JobQueue(capacity)
         self._live: dict[str, _Live] = {}
-        self._recent: OrderedDict[str, Job] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[Job, int]] = OrderedDict()
+        """Finished jobs (with :func:`job_size`), oldest first, bounded by count and bytes."""
+        self._recent_bytes = 0
+        self.recent_limit = _RECENT_FINISHED
+        self.recent_bytes_limit = _RECENT_BYTES
         self._current: str | None = None
         self._downloads = JobQueue(capacity)
         """Model downloads: their own lane, beside the engine's queue (see jobs/downloads.py)."""
@@ -110,12 +141,34 @@ class JobRunner:
     def live(self, job_id: str) -> Job | None:
         """An unfinished job, or one finished recently, from memory (a copy); None otherwise."""
         live = self._live.get(job_id)
-        job = live.job if live is not None else self._recent.get(job_id)
-        return _copy(job) if job is not None else None
+        if live is not None:
+            return _copy(live.job)
+        recent = self._recent.get(job_id)
+        return _copy(recent[0]) if recent is not None else None
 
     def forget(self, job_id: str) -> None:
         """Drop a finished job from memory (it expired)."""
-        self._recent.pop(job_id, None)
+        recent = self._recent.pop(job_id, None)
+        if recent is not None:
+            self._recent_bytes -= recent[1]
+
+    @property
+    def recent_usage(self) -> tuple[int, int]:
+        """(count, estimated bytes) of the finished jobs kept in memory."""
+        return len(self._recent), self._recent_bytes
+
+    def _remember(self, job: Job) -> None:
+        """Keep a finished job in memory, the oldest dropped past the count or byte bound (a
+        job bigger than the byte bound alone is not kept: the store has it)."""
+        self.forget(job.id)
+        size = job_size(job)
+        self._recent[job.id] = (job, size)
+        self._recent_bytes += size
+        while self._recent and (
+            len(self._recent) > self.recent_limit or self._recent_bytes > self.recent_bytes_limit
+        ):
+            _, (_, dropped) = self._recent.popitem(last=False)
+            self._recent_bytes -= dropped
 
     def queue_position(self, job_id: str) -> int:
         """1-based queue position (in the download lane for a download); 0 when not queued."""
@@ -209,15 +262,15 @@ class JobRunner:
         if job.request is not None:
             # The store keeps the whole request; memory keeps no megabytes of base64 per job.
             job.request = job.request.without_images()
+        if job.upscale is not None:
+            job.upscale = msgspec.structs.replace(job.upscale, image="")
         if status == "completed":
             job.progress = msgspec.structs.replace(
                 job.progress, phase="done", step=job.progress.steps
             )
         await self.store.update(job)
         live = self._drop(job.id)
-        self._recent[job.id] = job
-        while len(self._recent) > _RECENT_FINISHED:
-            self._recent.popitem(last=False)
+        self._remember(job)
         self._publish("state", job)
         took = f" in {job.completed - job.started:.2f}s" if job.started is not None else ""
         detail = f": {error.code}: {error.message}" if error is not None else ""

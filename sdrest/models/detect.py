@@ -13,7 +13,7 @@ through a preset); the rest as components (``vae_path``, ``taesd_path``, ``clip_
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sdrest.models.headers import FileHeader, TensorInfo
@@ -378,3 +378,22 @@ def _from_filename(filename: str) -> Detection:
         if pattern.search(filename):
             return detection
     return Detection(UNKNOWN, UNKNOWN)
+
+
+DEFAULT_ESRGAN_SCALE = 4
+"""Scale assumed (and shown) for an ESRGAN file whose tensor names do not tell it: the larger
+one, so a size check made with it errs on the safe side."""
+
+
+def esrgan_scale(tensor_names: Iterable[str]) -> int | None:
+    """An ESRGAN file's native scale from its tensor names, as stable-diffusion.cpp infers it.
+
+    RealESRGAN naming: ``conv_up2`` -> 4x, only ``conv_up1`` -> 2x. None when the names do not
+    tell (old ESRGAN naming, unknown layouts).
+    """
+    names = set(tensor_names)
+    if "conv_up2.weight" in names:
+        return 4
+    if "conv_up1.weight" in names:
+        return 2
+    return None

@@ -39,6 +39,7 @@ from sdrest.net.urls import (
     parse_target,
 )
 from sdrest.settings import FetchSettings
+from sdrest.units import format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +301,7 @@ def _tls_failure(exc: BaseException) -> bool:
 
 
 def _too_large(max_bytes: int) -> str:
-    return f"the image at the URL is larger than {max_bytes / (1 << 20):.3g} MiB"
+    return f"the image at the URL is larger than {format_bytes(max_bytes)}"
 
 
 __all__ = [

@@ -101,7 +101,8 @@ async def test_generation_url_points_at_the_served_file(
     assert resp.status_code == 200, resp.text
     url = resp.json()["data"][0]["url"]
     job_id = resp.headers["x-sdrest-job-id"]
-    prefix = f"http://test/api/queue/job/{job_id}/output/"
+    # No --public-url: the bound address (never the Host header, here "test").
+    prefix = f"http://127.0.0.1:8080/api/queue/job/{job_id}/output/"
     assert url.startswith(prefix)
     path = service.output_file(job_id, url[len(prefix) :])
     served = await client.get(url)  # the /api family serves it, without credentials
@@ -306,7 +307,7 @@ async def test_edit_with_images_and_mask(
         data={"prompt": "x", "response_format": "url", "size": "64x64", "model": "tiny"},
     )
     assert resp.status_code == 200, resp.text
-    assert resp.json()["data"][0]["url"].startswith("http://test/api/queue/job/")
+    assert resp.json()["data"][0]["url"].startswith("http://127.0.0.1:8080/api/queue/job/")
     plan = fake_engine.calls[-1]
     assert plan.init_image is not None and plan.init_image.getpixel((0, 0)) == (255, 0, 0)
     assert [r.getpixel((0, 0)) for r in plan.ref_images] == [(0, 0, 255)]

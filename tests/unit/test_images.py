@@ -6,6 +6,7 @@ import base64
 import io
 import struct
 import zlib
+from typing import TypedDict
 
 import pytest
 from hypothesis import assume, given, settings
@@ -31,7 +32,13 @@ from sdrest.images import (
     to_rgb,
 )
 
-LIMITS = {"max_bytes": 1 << 20, "max_pixels": 1 << 22}
+
+class _Limits(TypedDict):
+    max_bytes: int
+    max_pixels: int
+
+
+LIMITS: _Limits = {"max_bytes": 1 << 20, "max_pixels": 1 << 22}
 A1111_PARAMS: dict[str, object] = {
     "Steps": 20,
     "Sampler": "Euler a",

@@ -15,6 +15,7 @@ from PIL import Image
 
 from sdrest.api.openai.schemas import EditFields
 from sdrest.api.openai.translate import ImagesJob, ModelChoice, ParsedBody, build_request
+from sdrest.decode_gate import DecodeHold
 from sdrest.errors import InvalidRequestError
 from sdrest.images import (
     alpha_to_mask,
@@ -70,6 +71,7 @@ def edit_to_request(
     model: ModelChoice,
     *,
     limits: Limits,
+    hold: DecodeHold | None = None,
 ) -> ImagesJob:
     """Decode and check the uploads and build the canonical request (``model``: chosen
     with ``edit=True``, for its architecture).
@@ -80,7 +82,7 @@ def edit_to_request(
     reference image and nothing is masked. The output takes the first image's size unless
     ``size`` (or the native block) says otherwise.
     """
-    decoded = _open_images(images, limits)
+    decoded = _open_images(images, limits, hold)
     first = decoded[0]
     fields = parsed.fields
     # The first image's own transparency, scanned once: it picks the mode and is the mask.
@@ -93,7 +95,7 @@ def edit_to_request(
             raise InvalidRequestError("a mask needs edit_mode img2img", field="mask")
         attached: RequestLayer = {"ref_images": [image_to_b64(data) for data in images]}
     else:
-        attached = _img2img_images(images, mask, transparent, first.size, limits)
+        attached = _img2img_images(images, mask, transparent, first.size, limits, hold)
         if "mask_image" in attached:
             implied["strength"] = 1.0
     if fields.strength is not None:
@@ -101,7 +103,9 @@ def edit_to_request(
     return build_request(parsed, model, implied=implied, attached=attached)
 
 
-def _open_images(images: Sequence[bytes], limits: Limits) -> list[Image.Image]:
+def _open_images(
+    images: Sequence[bytes], limits: Limits, hold: DecodeHold | None
+) -> list[Image.Image]:
     if not images:
         raise InvalidRequestError(
             "image is required (a file in `image` or `image[]`)", field="image"
@@ -110,7 +114,8 @@ def _open_images(images: Sequence[bytes], limits: Limits) -> list[Image.Image]:
         raise InvalidRequestError(f"at most {MAX_EDIT_IMAGES} images", field="image")
     pixels = limits.max_input_pixels
     return [
-        open_image_bytes(data, f"image[{i}]", max_pixels=pixels) for i, data in enumerate(images)
+        open_image_bytes(data, f"image[{i}]", max_pixels=pixels, hold=hold)
+        for i, data in enumerate(images)
     ]
 
 
@@ -120,6 +125,7 @@ def _img2img_images(
     transparent: Image.Image | None,
     size: tuple[int, int],
     limits: Limits,
+    hold: DecodeHold | None,
 ) -> RequestLayer:
     """The init image, the other images as references, and the library mask if any."""
     attached: RequestLayer = {
@@ -127,7 +133,7 @@ def _img2img_images(
         "ref_images": [image_to_b64(data) for data in images[1:]],
     }
     if mask is not None:
-        uploaded = open_image_bytes(mask, "mask", max_pixels=limits.max_input_pixels)
+        uploaded = open_image_bytes(mask, "mask", max_pixels=limits.max_input_pixels, hold=hold)
         converted: Image.Image | None = library_mask(uploaded, size)
     else:
         converted = transparent

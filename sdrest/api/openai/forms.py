@@ -21,6 +21,7 @@ from sdrest.api.openai.schemas import EditFields
 from sdrest.errors import InvalidRequestError
 from sdrest.images import b64_to_bytes
 from sdrest.settings import Limits
+from sdrest.units import format_bytes
 
 MAX_UPLOAD = MAX_JSON_BODY
 """Largest multipart body accepted, the same bound as a JSON body with base64 images."""
@@ -60,10 +61,10 @@ async def _file_bytes(value: UploadFile | str, field: str, limits: Limits) -> by
             ) from exc
     else:
         if value.size is not None and value.size > limit:
-            raise PayloadTooLargeError(f"{field} is larger than {limits.max_image_mb:g} MiB")
+            raise PayloadTooLargeError(f"{field} is larger than {format_bytes(limit)}")
         data = await value.read()
     if len(data) > limit:
-        raise PayloadTooLargeError(f"{field} is larger than {limits.max_image_mb:g} MiB")
+        raise PayloadTooLargeError(f"{field} is larger than {format_bytes(limit)}")
     return data
 
 

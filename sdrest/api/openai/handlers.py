@@ -60,8 +60,12 @@ async def edits(request: Request) -> Response:
     parsed = translate.parse_body(upload.fields)
     model = translate.choose_model(parsed, service.models, edit=True)
     # Decoding images and masks is CPU work: off the event loop.
+    limits = service.settings.limits
     translated = await asyncio.to_thread(
-        edit_to_request, parsed, upload.images, upload.mask, model, limits=service.settings.limits
+        service.decodes.call,
+        lambda hold: edit_to_request(
+            parsed, upload.images, upload.mask, model, limits=limits, hold=hold
+        ),
     )
     return await _answer(request, translated, "image_edit")
 
@@ -86,8 +90,10 @@ async def _answer(request: Request, translated: translate.ImagesJob, prefix: str
     if done.result is None:
         raise JobFailedError.from_job(done)
     if translated.response_format == "url":
+        # From the configured address, never the request's Host header (a client sets that).
+        url_base = service.settings.public_base_url
         body = ImagesResponse.of(
-            done, [], url_base=str(request.base_url), revised_prompt=translated.revised_prompt
+            done, [], url_base=url_base, revised_prompt=translated.revised_prompt
         )
     else:
         # Reading and base64-encoding the files is blocking work: off the event loop.

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sdrest.api.common import JSONResponse, family_exception_handlers
+from sdrest.api.common import JSONResponse, family_exception_handlers, retry_headers
 from sdrest.api.openai import handlers
 from sdrest.api.openai.errors import exception_error
 from sdrest.api.openai.responses import ImagesResponse, ModelList, OpenAIModel
@@ -55,7 +55,7 @@ ROUTES = [
 def _render_error(request: Request, exc: Exception) -> Response:
     # Unexpected exceptions are re-raised after this by Starlette and logged by the server.
     status, body = exception_error(exc)
-    headers = exc.headers if isinstance(exc, HTTPException) else None
+    headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else retry_headers(exc)
     if isinstance(exc, JobFailedError):  # the job stays visible: say which it was
         headers = {handlers.JOB_HEADER: exc.job_id}
     return JSONResponse(body, status_code=status, headers=headers)

@@ -16,7 +16,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sdrest.api.common import JSONResponse
+from sdrest.api.common import JSONResponse, retry_headers
 from sdrest.api.rest.responses import RestError, RestErrorDetail
 from sdrest.errors import (
     ConflictError,
@@ -41,6 +41,7 @@ REST_CODES: dict[str, str] = {
     "conflict": "CONFLICT",
     "gone": "JOB_EXPIRED",
     "queue_full": "QUEUE_FULL",
+    "server_busy": "SERVER_BUSY",
     "payload_too_large": "PAYLOAD_TOO_LARGE",
     "not_implemented": "NOT_IMPLEMENTED",
     "method_not_allowed": "METHOD_NOT_ALLOWED",
@@ -99,7 +100,7 @@ def render_error(request: HTTPConnection, exc: Exception) -> Response:
     """Exception handler for the /api sub-app (domain errors, 404/405 and the rest)."""
     status, code, message, field = _status_of(exc)
     request_id = request_id_of(request)
-    headers = {"X-Request-ID": request_id}
+    headers = {"X-Request-ID": request_id, **retry_headers(exc)}
     if isinstance(exc, HTTPException) and exc.headers:
         headers.update(exc.headers)  # e.g. Allow on a 405
     return JSONResponse(

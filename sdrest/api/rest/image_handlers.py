@@ -16,6 +16,7 @@ from sdrest.api.common import JSONResponse, parse_choice, read_body, service_of
 from sdrest.api.rest import image_tools, translate
 from sdrest.api.rest.utility_responses import DownloadReply, ImageReply
 from sdrest.api.routing import Query
+from sdrest.decode_gate import DecodeHold
 from sdrest.errors import InvalidRequestError
 from sdrest.images import image_to_b64
 from sdrest.settings import Limits
@@ -82,11 +83,14 @@ async def download(request: Request) -> Response:
 async def _image_tool(
     request: Request,
     decoder: msgspec.json.Decoder[Any],
-    work: Callable[[Any, Limits], ImageReply],
+    work: Callable[[Any, Limits, DecodeHold], ImageReply],
 ) -> Response:
-    limits = service_of(request).settings.limits
+    service = service_of(request)
+    limits = service.settings.limits
     body = translate.decode(await read_body(request), decoder)
-    return JSONResponse(await asyncio.to_thread(work, body, limits))
+    return JSONResponse(
+        await asyncio.to_thread(service.decodes.call, lambda hold: work(body, limits, hold))
+    )
 
 
 async def resize(request: Request) -> Response:

@@ -1,7 +1,8 @@
 """``/api/image/resize`` and ``/api/image/crop``: wire bodies and the pure Pillow work behind them.
 
 Everything here is synchronous CPU work with no I/O; the routes run it through
-``asyncio.to_thread`` so a large image never stalls the event loop. Input images go through the
+``asyncio.to_thread`` so a large image never stalls the event loop. The output size is checked
+from the input's header before its pixels are decoded. Input images go through the
 same decoder as generation inputs (format allowlist, byte and pixel limits), so these tools are no
 easier to abuse than a generation request.
 """
@@ -15,12 +16,14 @@ from msgspec import Meta
 from PIL import Image, ImageOps
 
 from sdrest.api.rest.utility_responses import Dimensions, ImageReply
+from sdrest.decode_gate import DecodeHold
 from sdrest.errors import InvalidRequestError
 from sdrest.images import (
     decode_input_image,
     encode_image,
     has_alpha,
     image_to_b64,
+    input_image_size,
     media_type,
 )
 from sdrest.settings import Limits
@@ -66,9 +69,10 @@ class CropBody(_Body):
     quality: Quality = 95
 
 
-def decode_input(value: str, limits: Limits) -> Image.Image:
-    """The request image, decoded under the server's input limits (400 naming ``image``)."""
-    image = decode_input_image(value, "image", limits)
+def decode_input(value: str, limits: Limits, hold: DecodeHold | None = None) -> Image.Image:
+    """The request image, decoded under the server's input limits (400 naming ``image``) and,
+    with a ``hold``, the decode budget."""
+    image = decode_input_image(value, "image", limits, hold)
     if image.mode in _KEPT_MODES:
         return image
     # Palette, 16-bit, CMYK...: Lanczos and the encoders want 8-bit RGB(A) or grey.
@@ -134,15 +138,20 @@ def _reply(image: Image.Image, original: tuple[int, int], fmt: str, quality: int
     )
 
 
-def resize_image(body: ResizeBody, limits: Limits) -> ImageReply:
-    """Decode, resize and re-encode (CPU: run it off the event loop)."""
-    with decode_input(body.image, limits) as image:
-        size = target_size(image.size, body.width, body.height, limits)
+def resize_image(body: ResizeBody, limits: Limits, hold: DecodeHold | None = None) -> ImageReply:
+    """Size the output from the image's header, then decode, resize and re-encode (CPU: run it
+    off the event loop)."""
+    size = target_size(
+        input_image_size(body.image, "image", limits), body.width, body.height, limits
+    )
+    with decode_input(body.image, limits, hold) as image:
         return _reply(resize(image, size, body.mode), image.size, body.output_format, body.quality)
 
 
-def crop_image(body: CropBody, limits: Limits) -> ImageReply:
-    """Decode, crop and re-encode (CPU: run it off the event loop)."""
-    with decode_input(body.image, limits) as image:
-        box = crop_box(image.size, body.x, body.y, body.width, body.height)
+def crop_image(body: CropBody, limits: Limits, hold: DecodeHold | None = None) -> ImageReply:
+    """Check the box against the image's header, then decode, crop and re-encode (CPU: run it
+    off the event loop)."""
+    original = input_image_size(body.image, "image", limits)
+    box = crop_box(original, body.x, body.y, body.width, body.height)
+    with decode_input(body.image, limits, hold) as image:
         return _reply(image.crop(box), image.size, body.output_format, body.quality)

@@ -208,5 +208,7 @@ def parameters_view(
     params["output_format"] = ChoiceParameter(
         list(OUTPUT_FORMATS), _lookup(defaults, "output_format") or "png"
     )
-    limits_view = ServerLimits(limits.max_queue, limits.max_image_mb, limits.max_input_pixels)
+    limits_view = ServerLimits(
+        limits.max_queue, limits.max_image_mb, limits.max_input_pixels, limits.max_prompt_chars
+    )
     return ParametersReply(params, model, limits_view)

@@ -78,7 +78,8 @@ class JobParameters(msgspec.Struct):
 
 class RestJob(msgspec.Struct):
     """The spec's job document (queue listing and ``GET /api/queue/job/{id}``); times in Unix
-    seconds, elapsed and remaining in milliseconds, speed in steps per second."""
+    seconds, elapsed and remaining in milliseconds, speed in steps per second. The listing
+    carries the prompts shortened (``prompt_truncated``), the job's own document whole."""
 
     id: str
     job_id: str
@@ -106,6 +107,11 @@ class RestJob(msgspec.Struct):
     error: RestProblem | None
     model_presets: list[str] = msgspec.field(default_factory=list)
     """Presets a download job added."""
+    prompt_truncated: bool = False
+    """In the queue listing, ``prompt`` is cut to ``LISTED_PROMPT_CHARS`` characters ending
+    in ``…``; the job's own document has it whole."""
+    negative_prompt_truncated: bool = False
+    """Likewise for ``negative_prompt``."""
 
 
 class JobReply(msgspec.Struct):

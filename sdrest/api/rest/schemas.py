@@ -23,8 +23,9 @@ class GenerateBody(_Body):
     """``POST /api/generate/{text2img,img2img,inpainting,controlnet}``."""
 
     model_name: Name | None = None
-    prompt: Annotated[str, Meta(max_length=100_000)] = ""
-    negative_prompt: Annotated[str, Meta(max_length=100_000)] = ""
+    prompt: str = ""
+    """At most ``--max-prompt-chars`` characters (checked with the other limits)."""
+    negative_prompt: str = ""
     width: int | None = None
     height: int | None = None
     steps: int | None = None

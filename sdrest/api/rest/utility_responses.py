@@ -79,6 +79,8 @@ class ServerLimits(msgspec.Struct):
     max_queue: int
     max_image_mb: float
     max_input_pixels: int
+    max_prompt_chars: int
+    """Longest ``prompt`` / ``negative_prompt``, in characters."""
 
 
 class ParametersReply(msgspec.Struct):

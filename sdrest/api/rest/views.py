@@ -41,6 +41,18 @@ JOB_TYPES: dict[str, str] = {
 }
 
 
+LISTED_PROMPT_CHARS = 500
+"""Longest prompt (and negative prompt) a job listing carries, ellipsis included."""
+ELLIPSIS = "\u2026"
+
+
+def shorten(text: str, limit: int = LISTED_PROMPT_CHARS) -> tuple[str, bool]:
+    """(``text`` cut to ``limit`` characters, the last one ``…``; whether it was cut)."""
+    if len(text) <= limit:
+        return text, False
+    return text[: max(0, limit - 1)] + ELLIPSIS, True
+
+
 def status_name(status: str) -> str:
     """A job status as the spec spells it (``generating`` is ``processing``)."""
     return STATUS_NAMES.get(status, status)
@@ -120,10 +132,17 @@ def _outputs(job: Job) -> list[JobOutputImage]:
     ]
 
 
-def job_view(job: Job, position: int, now: float | None = None) -> RestJob:
-    """The spec's job document (queue listing and ``GET /api/queue/job/{id}``)."""
+def job_view(job: Job, position: int, now: float | None = None, *, listed: bool = False) -> RestJob:
+    """The spec's job document (``GET /api/queue/job/{id}``); ``listed``: its queue listing
+    entry, the prompts shortened (:func:`shorten`)."""
     t = timing(job, time.time() if now is None else now)
     request = job.request
+    prompt = request.prompt if request is not None else ""
+    negative = request.negative_prompt if request is not None else ""
+    prompt_cut = negative_cut = False
+    if listed:
+        prompt, prompt_cut = shorten(prompt)
+        negative, negative_cut = shorten(negative)
     return RestJob(
         id=job.id,
         job_id=job.id,
@@ -132,8 +151,8 @@ def job_view(job: Job, position: int, now: float | None = None) -> RestJob:
         owner=job.owner,
         family=job.family,
         model=job.model,
-        prompt=request.prompt if request is not None else "",
-        negative_prompt=request.negative_prompt if request is not None else "",
+        prompt=prompt,
+        negative_prompt=negative,
         queued_time=int(job.created),
         start_time=_ts(job.started),
         end_time=_ts(job.completed),
@@ -150,6 +169,8 @@ def job_view(job: Job, position: int, now: float | None = None) -> RestJob:
         model_files=list(job.result.files) if job.result is not None else [],
         error=_problem(job),
         model_presets=list(job.result.presets) if job.result is not None else [],
+        prompt_truncated=prompt_cut,
+        negative_prompt_truncated=negative_cut,
     )
 
 
@@ -169,7 +190,7 @@ def queue_state(
         current_job=current.id
         if current is not None and principal.may_see(current.owner)
         else None,
-        jobs=[job_view(job, order.get(job.id, 0), now) for job in live + finished],
+        jobs=[job_view(job, order.get(job.id, 0), now, listed=True) for job in live + finished],
     )
 
 

@@ -17,14 +17,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import msgspec
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from sdrest.api.common import service_of
+from sdrest.api.json_limits import decode_client_json
 from sdrest.api.rest.responses import WsConnected, WsData, WsEmpty, WsQueueUpdate, WsSystemUpdate
 from sdrest.api.rest.views import ws_job_update, ws_message, ws_queue_update
 from sdrest.auth import Principal, principal_of
+from sdrest.errors import InvalidRequestError
 from sdrest.jobs import JobEvent
 from sdrest.schemas import Job, QueueSnapshot
 from sdrest.service import SdrestService
@@ -39,6 +42,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_SLOW = 1008
 _MAX_CLIENT_MESSAGE = 4096
 _encoder = msgspec.json.Encoder()
+_ANY: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 
 
 class _Connection:
@@ -124,9 +128,9 @@ async def _receive(conn: _Connection) -> None:
         if len(text) > _MAX_CLIENT_MESSAGE:
             continue
         try:
-            kind = msgspec.json.decode(text).get("type") if text.startswith("{") else text
-        except (msgspec.DecodeError, AttributeError):
-            kind = None
+            kind = decode_client_json(text, _ANY).get("type") if text.startswith("{") else text
+        except (msgspec.DecodeError, AttributeError, InvalidRequestError):
+            kind = None  # not a message this server knows (nested too deeply included)
         if kind == "ping":
             await conn.send("pong", WsEmpty())
 

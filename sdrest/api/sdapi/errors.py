@@ -5,7 +5,9 @@
   (:class:`~sdrest.api.sdapi.responses.A1111ValidationError`).
 - Everything else: A1111's API exception handler shape ``{"error", "detail", "body", "errors"}``
   (``error`` the exception class name, ``errors`` ``"<status>: <message>"``), plus sdrest's stable
-  ``code`` and, when known, ``field`` (:class:`~sdrest.api.sdapi.responses.A1111Error`).
+  ``code`` and, when known, ``field`` (:class:`~sdrest.api.sdapi.responses.A1111Error`). JSON
+  nested past the max depth is one of these (400 ``InvalidRequestError``), as FastAPI has no
+  answer of its own for it (its decoder fails with a 500).
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sdrest.api.common import JSONResponse, error_status, validation_message, validation_path
+from sdrest.api.common import (
+    JSONResponse,
+    error_status,
+    retry_headers,
+    validation_message,
+    validation_path,
+)
+from sdrest.api.json_limits import decode_client_json
 from sdrest.api.sdapi.responses import A1111Error, A1111ValidationError, ValidationItem
 from sdrest.errors import InvalidRequestError, JobFailedError, SdrestError
 
@@ -51,7 +60,7 @@ def decode_body(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     if not body.strip():
         raise ValidationFailed("Field required", loc=["body"], kind="missing")
     try:
-        return decoder.decode(body)
+        return decode_client_json(body, decoder)  # too deeply nested: a 400
     except msgspec.ValidationError as exc:
         loc = body_location(validation_path(exc, named=False))
         raise ValidationFailed(validation_message(exc), loc=loc, kind="type_error") from exc
@@ -77,4 +86,4 @@ def render_error(request: Request, exc: Exception) -> Response:
         name = "InternalServerError"
     field = getattr(exc, "field", None) or None
     body = A1111Error(name, message, "", f"{status}: {message}", code, field)
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=retry_headers(exc))

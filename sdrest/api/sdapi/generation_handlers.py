@@ -22,6 +22,7 @@ from sdrest.api.common import (
     service_of,
     validation_path,
 )
+from sdrest.api.json_limits import decode_client_json
 from sdrest.api.sdapi import samplers, state, translate
 from sdrest.api.sdapi.checkpoints import checkpoint_title, resolve_checkpoint
 from sdrest.api.sdapi.errors import ValidationFailed, body_location, decode_body
@@ -36,7 +37,6 @@ from sdrest.api.sdapi.schemas import (
 )
 from sdrest.api.sdapi.url_images import fetch_url_images
 from sdrest.auth import principal_of
-from sdrest.errors import ForbiddenError
 from sdrest.images import image_to_b64
 
 _OPTIONS_DECODER: msgspec.json.Decoder[dict[str, Any]] = msgspec.json.Decoder(dict[str, Any])
@@ -73,7 +73,9 @@ async def _generate(request: Request, decoder: msgspec.json.Decoder[Any]) -> Res
     context = _context(request)
     if isinstance(body, Img2ImgBody) or body.extra_images is not None:
         # Resizing and blurring input images is CPU work: keep it off the event loop.
-        gen_request = await asyncio.to_thread(translate.to_request, body, context)
+        gen_request = await asyncio.to_thread(
+            service.decodes.call, lambda hold: translate.to_request(body, context, hold)
+        )
     else:
         gen_request = translate.to_request(body, context)
     owner = principal_of(request).username
@@ -88,7 +90,7 @@ async def _generate(request: Request, decoder: msgspec.json.Decoder[Any]) -> Res
     include = isinstance(body, Img2ImgBody) and bool(body.include_init_images)
     # The echo re-reads the body as sent, base64 images and all: off the event loop.
     parameters = await asyncio.to_thread(
-        lambda: translate.echo_parameters(ANY_DECODER.decode(raw), include)
+        lambda: translate.echo_parameters(decode_client_json(raw, ANY_DECODER), include)
     )
     extra = translate.ResultInfo(
         parameters=parameters,
@@ -113,21 +115,19 @@ async def img2img(request: Request) -> Response:
 
 
 async def progress(request: Request) -> Response:
-    """``GET /progress``: the current job of the whole server, whichever family sent it."""
-    principal = principal_of(request)
+    """``GET /progress``: the caller's running or queued job, whichever family sent it (an
+    admin: the current job); the idle answer when it has none."""
     service = service_of(request)
-    snapshot = service.queue_snapshot()
-    job = snapshot.current
-    visible = job is not None and principal.may_see(job.owner)
+    job, waiting = state.callers_job(service.queue_snapshot(), principal_of(request))
     current_image = None
     skip = request.query_params.get("skip_current_image", "").lower() in ("1", "true")
-    if job is not None and visible and not skip:
+    if job is not None and not skip:
         preview = await service.preview_png(job)
         current_image = image_to_b64(preview[1]) if preview is not None else None
     view = state.progress_view(
         job,
-        queued=len(snapshot.queued),
-        visible=visible,
+        queued=waiting,
+        visible=True,
         stop_requested=job is not None and service.stop_requested(job.id),
         current_image=current_image,
     )
@@ -135,13 +135,12 @@ async def progress(request: Request) -> Response:
 
 
 async def interrupt(request: Request) -> Response:
-    """``POST /interrupt``: stop the current job (at once in worker mode; in-process when the
-    native call returns)."""
+    """``POST /interrupt``: stop the caller's job, the one ``/progress`` shows (an admin: the
+    current job), at once in worker mode, in-process when the native call returns. The answer
+    is the same whether or not there was one to stop."""
     service = service_of(request)
-    job = service.queue_snapshot().current
+    job, _ = state.callers_job(service.queue_snapshot(), principal_of(request))
     if job is not None:
-        if not principal_of(request).may_see(job.owner):
-            raise ForbiddenError("the running job belongs to another user")
         await service.request_stop(job.id)
     return JSONResponse(Empty())
 

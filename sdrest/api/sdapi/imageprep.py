@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageFilter, ImageOps
 
+from sdrest.decode_gate import DecodeHold
 from sdrest.images import decode_input_image, png_b64
 from sdrest.settings import Limits
 
@@ -46,10 +47,17 @@ def resize(image: Image.Image, width: int, height: int, mode: int) -> Image.Imag
 
 
 def prepare_init_image(
-    value: str, width: int, height: int, mode: int, limits: Limits, field: str = "init_images[0]"
+    value: str,
+    width: int,
+    height: int,
+    mode: int,
+    limits: Limits,
+    field: str = "init_images[0]",
+    *,
+    hold: DecodeHold | None = None,
 ) -> str:
     """The init image at exactly ``width`` x ``height`` (base64 PNG), or ``value`` if it is."""
-    image = decode_input_image(value, field, limits)
+    image = decode_input_image(value, field, limits, hold)
     if image.size == (width, height):
         return value
     return png_b64(resize(image.convert("RGB"), width, height, mode))
@@ -64,9 +72,10 @@ def prepare_mask(
     *,
     invert: bool,
     blur: int,
+    hold: DecodeHold | None = None,
 ) -> str:
     """The mask (white = repaint) resized, inverted and blurred as A1111 does; base64 PNG."""
-    image = decode_input_image(value, "mask", limits)
+    image = decode_input_image(value, "mask", limits, hold)
     if image.size == (width, height) and not invert and blur <= 0:
         return value
     if "A" in image.getbands():

@@ -22,9 +22,11 @@ from sdrest.api.sdapi.model_files import lora_metadata, upscaler_scales
 from sdrest.api.sdapi.responses import Empty, NameItem, PngInfo, Scripts, SdModelItem
 from sdrest.api.sdapi.schemas import PNG_INFO_DECODER
 from sdrest.api.sdapi.translate import LATENT_UPSCALE_MODES
+from sdrest.decode_gate import DecodeHold
 from sdrest.errors import InvalidRequestError
 from sdrest.images import ImageInputError, b64_to_bytes, open_image_bytes, read_infotext
 from sdrest.models import ModelPreset
+from sdrest.units import format_bytes
 
 # -- listings (models:read) --------------------------------------------------------------------
 
@@ -128,18 +130,18 @@ async def reload_checkpoint(request: Request) -> Response:
 # -- png-info (generate) -----------------------------------------------------------------------
 
 
-def _png_info(value: str, max_bytes: int, max_pixels: int) -> PngInfo:
+def _png_info(value: str, max_bytes: int, max_pixels: int, hold: DecodeHold) -> PngInfo:
     if not value.strip():
         raise InvalidRequestError("image is empty; send a base64 image", field="image")
     if len(value) > 2 * (max_bytes * 4 // 3 + 4) + 1024:  # before decoding a single byte
         raise InvalidRequestError(
-            f"image: image larger than {max_bytes / (1 << 20):g} MiB", field="image"
+            f"image: image larger than {format_bytes(max_bytes)}", field="image"
         )
     try:
         data = b64_to_bytes(value)
         if len(data) > max_bytes:
-            raise ImageInputError("image", f"image larger than {max_bytes / (1 << 20):g} MiB")
-        image = open_image_bytes(data, "image", max_pixels=max_pixels)
+            raise ImageInputError("image", f"image larger than {format_bytes(max_bytes)}")
+        image = open_image_bytes(data, "image", max_pixels=max_pixels, hold=hold)
     except ImageInputError:
         raise  # already a 400 naming the field
     except (binascii.Error, ValueError) as exc:
@@ -149,9 +151,11 @@ def _png_info(value: str, max_bytes: int, max_pixels: int) -> PngInfo:
 
 async def png_info(request: Request) -> Response:
     """``POST /png-info``: the infotext of a PNG (text chunk) or JPEG/WebP (EXIF), parsed."""
-    limits = service_of(request).settings.limits
+    service = service_of(request)
+    limits = service.settings.limits
     body = decode_json(await read_body(request), PNG_INFO_DECODER, named=False)
     info = await asyncio.to_thread(
-        _png_info, body.image, limits.max_image_bytes, limits.max_input_pixels
+        service.decodes.call,
+        lambda hold: _png_info(body.image, limits.max_image_bytes, limits.max_input_pixels, hold),
     )
     return JSONResponse(info)

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from sdrest.api.json_limits import decode_client_json
 from sdrest.api.sdapi.responses import (
     EmbeddingItem,
     Embeddings,
@@ -25,16 +26,17 @@ from sdrest.api.sdapi.responses import (
     SdVaeItem,
     UpscalerItem,
 )
+from sdrest.errors import InvalidRequestError
 from sdrest.images import parse_infotext
 from sdrest.models import ModelEntry, ModelPreset
+from sdrest.models.detect import DEFAULT_ESRGAN_SCALE as DEFAULT_ESRGAN_SCALE
+from sdrest.models.detect import esrgan_scale as esrgan_scale  # the sdapi listings use it
 
 _json_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 
 # Upscalers that need no model file: Pillow does them on the request's own worker thread.
 NONE_UPSCALER = "None"
 PIL_UPSCALERS: Mapping[str, str] = {"lanczos": "Lanczos", "nearest": "Nearest"}
-DEFAULT_ESRGAN_SCALE = 4
-"""Scale shown (and assumed) for an ESRGAN file whose tensor names do not tell it."""
 
 _EMBEDDING_SKIP_REASON = (
     "textual-inversion embeddings cannot be loaded by the stable-diffusion.cpp binding (0.4.7)"
@@ -109,26 +111,12 @@ def lora_metadata(raw: Mapping[str, Any]) -> dict[str, Any]:  # free-form: the t
         text = str(value)
         if text[:1] in ("{", "["):
             try:
-                out[key] = _json_decoder.decode(text)
+                out[key] = decode_client_json(text, _json_decoder)
                 continue
-            except msgspec.DecodeError:
-                pass  # not JSON after all: keep the text
+            except (msgspec.DecodeError, InvalidRequestError):
+                pass  # not JSON after all (or nested past the max depth): keep the text
         out[key] = text
     return out
-
-
-def esrgan_scale(tensor_names: Iterable[str]) -> int | None:
-    """An ESRGAN file's native scale from its tensor names, as stable-diffusion.cpp infers it.
-
-    RealESRGAN naming: ``conv_up2`` -> 4x, only ``conv_up1`` -> 2x. None when the names do not
-    tell (old ESRGAN naming, unknown layouts).
-    """
-    names = set(tensor_names)
-    if "conv_up2.weight" in names:
-        return 4
-    if "conv_up1.weight" in names:
-        return 2
-    return None
 
 
 def _upscaler_item(

@@ -40,9 +40,9 @@ def extract_prompt_loras(prompt: str, lora_names: Collection[str]) -> tuple[str,
             raise InvalidRequestError(
                 f"prompt tag <lora:{name}>: weight {weight} is out of range", field="prompt"
             )
+        if len(loras) == MAX_TAGS:  # stop at the first tag too many, however many follow
+            raise InvalidRequestError(f"at most {MAX_TAGS} <lora:...> tags", field="prompt")
         loras.append(LoraSpec(path=name, multiplier=weight))
-    if len(loras) > MAX_TAGS:
-        raise InvalidRequestError(f"at most {MAX_TAGS} <lora:...> tags", field="prompt")
     if not loras:
         return prompt, loras
     return _TAG.sub("", prompt).strip(), loras

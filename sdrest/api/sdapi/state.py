@@ -1,7 +1,8 @@
 """``progress``, ``options`` and ``cmd-flags`` bodies (pure), and the family's options store.
 
-Progress describes the service's current job whichever family submitted it: every job runs
-through the one queue, so an A1111 client polling ``/progress`` sees an OpenAI or /sdcpp job too.
+Progress describes the caller's job whichever family submitted it: every job runs through the
+one queue, so an A1111 client polling ``/progress`` sees its OpenAI or /sdcpp job too. A user sees
+only their own job (:func:`callers_job`); an admin, and the open server, the current one.
 """
 
 from __future__ import annotations
@@ -13,12 +14,25 @@ from typing import Any
 import msgspec
 
 from sdrest.api.sdapi.responses import ProgressAnswer, ProgressState
+from sdrest.auth import Principal
 from sdrest.errors import InvalidRequestError
-from sdrest.schemas import Job, job_timing
+from sdrest.schemas import Job, QueueSnapshot, job_timing
 from sdrest.settings import SECRET_SETTINGS, Settings, setting_fields
 
 MAX_OPTION_KEYS = 512
 _STEP_PHASES = frozenset({"sampling", "decoding", "encoding", "done"})
+
+
+def callers_job(snapshot: QueueSnapshot, principal: Principal) -> tuple[Job | None, int]:
+    """(the job ``/progress`` shows and ``/interrupt`` stops, how many more wait) for
+    ``principal``: an admin (the open server too) has the current job and the whole queue; a
+    user their own first job in run order (running or queued) and their own other queued ones.
+    Nothing tells a user about another user's jobs."""
+    if principal.is_admin:
+        return snapshot.current, len(snapshot.queued)
+    current = [] if snapshot.current is None else [snapshot.current]
+    own = [job for job in current + snapshot.queued if principal.may_see(job.owner)]
+    return (own[0], len(own) - 1) if own else (None, 0)
 
 
 def progress_view(

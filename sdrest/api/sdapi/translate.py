@@ -19,6 +19,7 @@ from sdrest.api.sdapi import imageprep, samplers
 from sdrest.api.sdapi.prompt_loras import extract_prompt_loras
 from sdrest.api.sdapi.responses import GenerationAnswer, InfoObject
 from sdrest.api.sdapi.schemas import Img2ImgBody, Txt2ImgBody
+from sdrest.decode_gate import DecodeHold
 from sdrest.errors import InvalidRequestError
 from sdrest.schemas import (
     HiresLayer,
@@ -211,9 +212,11 @@ def _img2img_fields(body: Img2ImgBody) -> RequestLayer:
     return fields
 
 
-def to_request(body: Txt2ImgBody, ctx: Context) -> ImgGenRequest:
+def to_request(
+    body: Txt2ImgBody, ctx: Context, hold: DecodeHold | None = None
+) -> ImgGenRequest:
     """Translate a decoded txt2img or img2img body onto the canonical request (may decode images:
-    call it off the event loop for img2img)."""
+    call it off the event loop for img2img, under a decode ``hold``)."""
     prompt, extra = split_extra_args(body.prompt or "")
     tag_loras: list[LoraSpec] = []
     if ctx.prompt_lora_names is not None:
@@ -225,16 +228,18 @@ def to_request(body: Txt2ImgBody, ctx: Context) -> ImgGenRequest:
     # The extra-args block wins over the A1111 fields, which win over the preset's defaults.
     request = compose_request(ctx.defaults_for(model), fields, extra)
     if isinstance(body, Img2ImgBody):
-        request = _prepare_images(request, body, ctx.limits)
+        request = _prepare_images(request, body, ctx.limits, hold)
     return request
 
 
-def _prepare_images(request: ImgGenRequest, body: Img2ImgBody, limits: Limits) -> ImgGenRequest:
+def _prepare_images(
+    request: ImgGenRequest, body: Img2ImgBody, limits: Limits, hold: DecodeHold | None
+) -> ImgGenRequest:
     mode = body.resize_mode if body.resize_mode is not None else imageprep.JUST_RESIZE
     width, height = request.width, request.height
     init = request.init_image
     if init is not None:
-        init = imageprep.prepare_init_image(init, width, height, mode, limits)
+        init = imageprep.prepare_init_image(init, width, height, mode, limits, hold=hold)
     mask = request.mask_image
     if mask is not None:
         mask = imageprep.prepare_mask(
@@ -245,6 +250,7 @@ def _prepare_images(request: ImgGenRequest, body: Img2ImgBody, limits: Limits) -
             limits,
             invert=bool(body.inpainting_mask_invert),
             blur=body.mask_blur if body.mask_blur is not None else 4,
+            hold=hold,
         )
     return msgspec.structs.replace(request, init_image=init, mask_image=mask)
 

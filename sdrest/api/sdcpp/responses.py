@@ -156,6 +156,8 @@ class LimitsInfo(msgspec.Struct):
     max_batch_count: int
     max_queue_size: int
     max_sample_steps: int
+    max_prompt_chars: int
+    """Longest ``prompt`` / ``negative_prompt``, in characters."""
 
 
 class Features(msgspec.Struct):
@@ -226,6 +228,7 @@ class Capabilities(msgspec.Struct):
                 max_batch_count=limits.max_batch,
                 max_queue_size=limits.max_queue,
                 max_sample_steps=limits.max_steps,
+                max_prompt_chars=limits.max_prompt_chars,
             ),
             features=Features(
                 init_image=can_encode,

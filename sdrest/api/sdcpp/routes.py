@@ -9,7 +9,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sdrest.api.common import JSONResponse, error_status, family_exception_handlers
+from sdrest.api.common import (
+    JSONResponse,
+    error_status,
+    family_exception_handlers,
+    retry_headers,
+)
 from sdrest.api.routing import NO_BODY, Query, route
 from sdrest.api.sdcpp import handlers
 from sdrest.api.sdcpp.handlers import MAX_WAIT_SECONDS
@@ -55,7 +60,9 @@ ROUTES = [
 def _render_error(request: Request, exc: Exception) -> Response:
     status, code, message = error_status(exc)
     field = getattr(exc, "field", None)
-    return JSONResponse(SdcppError(message, code, field or None), status_code=status)
+    return JSONResponse(
+        SdcppError(message, code, field or None), status_code=status, headers=retry_headers(exc)
+    )
 
 
 def create_sdcpp_app(service: SdrestService) -> Starlette:

@@ -8,6 +8,7 @@ from typing import Any, cast
 import msgspec
 
 from sdrest.api.common import compose_request, decode_json
+from sdrest.api.json_limits import decode_client_json
 from sdrest.schemas import ImgGenRequest, RequestLayer
 from sdrest.settings import deep_merge
 
@@ -22,7 +23,7 @@ def to_request(body: bytes, defaults_for: Callable[[str | None], RequestLayer]) 
     defaults = defaults_for(request.model)
     if not defaults:
         return request  # the common case: one typed decode, nothing merged
-    return compose_request(defaults, _any_decoder.decode(body))
+    return compose_request(defaults, decode_client_json(body, _any_decoder))
 
 
 def full_defaults(defaults: RequestLayer) -> RequestLayer:
