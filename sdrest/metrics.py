@@ -134,6 +134,13 @@ class Metrics:
             buckets=STEP_BUCKETS,
             registry=registry,
         )
+        self._define_load_and_http_metrics(registry)
+        registry.register(_ServiceCollector(service))
+        self._running: dict[str, _Running] = {}
+        self._stop_listening = service.events.listen(self.on_event)
+
+    def _define_load_and_http_metrics(self, registry: CollectorRegistry) -> None:
+        """The model-load and HTTP metrics (the job metrics are defined in ``__init__``)."""
         self.model_loads = Counter(
             "sdrest_model_loads", "Model loads a job caused", ["model"], registry=registry
         )
@@ -163,9 +170,6 @@ class Metrics:
             buckets=HTTP_BUCKETS,
             registry=registry,
         )
-        registry.register(_ServiceCollector(service))
-        self._running: dict[str, _Running] = {}
-        self._stop_listening = service.events.listen(self.on_event)
 
     def close(self) -> None:
         """Stop listening to the service's events."""
