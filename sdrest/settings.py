@@ -51,7 +51,7 @@ class LoadOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """Options that take effect when a model is loaded: changing one reloads the model."""
 
     threads: int = 0
-    """Native threads; 0 = the library's choice (half the CPUs)."""
+    """Native threads; 0 = one per physical core (the library's own count, as sd-server uses)."""
     offload_to_cpu: bool = False
     """Keep weights in RAM and move them to VRAM only when needed."""
     clip_on_cpu: bool = False

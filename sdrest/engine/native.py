@@ -98,6 +98,12 @@ def library_version() -> str:
     return f"stable-diffusion-cpp-python {sd_binding.__version__} (sd.cpp {commit})"
 
 
+def physical_cores() -> int:
+    """The library's own count of physical cores: what ``threads = 0`` means. (The wrapper's
+    default, half the logical CPUs, leaves half the cores idle on machines without SMT.)"""
+    return max(1, int(sd_cpp.sd_get_num_physical_cores()))
+
+
 def system_info() -> str:
     """The native library's build and CPU feature summary."""
     return str(sd_cpp.sd_get_system_info().decode("utf-8", errors="replace")).strip()
@@ -214,7 +220,7 @@ class NativeCore:
         self._recent.take()
         try:
             with _native_progress("loading", emit):
-                sd = _StructuredLoraDiffusion(**load_kwargs(spec))
+                sd = _StructuredLoraDiffusion(**load_kwargs(spec, physical_cores()))
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"model load failed: {exc}") from exc
         _WRAPPER_LOGGER.setLevel(logging.CRITICAL)
@@ -294,7 +300,7 @@ class NativeCore:
                 plan.upscaler_path.encode("utf-8"),
                 False,
                 False,
-                plan.threads if plan.threads > 0 else 1,
+                plan.threads if plan.threads > 0 else physical_cores(),
                 128,
             )
             if not ctx:

@@ -114,8 +114,9 @@ def generation_kwargs(plan: GenerationPlan) -> dict[str, Any]:
     return kwargs
 
 
-def load_kwargs(spec: ModelSpec) -> dict[str, Any]:
-    """Map a model spec onto the wrapper's constructor keywords (pure)."""
+def load_kwargs(spec: ModelSpec, default_threads: int = -1) -> dict[str, Any]:
+    """Map a model spec onto the wrapper's constructor keywords (pure); ``default_threads``
+    stands for ``threads = 0`` (the engine passes the machine's physical core count)."""
     opts = spec.options
     return {
         "model_path": spec.model_path,
@@ -130,7 +131,7 @@ def load_kwargs(spec: ModelSpec) -> dict[str, Any]:
         "control_net_path": spec.control_net_path,
         "lora_model_dir": spec.lora_dir,
         "vae_decode_only": opts.vae_decode_only,
-        "n_threads": opts.threads if opts.threads > 0 else -1,
+        "n_threads": opts.threads if opts.threads > 0 else default_threads,
         "wtype": opts.weight_type,
         "rng_type": opts.rng,
         "lora_apply_mode": opts.lora_apply_mode,

@@ -222,3 +222,11 @@ async def test_a_worker_killed_between_jobs_is_noticed_and_replaced(
     assert info.worker_pid is None and info.worker_crashes == 1
     again = await run(native_service, quick())
     assert again.status == "completed", again.error
+
+
+def test_threads_zero_means_one_per_physical_core() -> None:
+    from sdrest.engine.native import physical_cores
+
+    cores = physical_cores()
+    logical = os.cpu_count() or 1
+    assert 1 <= cores <= logical  # the library's count, never the wrapper's half

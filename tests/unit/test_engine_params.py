@@ -93,6 +93,14 @@ def test_load_options_map_onto_the_constructor() -> None:
     assert ResolvedLora("/l", 1.0).is_high_noise is False
 
 
+def test_threads_zero_means_the_engines_default() -> None:
+    spec = ModelSpec(name="m", model_path="/m.gguf", options=LoadOptions(threads=0))
+    assert load_kwargs(spec, default_threads=4)["n_threads"] == 4  # the physical cores
+    assert load_kwargs(spec)["n_threads"] == -1  # no default given: the wrapper's
+    explicit = ModelSpec(name="m", model_path="/m.gguf", options=LoadOptions(threads=3))
+    assert load_kwargs(explicit, default_threads=4)["n_threads"] == 3
+
+
 def test_hires_fix_reaches_the_binding_only_when_enabled() -> None:
     assert "hires" not in generation_kwargs(_plan(ImgGenRequest()))
     request = ImgGenRequest(hires=HiresParams(enabled=True, upscaler="lanczos", scale=1.5, steps=2))
