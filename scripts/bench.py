@@ -240,7 +240,29 @@ def _report_polls(
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=11)
+    parser.add_argument(
+        "--peer",
+        action="store_true",
+        help="measure against stable-diffusion.cpp's own sd-server instead (built once from the"
+        " binding's source distribution, cached in ~/.cache/sdrest/peer; see bench_peer.py)",
+    )
+    parser.add_argument(
+        "--starts", type=int, default=3, help="--peer: cold starts of each server (first image)"
+    )
+    parser.add_argument(
+        "--queue-rounds", type=int, default=3, help="--peer: rounds of the 10 queued jobs"
+    )
+    parser.add_argument(
+        "--workers",
+        action="store_true",
+        help="jobs/s with 1 and 2 engine workers (--threads 1 each) and the claim-to-start"
+        " latency instead (bench_workers.py)",
+    )
+    parser.add_argument("--jobs", type=int, default=8, help="--workers: jobs in the burst")
+    parser.add_argument(
+        "--database-url", default="", help="--workers: a PostgreSQL queue instead of SQLite"
+    )
+    parser.add_argument("--runs", type=int, default=None, help="runs per request (11; --peer 5)")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
@@ -263,6 +285,20 @@ def _arguments() -> argparse.Namespace:
 def main() -> int:
     args = _arguments()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.peer:
+        import bench_peer  # scripts/ is on the path: this file runs as a script
+
+        return bench_peer.run(args.runs or 5, args.starts, args.queue_rounds)
+    if args.workers:
+        import bench_workers  # scripts/ is on the path: this file runs as a script
+
+        return bench_workers.run(args)
+    args.runs = args.runs or 11
+    return _overhead(args)
+
+
+def _overhead(args: argparse.Namespace) -> int:
+    """The default benchmark: each family against the direct library call."""
 
     import sdrest.engine.native  # noqa: F401  native library before numpy (see tests/conftest.py)
     from sdrest.testing import build_models_dir

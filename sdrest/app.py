@@ -33,6 +33,8 @@ from sdrest.web import create_ui_app
 
 if TYPE_CHECKING:
     from sdrest.auth.authenticator import Authenticator
+    from sdrest.engine.base import Engine
+    from sdrest.models import ModelRegistry
 
 
 class Health(msgspec.Struct):
@@ -45,12 +47,18 @@ class Health(msgspec.Struct):
     """Seconds since the service was created."""
     model_loaded: bool
     queue_length: int
+    nodes: int | None = None
+    """Nodes sharing the queue (``--database-url`` / ``--engine-workers``), as of the last
+    heartbeat; None on a single-queue server."""
+    engine_workers: int | None = None
+    """Engine workers on those nodes."""
 
 
 async def health(request: Request) -> Response:
     """Liveness: public and cheap (no database, no native call)."""
     service: SdrestService = request.app.state.service
     now = time.time()
+    nodes = service.nodes()  # cached by the heartbeat: no database call here
     return JSONResponse(
         Health(
             status="healthy",
@@ -59,6 +67,8 @@ async def health(request: Request) -> Response:
             uptime=round(now - service.started_at, 3),
             model_loaded=service.models.last_loaded is not None,
             queue_length=len(service.queue_snapshot().queued),
+            nodes=len(nodes) if nodes else None,
+            engine_workers=sum(len(node.workers) for node in nodes) if nodes else None,
         )
     )
 
@@ -85,8 +95,14 @@ async def to_ui(request: Request) -> Response:
     return RedirectResponse("/ui/")
 
 
-def create_app(config: Settings | SdrestService) -> Starlette:
-    """Build the app. Given settings, the app owns a new service and starts/stops it with the
+def create_app(
+    config: Settings | SdrestService,
+    *,
+    engine: Engine | None = None,
+    registry: ModelRegistry | None = None,
+) -> Starlette:
+    """Build the app. Given settings, the app owns a new service (with ``engine`` and
+    ``registry`` when given: ``sdrest serve``'s head start) and starts/stops it with the
     lifespan; given a service, the caller owns its lifecycle (embedding).
 
     With an ``auth_mode`` other than none, every request passes the auth middleware, which
@@ -94,7 +110,10 @@ def create_app(config: Settings | SdrestService) -> Starlette:
     cannot work here (PAM missing), so a misconfigured server fails at start-up.
     """
     owns = isinstance(config, Settings)
-    service = SdrestService(config) if isinstance(config, Settings) else config
+    if isinstance(config, Settings):
+        service = SdrestService(config, engine=engine, registry=registry)
+    else:
+        service = config
     metrics = Metrics(service)
     routes = [
         route("/api/health", health, access="public", answer=Health),
@@ -107,7 +126,7 @@ def create_app(config: Settings | SdrestService) -> Starlette:
         Mount("/sdapi/v1", app=create_sdapi_app(service)),
         Mount("/api", app=create_rest_app(service)),
         WebSocketRoute("/ws", websocket_endpoint),
-        Mount("/ui", app=create_ui_app(), name="ui"),
+        Mount("/ui", app=create_ui_app(service.settings.ui_dir or None), name="ui"),
         route("/", to_ui, access="public", status=307, media_types=()),
     ]
     # Outermost: every request gets its id, its access line and its metrics, auth included.

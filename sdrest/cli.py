@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import sqlite3
 import sys
 import types
@@ -15,6 +16,7 @@ from typing import Any
 import msgspec
 
 from sdrest import __version__, cli_generate, cli_pull
+from sdrest.cpu_cores import physical_cores
 from sdrest.errors import SdrestError
 from sdrest.logs import configure_logging, log_config, log_level
 from sdrest.settings import Settings, load_settings, setting_fields
@@ -33,6 +35,13 @@ def _flag_type(annotation: Any) -> tuple[Any, list[str] | None]:
     if annotation in (int, float, str):
         return annotation, None
     return str, None
+
+
+def _default_meaning(name: str) -> str:
+    """What a default stands for on this machine, where that is worth saying."""
+    if name == "threads":
+        return f" = one per physical core: {physical_cores()} here"
+    return ""
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -64,8 +73,52 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
             type=kind,
             choices=choices,
             default=None,
-            help=f"(env {env}; default {info.default!r})",
+            help=f"(env {env}; default {info.default!r}{_default_meaning(name)})",
         )
+
+
+def _add_compat_flags(parser: argparse.ArgumentParser) -> None:
+    """The stable-diffusion.cpp-rest server's flags, so its command lines work unchanged."""
+    group = parser.add_argument_group("stable-diffusion.cpp-rest names")
+    group.add_argument("--auth", dest="auth_mode", help="same as --auth-mode")
+    group.add_argument("--model-dir", dest="models_dir", help="same as --models-dir")
+    group.add_argument(
+        "--checkpoints",
+        metavar="FOLDER",
+        help="checkpoints sub-folder of the models folder (files outside the typed folders are"
+        " typed by their headers, so this only checks that it exists)",
+    )
+    group.add_argument(
+        "--enable-unix-auth", action="store_true", help="deprecated: use --auth unix"
+    )
+    group.add_argument("--enable-pam-auth", action="store_true", help="deprecated: use --auth pam")
+    group.add_argument("--verbose", action="store_true", help="same as --log-level debug")
+
+
+def _apply_compat_flags(args: argparse.Namespace) -> list[str]:
+    """Fold the stable-diffusion.cpp-rest flags into the settings flags; returns the
+    deprecation notes to log once logging is set up."""
+    notes = []
+    for flag, mode in (("enable_unix_auth", "unix"), ("enable_pam_auth", "pam")):
+        if getattr(args, flag, False):
+            notes.append(f"--{flag.replace('_', '-')} is deprecated: use --auth {mode}")
+            args.auth_mode = args.auth_mode or mode
+    if getattr(args, "verbose", False):
+        args.log_level = args.log_level or "debug"
+    return notes
+
+
+def _report_compat_flags(settings: Settings, notes: list[str], folder: str | None) -> None:
+    """Log the deprecation notes and what ``--checkpoints`` amounts to."""
+    for note in notes:
+        logger.warning("%s", note)
+    if folder is None:
+        return
+    path = settings.models_path / folder
+    if not path.is_dir():
+        logger.warning("--checkpoints %s: %s is not a folder", folder, path)
+    elif path.name.lower() not in ("checkpoints", "stable-diffusion"):
+        logger.info("--checkpoints %s: its files are typed by their headers", folder)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,10 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdrest", description="stable-diffusion.cpp over HTTP")
     parser.add_argument("--version", action="version", version=f"sdrest {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    for command, text in (("serve", "run the HTTP server"), ("models", "list the models found")):
+    for command, text in (
+        ("serve", "run the HTTP server"),
+        ("worker", "run engine workers only, on the shared queue (needs --database-url)"),
+        ("models", "list the models found"),
+    ):
         sub = commands.add_parser(command, help=text)
-        sub.add_argument("--config", help="TOML config file (env SDREST_CONFIG)")
+        sub.add_argument("--config", help="TOML or JSON config file (env SDREST_CONFIG)")
         _add_setting_flags(sub)
+        _add_compat_flags(sub)
         if command == "models":
             sub.add_argument("--json", action="store_true", help="print JSON")
     _add_account_commands(commands)
@@ -88,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _state_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML config file (env SDREST_CONFIG)")
     parser.add_argument("--data-dir", dest="data_dir", help="state folder (env SDREST_DATA_DIR)")
+    parser.add_argument(
+        "--database-url",
+        dest="database_url",
+        help="the cluster PostgreSQL database, accounts live there (env SDREST_DATABASE_URL)",
+    )
 
 
 def _add_account_commands(commands: Any) -> None:
@@ -139,8 +202,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def serve(settings: Settings) -> int:
-    """Run the server until interrupted."""
+def serve(settings: Settings, argv: Sequence[str] | None = None) -> int:
+    """Run the server until interrupted. ``POST /api/system/restart`` stops it gracefully and
+    re-executes ``sdrest <argv>`` (the same process id; queued jobs are recovered from disk)."""
+    from sdrest.head_start import head_start
+
+    # First: the engine worker imports the library and loads the default model while this
+    # process imports the web stack below.
+    head = head_start(settings)
     import uvicorn
 
     from sdrest.app import create_app
@@ -153,8 +222,13 @@ def serve(settings: Settings) -> int:
             settings.host,
         )
     try:
-        app = create_app(settings)
+        if head is None:
+            app = create_app(settings)
+        else:
+            app = create_app(settings, engine=head.engine, registry=head.registry)
     except SdrestError as exc:  # auth settings this machine cannot honour (PAM missing)
+        if head is not None:
+            head.abandon()
         sys.stderr.write(f"sdrest: {exc.message}\n")
         return 2
     config = server_config(
@@ -167,12 +241,24 @@ def serve(settings: Settings) -> int:
         access_log=False,
         lifespan="on",
     )
+    server = uvicorn.Server(config)
+    restart: list[bool] = []
+
+    def request_restart() -> None:
+        restart.append(True)
+        server.should_exit = True
+
+    app.state.service.restart_hook = request_restart
     try:
-        uvicorn.Server(config).run()
+        server.run()
     except KeyboardInterrupt:
         # uvicorn shuts down gracefully on Ctrl-C (the worker is stopped, the queue kept on
         # disk), then raises the signal again for the exit status: say it without a traceback.
         return 130
+    if restart:
+        command = [sys.executable, "-m", "sdrest", *(sys.argv[1:] if argv is None else argv)]
+        logger.info("re-executing: %s", " ".join(command))
+        os.execv(sys.executable, command)
     return 0
 
 
@@ -200,9 +286,22 @@ def list_models(settings: Settings, as_json: bool) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``sdrest`` console script."""
+_NOT_COMMANDS = ("-h", "--help", "--version")
+
+
+def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Parsed arguments ("serve" when only flags are given) and the deprecation notes."""
+    argv = list(argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in _NOT_COMMANDS):
+        argv.insert(0, "serve")
     args = build_parser().parse_args(argv)
+    return args, _apply_compat_flags(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sdrest`` console script. With flags and no sub-command it serves
+    (``sdrest --models-dir m``, as the stable-diffusion.cpp-rest server is started)."""
+    args, notes = _parse(sys.argv[1:] if argv is None else argv)
     try:
         settings = _settings_from(args)
     except SdrestError as exc:
@@ -213,8 +312,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SdrestError as exc:  # an unknown --log-level
         sys.stderr.write(f"sdrest: {exc.message}\n")
         return 2
+    _report_compat_flags(settings, notes, getattr(args, "checkpoints", None))
     if args.command == "serve":
-        return serve(settings)
+        return serve(settings, argv)
+    if args.command == "worker":
+        from sdrest import cli_worker
+
+        return cli_worker.run(settings)
     if args.command == "models":
         return list_models(settings, args.json)
     if args.command == "generate":
@@ -234,8 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def accounts(args: argparse.Namespace, settings: Settings) -> int:
     """``sdrest users …`` and ``sdrest keys …``."""
     from sdrest.auth import commands as run
+    from sdrest.auth.users import open_user_store
 
-    store = run.store_for(settings.data_path)
+    store = open_user_store(settings)  # PostgreSQL with --database-url
     out = sys.stdout
 
     def password() -> str:

@@ -183,12 +183,14 @@ def _local(
     from sdrest.generator import Generator
 
     # Only a folder given on the command line: a server's (from the environment or the config)
-    # is never shared, its queue never recovered here. Previews off unless asked for.
+    # is never shared, its queue never recovered here. Previews off unless asked for. No
+    # preload: the one generation loads the model at once anyway, and shows it as "loading".
     settings = msgspec.structs.replace(
         settings,
         data_dir=args.data_dir or "",
         output_dir=args.output_dir or "",
         preview=args.preview or "none",
+        preload=False,
     )
     with Generator(settings=settings) as sd:
         if args.mask:

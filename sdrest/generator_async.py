@@ -56,7 +56,9 @@ def make_settings(
     never shares (and never recovers jobs from) a server's database.
     """
     if settings is None:
-        flags = {"preview": "none", **overrides, "models_dir": str(models_dir), "model": model}
+        # No preload: a library call loads what it needs, and shows the load as its progress.
+        flags = {"preview": "none", "preload": False, **overrides}
+        flags.update(models_dir=str(models_dir), model=model)
         if data_dir is not None:
             flags["data_dir"] = str(data_dir)
         settings = load_settings(flags, env={}, config_file=config_file)

@@ -189,6 +189,8 @@ class Metrics:
     def on_event(self, event: JobEvent) -> None:
         """Called by the event bus for every job event."""
         job = event.job
+        if event.type == "deleted":  # a finished job was counted when it finished
+            return
         if event.type == "progress":
             self._on_progress(event)
         elif job.status == "queued":

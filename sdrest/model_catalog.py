@@ -9,6 +9,8 @@ always :class:`~sdrest.errors.ModelNotFoundError` (404 ``model_not_found``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from sdrest.errors import SdrestError
 from sdrest.models import FileHeader, ModelEntry, ModelPreset, ModelRegistry
 from sdrest.schemas import RequestLayer
 from sdrest.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 Model = ModelEntry | ModelPreset
 """A file in the models folder, or a configured preset."""
@@ -38,6 +42,7 @@ class ModelCatalog:
         self._engine = engine
         self._between_jobs = between_jobs
         self._default: str | None = None
+        self._announced_default: str | None = None
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -106,10 +111,24 @@ class ModelCatalog:
     # -- the default model and request defaults --------------------------------------------
 
     def default(self) -> str:
-        """The model a request that names none uses (400 when there is no unique one)."""
+        """The model a request that names none uses: ``--model``, else the only model, else the
+        most recently loaded one, else the first by name (400 when there is none at all)."""
         if self._default is not None:
             return self._default
-        return planning.default_model_name(self._settings, self._registry)
+        name = planning.default_model_name(self._settings, self._registry, self.last_loaded)
+        if name != self._announced_default:  # logged when it changes, not per request
+            self._announced_default = name
+            if not self._settings.model:
+                logger.info("default model (no --model given): %s", name)
+        return name
+
+    def chosen_default(self) -> str | None:
+        """The default when it is not a guess (set at run time, ``--model``, or the only model);
+        None when several models exist and none was chosen. What ``--preload`` loads."""
+        if self._default is not None or self._settings.model:
+            return self.default()
+        names = [m.name for m in self._registry.generation_models()]
+        return names[0] if len(names) == 1 else None
 
     def default_or_none(self) -> str | None:
         """:meth:`default`, or None while there is no model to default to."""
@@ -131,6 +150,15 @@ class ModelCatalog:
         """Default generation fields of ``model`` (its preset's, under the server's), in
         canonical field names, for a family to layer its request over."""
         return planning.request_defaults(model or self.default(), self._settings, self._registry)
+
+    def footprint(self, name: str) -> int:
+        """Bytes model ``name`` is counted as when loaded (its files' sizes, as the engine counts
+        them against ``--memory-budget-mb``). Blocking (stat calls)."""
+        total = 0
+        for path in self.spec(name).files().values():
+            with contextlib.suppress(OSError):
+                total += Path(path).stat().st_size
+        return total
 
     def spec(self, name: str) -> ModelSpec:
         """The files and load options that make up model (or preset) ``name``."""

@@ -23,7 +23,9 @@ from sdrest.engine.base import (
 from sdrest.engine.params import parse_cache_option
 from sdrest.errors import ConflictError, InvalidRequestError, ModelNotFoundError
 from sdrest.images import decode_input_image, input_image_size, to_mask, to_rgb
+from sdrest.img2img_ops import MAX_MODEL_PASSES, check_tiled_upscale
 from sdrest.jobs.downloads import DownloadPlan
+from sdrest.model_options import apply_model_options
 from sdrest.models import (
     HeaderError,
     ModelEntry,
@@ -59,22 +61,19 @@ _PRESET_COMPONENTS = {
 }
 
 
-def default_model_name(settings: Settings, registry: ModelRegistry) -> str:
-    """The configured default model, or the only model there is."""
+def default_model_name(
+    settings: Settings, registry: ModelRegistry, recent: str | None = None
+) -> str:
+    """The configured default model, else the only model there is, else (several) ``recent``
+    (the most recently loaded) when it is one of them, else the first by name."""
     if settings.model:
         return settings.model
-    names = [m.name for m in registry.generation_models()]
-    if len(names) == 1:
-        return names[0]
+    names = sorted(m.name for m in registry.generation_models())
     if not names:
         raise InvalidRequestError(
             f"no model available: put a model file in {settings.models_path}", field="model"
         )
-    raise InvalidRequestError(
-        f"several models exist ({', '.join(sorted(names))}): name one in `model`"
-        " or start the server with --model",
-        field="model",
-    )
+    return recent if recent in names else names[0]
 
 
 def request_defaults(name: str, settings: Settings, registry: ModelRegistry) -> RequestLayer:
@@ -268,7 +267,9 @@ def plan_generation(
     ``hold``: the request's place in the decode budget (None: not gated, as on recovery)."""
     check_limits(request, settings.limits)
     parse_cache_option(request.cache_option)  # a bad option is a 400 now, not a failed job
-    spec = model_spec(model_name, settings, registry)
+    spec = apply_model_options(
+        model_spec(model_name, settings, registry), request.model_options, registry
+    )
     if spec.options.vae_decode_only and (request.init_image or request.ref_images):
         raise InvalidRequestError(
             "this server loads models with vae_decode_only: init_image and ref_images are"
@@ -276,6 +277,7 @@ def plan_generation(
             field="init_image",
         )
     limits = settings.limits
+    tile_upscaler_path = _plan_tiled_upscale(request, limits, registry)
     refs = tuple(
         img
         for i, value in enumerate(request.ref_images)
@@ -292,6 +294,7 @@ def plan_generation(
         ref_images=refs,
         loras=resolve_loras(request, registry, spec, check_shapes=settings.engine.lora_shape_check),
         hires_upscaler_path=_hires_upscaler_path(request, registry),
+        tile_upscaler_path=tile_upscaler_path,
         preview_method=settings.preview,
         preview_interval=max(1, settings.preview_interval),
     )
@@ -301,6 +304,34 @@ def _hires_upscaler_path(request: ImgGenRequest, registry: ModelRegistry) -> str
     if not request.hires.enabled or request.hires.upscaler != "model":
         return ""
     return _entry(registry, request.hires.upscaler_model, "hires.upscaler_model", "upscaler").path
+
+
+def _plan_tiled_upscale(request: ImgGenRequest, limits: Limits, registry: ModelRegistry) -> str:
+    """Check an SD upscale's sizes from the init image's header before anything is decoded
+    (an ESRGAN pass's own output included); returns its ESRGAN file ("" when none)."""
+    tiled = request.tiled_upscale
+    if not tiled.enabled:
+        return ""
+    if request.init_image is None or request.mask_image is not None:
+        raise InvalidRequestError(
+            "tiled_upscale needs an init_image and no mask_image", field="tiled_upscale"
+        )
+    width, height = input_image_size(request.init_image, "init_image", limits)
+    scale = tiled.scale if tiled.upscaler != "none" else 1.0
+    tile = (request.width, request.height)
+    check_tiled_upscale((width, height), scale, tile, tiled.overlap, limits)
+    if tiled.upscaler != "model":
+        return ""
+    field = "tiled_upscale.upscaler_model"
+    path = _entry(registry, tiled.upscaler_model, field, "upscaler").path
+    native = esrgan_native_scale(registry, path)
+    factor = 1
+    for _ in range(MAX_MODEL_PASSES):  # the passes the job runs: until the factor is reached
+        if factor >= scale:
+            break
+        factor *= native
+    check_upscale_size(width, height, factor, limits, field=field)
+    return path
 
 
 def plan_upscale(

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -21,16 +22,19 @@ from sdrest import outputs, planning
 from sdrest.decode_gate import DecodeGate
 from sdrest.engine.base import Engine, GenerationPlan, create_engine
 from sdrest.errors import (
+    ConflictError,
     GoneError,
     JobNotFoundError,
     SdrestError,
 )
 from sdrest.images import image_to_b64
-from sdrest.jobs import EventBus, JobStore
-from sdrest.jobs.runner import JobRunner
+from sdrest.jobs import EventBus, JobEvent, open_job_store
+from sdrest.jobs.cluster import ClusterRunner
+from sdrest.jobs.roles import runner_for
 from sdrest.model_catalog import ModelCatalog
 from sdrest.models import ModelPreset, ModelRegistry
 from sdrest.models.pull import PullOutcome
+from sdrest.net.rate import FetchRateLimiter
 from sdrest.schemas import (
     ConvertRequest,
     DownloadRequest,
@@ -42,6 +46,7 @@ from sdrest.schemas import (
     UpscaleRequest,
     new_job,
 )
+from sdrest.schemas.nodes import NodeInfo
 from sdrest.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -73,11 +78,16 @@ class SdrestService:
             hash_cache_path=settings.data_path / "hashes.json",
         )
         self.events = EventBus()
-        self.store = JobStore(settings.data_path / "sdrest.sqlite3")
+        self.store = open_job_store(settings.database_url, settings.data_path)
         self.output_dir = settings.output_path
         self.started_at = time.time()
         self._engine = engine
-        self.runner = JobRunner(
+        self.url_fetches = FetchRateLimiter(settings.fetch.fetch_per_minute)
+        """URL image fetches per client address (``--fetch-per-minute``)."""
+        self.restart_hook: Callable[[], None] | None = None
+        """Set by ``sdrest serve``: stops the server gracefully and re-executes the process
+        (``POST /api/system/restart``); None when embedded (the restart is then in-process)."""
+        self.runner = runner_for(settings, self.registry)(
             capacity=settings.limits.max_queue,
             events=self.events,
             store=self.store,
@@ -114,12 +124,15 @@ class SdrestService:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         await self.models.refresh()
         await self.store.open()
-        await self._recover()
+        if not isinstance(self.runner, ClusterRunner):  # there, leases decide what reruns
+            await self._recover()
         self._tasks = [
             asyncio.create_task(self.runner.consume(), name="sdrest-consumer"),
             asyncio.create_task(self.runner.consume_downloads(), name="sdrest-downloads"),
             asyncio.create_task(self._expire_periodically(), name="sdrest-expiry"),
         ]
+        if self.settings.preload:
+            self._tasks.append(asyncio.create_task(self._preload(), name="sdrest-preload"))
 
     async def stop(self) -> None:
         """Stop consuming, free the model, close the store. Queued jobs stay queued on disk."""
@@ -224,6 +237,12 @@ class SdrestService:
             self.registry.add_preset(preset)  # False: configured already (pulled before)
         await self.models.refresh()
 
+    def nodes(self) -> list[NodeInfo]:
+        """The nodes sharing this queue as of the last heartbeat (``--database-url`` or
+        ``--engine-workers``): each one's workers, their jobs and loaded models; [] when this
+        process runs the one classic queue."""
+        return list(self.runner.known_nodes) if isinstance(self.runner, ClusterRunner) else []
+
     def queue_position(self, job_id: str) -> int:
         """1-based queue position; 0 when not queued."""
         return self.runner.queue_position(job_id)
@@ -259,6 +278,22 @@ class SdrestService:
         worker mode, else as soon as the native call returns (its images are discarded).
         ``wait``: return once a stopped generating job has ended (worker mode)."""
         return await self.runner.request_stop(await self.get(job_id), wait=wait)
+
+    async def delete(self, job_id: str) -> Job:
+        """Delete a finished job for good: its record, its images and its place among the
+        recent jobs; a ``deleted`` event tells every view (``/ws``). A queued or running job
+        is a 409 (cancel it first), an unknown one a 404, an expired one a 410."""
+        job = await self.get(job_id)
+        if not job.finished:
+            raise ConflictError(
+                f"job {job_id} is {job.status}: cancel it first, then delete it", field="job_id"
+            )
+        if not await self.store.delete(job_id):
+            raise JobNotFoundError(job_id)  # deleted meanwhile by another request
+        self.runner.forget(job_id)
+        await asyncio.to_thread(outputs.remove_job_files, self.output_dir, job_id)
+        self.events.publish(JobEvent("deleted", job))
+        return job
 
     def request_stop_soon(self, job_id: str) -> None:
         """:meth:`request_stop` from code that may not await (a cancelled stream's cleanup)."""
@@ -317,6 +352,22 @@ class SdrestService:
             self.runner.forget(job_id)
             await asyncio.to_thread(outputs.remove_job_files, self.output_dir, job_id)
         return ids
+
+    async def _preload(self) -> None:
+        """``--preload``: load the default model in queue order, so a job sent meanwhile waits
+        for the load instead of doing it. A failure is logged: the first job loads it again."""
+        name = self.models.chosen_default()  # not a guess among several models
+        if name is None:
+            return
+        started = time.perf_counter()
+        try:
+            await self.models.load(name)
+        except SdrestError as exc:
+            logger.warning("preloading %s failed: %s", name, exc.message)
+        except Exception:  # the server keeps serving; the first job tries again
+            logger.exception("preloading %s failed", name)
+        else:
+            logger.info("preloaded %s in %.2fs", name, time.perf_counter() - started)
 
     async def _expire_periodically(self) -> None:
         while True:

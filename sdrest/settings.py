@@ -9,6 +9,7 @@ The four ``STABLE_DIFFUSION_*`` variables of the stable-diffusion.cpp-rest serve
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -61,6 +62,10 @@ class LoadOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     diffusion_flash_attn: bool = False
     diffusion_conv_direct: bool = False
     vae_conv_direct: bool = False
+    circular_x: bool = False
+    """Seamless images along x (they tile left to right); a request may ask for it alone."""
+    circular_y: bool = False
+    """Seamless images along y (they tile top to bottom)."""
     mmap: bool = False
     vae_decode_only: bool = False
     """Skip the VAE encoder (txt2img only; img2img and inpainting then fail)."""
@@ -74,7 +79,8 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     min_size: int = 64
     max_size: int = 4096
-    max_batch: int = 8
+    max_batch: int = 50
+    """Images one request may ask for (the stable-diffusion.cpp-rest spec allows 50)."""
     max_steps: int = 150
     max_queue: int = 64
     max_image_mb: float = 32.0
@@ -117,13 +123,16 @@ class AuthSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 class FetchSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Fetching images from URLs (TOML section ``[fetch]``); off unless enabled."""
+    """Fetching images from URLs (TOML section ``[fetch]``); on unless disabled."""
 
-    allow_url_images: bool = False
-    """Accept http(s) URLs where a request takes an image; public addresses only."""
+    allow_url_images: bool = True
+    """Accept http(s) URLs where a request takes an image (and ``/api/image/download``);
+    public addresses only, every hop checked. ``--no-allow-url-images`` turns it off."""
     fetch_timeout: float = 15.0
     """Seconds for the whole download, redirects included."""
     fetch_max_redirects: int = 3
+    fetch_per_minute: int = 30
+    """URL images one client address may have fetched per minute (429 past it); 0 = no limit."""
 
 
 EngineMode = Literal["worker", "in-process"]
@@ -149,14 +158,32 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Refuse, at submit time, LoRAs whose tensor shapes do not fit the model (the library would
     abort). Without it a bad LoRA fails its job as ``engine_crashed`` in worker mode."""
 
+    engine_workers: int = 1
+    """Engine workers this node runs, each with its own engine, all claiming from one queue;
+    0 = an API node only (with ``database_url``, workers run elsewhere)."""
+    devices: str = ""
+    """GPUs for the local workers, one worker each (``0,1``); empty = ``engine_workers`` on
+    whatever the engine uses. On a CPU the ``threads`` are split between the workers."""
+    node_name: str = ""
+    """This node's name in health and ``/api/system``; empty = host name and process id."""
+    lease_seconds: float = 30.0
+    """Seconds a worker's claim on a running job lasts unless renewed (every third of it); a
+    job whose worker stops renewing goes back to the queue after this."""
+    heartbeat_seconds: float = 2.0
+    """Seconds between a node's heartbeats (and its checks for lapsed leases)."""
+    affinity_wait: float = 10.0
+    """Seconds an older job may wait while a worker first takes jobs for the model it has
+    loaded (no reload); 0 = strict FIFO."""
+
     @property
     def memory_budget_bytes(self) -> int:
         """``memory_budget_mb`` in bytes."""
         return int(self.memory_budget_mb * 1024 * 1024)
 
 
-SECRET_SETTINGS: frozenset[str] = frozenset({"jwt_secret", "metrics_token"})
-"""Settings no endpoint ever shows (config listings, cmd-flags)."""
+SECRET_SETTINGS: frozenset[str] = frozenset({"jwt_secret", "metrics_token", "database_url"})
+"""Settings no endpoint ever shows (config listings, cmd-flags): secrets, and the database
+URL (it may carry a password)."""
 
 
 def _is_base_url(url: str) -> bool:
@@ -194,10 +221,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Where job images are written; empty = ``{data_dir}/outputs``."""
     data_dir: str = ""
     """SQLite database and state; empty = the user's data folder."""
+    database_url: str = ""
+    """``postgresql://user:password@host/db``: jobs, users and keys live in PostgreSQL, shared by
+    every node (``sdrest serve`` API nodes and ``sdrest worker`` nodes); empty = SQLite in the
+    data folder (one machine)."""
     model: str = ""
-    """Default model name; empty = the only model when exactly one exists."""
+    """Default model name; empty = the only model, else the most recently loaded one, else the
+    first by name."""
     vae_tiling: bool = False
     """Decode in tiles unless a request says otherwise (bounds VAE memory on small GPUs)."""
+    preload: bool = True
+    """Start the engine and load the default model at start-up, in the background (health
+    answers at once), so the first request does not pay for the load; nothing to do when no
+    default model is known."""
     job_ttl: float = 86400.0
     """Seconds a finished job (and its images) is kept before it answers 410 Gone."""
     log_level: str = "info"
@@ -219,6 +255,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     under the process's open-file limit."""
     a1111_prompt_loras: bool = False
     """Resolve A1111 ``<lora:name:weight>`` prompt tags on /sdapi/v1 (registry names only)."""
+    ui_dir: str = ""
+    """Serve this folder at ``/ui/`` instead of the built-in web UI (a static build with its
+    ``index.html``); empty = the built-in one."""
+    strict_requests: bool = False
+    """Refuse (400) request fields /api and /sdcpp/v1 do not know; off: ignore them and list them
+    in the answer's ``warnings`` (clients built for a newer server keep working)."""
     load: LoadOptions = msgspec.field(default_factory=LoadOptions)
     limits: Limits = msgspec.field(default_factory=Limits)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
@@ -322,12 +364,21 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """Read a TOML config file; a clear error when it is missing or malformed."""
+    """Read a TOML config file (JSON when its name ends in ``.json``, as the
+    stable-diffusion.cpp-rest server's ``config.json``); a clear error when it is missing or
+    malformed."""
     try:
+        if path.suffix.lower() == ".json":
+            tree = msgspec.json.decode(path.read_bytes())
+            if not isinstance(tree, dict):
+                raise InvalidRequestError(f"config file {path} must hold a JSON object")
+            return tree
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError as exc:
         raise InvalidRequestError(f"config file not found: {path}") from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(f"config file {path} is not valid JSON: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise InvalidRequestError(f"config file {path} is not valid TOML: {exc}") from exc
 
@@ -371,7 +422,23 @@ def load_settings(
             msgspec.convert(preset.defaults, ImgGenRequest)
         except msgspec.ValidationError as exc:
             raise InvalidRequestError(f"preset {preset.name!r} defaults: {exc}") from exc
+    _check_database_url(settings.database_url)
     return settings
+
+
+def _check_database_url(url: str) -> None:
+    """A ``--database-url`` this installation can use, or a start-up error that says why: the
+    PostgreSQL driver is the ``postgres`` extra, absent from a plain install."""
+    if not url:
+        return
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+        raise InvalidRequestError(
+            "database_url must be a postgresql:// URL (leave it unset for the embedded SQLite)"
+        )
+    if importlib.util.find_spec("psycopg") is None:
+        raise InvalidRequestError(
+            "database_url needs the PostgreSQL driver: pip install 'sdrest[postgres]'"
+        )
 
 
 def public_settings(settings: Settings) -> dict[str, Any]:

@@ -24,12 +24,15 @@ def models_dir(tmp_path: Path) -> Path:
 
 
 def settings_in(tmp_path: Path, models_dir: Path, **flags: Any) -> Settings:
-    """Settings whose folders are all under ``tmp_path`` (no environment), plus ``flags``."""
+    """Settings whose folders are all under ``tmp_path`` (no environment), plus ``flags``.
+    No ``preload``: tests start from a cold engine unless they ask for one."""
     return load_settings(
         {
             "models_dir": str(models_dir),
             "data_dir": str(tmp_path / "data"),
             "output_dir": str(tmp_path / "outputs"),
+            "preload": False,
+            "allow_url_images": False,  # tests run offline: a test that fetches turns it on
             **flags,
         },
         env={},

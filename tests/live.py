@@ -99,6 +99,7 @@ def serve_process(
             "2",
             "--preview",
             "none",
+            "--no-preload",  # a cold engine, as the tests expect; ``extra`` may say --preload
             "--port",
             str(port),
             *extra,

@@ -258,3 +258,8 @@ async def _disconnected(request: Request) -> None:
 
 
 ExceptionRenderer = Callable[[Request, Exception], Response]
+
+
+def client_address(request: Request) -> str:
+    """The peer address per-client limits (URL fetches) are counted against."""
+    return request.client.host if request.client is not None else "unknown"

@@ -32,7 +32,7 @@ from sdrest.auth.principal import (
     rejected,
 )
 from sdrest.auth.tokens import SECRET_FILE, TokenClaims, TokenIssuer
-from sdrest.auth.users import AUTH_DB, User, UserStore, check_username, looks_like_api_key
+from sdrest.auth.users import User, check_username, looks_like_api_key, open_user_store
 from sdrest.errors import InvalidRequestError
 from sdrest.settings import Settings
 
@@ -67,14 +67,15 @@ class Authenticator:
     def __init__(self, settings: Settings, *, pam_module: Any = None) -> None:
         self.settings = settings.auth
         self.mode = settings.auth.auth_mode
-        self.users = UserStore(settings.data_path / AUTH_DB)
+        self.users = open_user_store(settings)  # PostgreSQL with --database-url
         self.tokens = TokenIssuer(
             settings.auth.jwt_secret, settings.data_path / SECRET_FILE, settings.auth.token_ttl
         )
         self.pam = pam_for(settings.auth, pam_module)
-        # sha256(user, password) -> (account id, valid until): a Basic-auth client sends its
-        # password on every call; without this each call would pay the KDF (or PAM) again.
-        self._checked: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        # sha256(user, password) -> (account id, username, valid until): a Basic-auth client
+        # sends its password on every call; without this each call would pay the KDF (or PAM)
+        # again. forget_user() drops an account's entries when its password or role changes.
+        self._checked: OrderedDict[str, tuple[int, str, float]] = OrderedDict()
 
     # -- identifying a request --------------------------------------------------------------
 
@@ -147,16 +148,25 @@ class Authenticator:
         """The account if ``password`` is right for ``username`` in this mode, else None."""
         key = self._cache_key(username, password)
         cached = self._checked.get(key)
-        if cached is not None and cached[1] > time.monotonic():
+        if cached is not None and cached[2] > time.monotonic():
             user = await asyncio.to_thread(self.users.get_user_by_id, cached[0])
             if user is not None and user.username == username:
                 return user
         user = await asyncio.to_thread(self._check_password, username, password)
         if user is not None:
-            self._checked[key] = (user.id, time.monotonic() + _CACHE_SECONDS)
+            self._checked[key] = (user.id, user.username, time.monotonic() + _CACHE_SECONDS)
             while len(self._checked) > _CACHE_SIZE:
                 self._checked.popitem(last=False)
         return user
+
+    def forget_user(self, username: str) -> int:
+        """Drop every remembered password check of ``username``: call it when the account's
+        password, role or existence changes, so the old password stops working at once (not
+        when the cache entry runs out). Returns how many entries were dropped."""
+        stale = [key for key, entry in self._checked.items() if entry[1] == username]
+        for key in stale:
+            del self._checked[key]
+        return len(stale)
 
     def _check_password(self, username: str, password: str) -> User | None:
         """Blocking: the KDF or PAM. Unknown names cost as much as wrong passwords."""

@@ -19,12 +19,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
 from sdrest.auth.principal import GUEST_OWNER
 from sdrest.errors import ConflictError, InvalidRequestError, NotFoundError
+
+if TYPE_CHECKING:
+    from sdrest.settings import Settings
 
 UserRole = Literal["user", "admin"]
 KEY_PREFIX = "sdr_"
@@ -217,6 +220,14 @@ class UserStore:
         if cursor.rowcount == 0:
             raise NotFoundError(f"user not found: {username}")
 
+    def set_role(self, username: str, role: UserRole) -> None:
+        """Change an account's role; 404 when unknown. Its tokens and keys carry the new role
+        from their next request on (every check looks the account up)."""
+        with self._db() as db:
+            cursor = db.execute("UPDATE users SET role = ? WHERE username = ?", (role, username))
+        if cursor.rowcount == 0:
+            raise NotFoundError(f"user not found: {username}")
+
     def count_users(self) -> int:
         """How many accounts exist."""
         with self._db() as db:
@@ -336,3 +347,14 @@ def _key_of(row: Any) -> ApiKey:
         last_used=None if last_used is None else float(last_used),
         revoked=None if revoked is None else float(revoked),
     )
+
+
+def open_user_store(settings: Settings) -> UserStore:
+    """The accounts store a configuration asks for: PostgreSQL with ``--database-url`` (the
+    driver is imported only then: it is an optional extra), else ``auth.sqlite3`` in the data
+    folder."""
+    if settings.database_url:
+        from sdrest.auth.users_pg import PgUserStore
+
+        return PgUserStore(settings.database_url)
+    return UserStore(settings.data_path / AUTH_DB)

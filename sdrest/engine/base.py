@@ -74,6 +74,8 @@ class GenerationPlan:
     loras: tuple[ResolvedLora, ...] = ()
     hires_upscaler_path: str = ""
     """The ESRGAN file of a hires fix whose upscaler is "model"."""
+    tile_upscaler_path: str = ""
+    """The ESRGAN file of a tiled upscale (SD upscale) whose upscaler is "model"."""
     preview_method: str = "none"
     preview_interval: int = 1
 

@@ -201,7 +201,10 @@ class NativeCore:
     @property
     def loaded_models(self) -> list[str]:
         """Names of the loaded models, the most recently used last."""
-        return [spec.name for spec in self._contexts]
+        # A model may be loaded in several variants (per-request components or load options):
+        # listed once, where its most recently used variant is.
+        names = [spec.name for spec in self._contexts]
+        return list(reversed(dict.fromkeys(reversed(names))))
 
     def load(self, spec: ModelSpec, emit: Callable[[Progress], None]) -> StableDiffusion:
         """The context for ``spec``: kept from an earlier call, or loaded now."""

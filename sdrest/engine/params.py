@@ -144,5 +144,7 @@ def load_kwargs(spec: ModelSpec, default_threads: int = -1) -> dict[str, Any]:
         "diffusion_flash_attn": opts.diffusion_flash_attn,
         "diffusion_conv_direct": opts.diffusion_conv_direct,
         "vae_conv_direct": opts.vae_conv_direct,
+        "circular_x": opts.circular_x,
+        "circular_y": opts.circular_y,
         "verbose": True,  # never the wrapper's process-wide stdout redirection
     }

@@ -18,10 +18,10 @@ import asyncio
 import collections
 import contextlib
 import logging
-import os
 import signal
 import socket
-import sys
+import subprocess
+import threading
 from contextvars import Context
 from dataclasses import replace
 
@@ -38,6 +38,7 @@ from sdrest.engine.base import (
     ProgressFn,
     UpscalePlan,
 )
+from sdrest.engine.launch import LaunchedWorker, worker_argv, worker_env
 from sdrest.errors import EngineAbortedError, EngineCrashedError
 
 logger = logging.getLogger(__name__)
@@ -53,12 +54,45 @@ class _WorkerGone(Exception):
     """The socket closed under a call: the worker exited."""
 
 
+class _AdoptedProcess:
+    """What the supervision uses of asyncio's ``Process``, over a process started before the
+    event loop (:class:`~sdrest.engine.launch.LaunchedWorker`). A thread waits for its exit, as
+    asyncio's own child watcher does for the processes it starts."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+        self.pid = process.pid
+        loop = asyncio.get_running_loop()
+        self._exit: asyncio.Future[int] = loop.create_future()
+
+        def exited(code: int) -> None:
+            if not self._exit.done():
+                self._exit.set_result(code)
+
+        def reap() -> None:
+            code = process.wait()
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(exited, code)
+
+        threading.Thread(target=reap, name="sdrest-worker-reap", daemon=True).start()
+
+    @property
+    def returncode(self) -> int | None:
+        return self._exit.result() if self._exit.done() else None
+
+    def kill(self) -> None:
+        self._process.kill()  # a no-op once the process has been reaped
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exit)
+
+
 class _Worker:
     """One running worker process and its socket."""
 
     def __init__(
         self,
-        process: asyncio.subprocess.Process,
+        process: asyncio.subprocess.Process | _AdoptedProcess,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         output: asyncio.Task[None],
@@ -98,11 +132,15 @@ class WorkerEngine:
 
     supports_abort = True
 
-    def __init__(self, memory_budget: int = 0, *, nice: int = 0) -> None:
+    def __init__(
+        self, memory_budget: int = 0, *, nice: int = 0, launched: LaunchedWorker | None = None
+    ) -> None:
         self.memory_budget = memory_budget
         self.nice = nice
         """Niceness the worker adds to itself: the server's loop stays responsive while the
         library keeps every core busy (``--worker-nice``)."""
+        self.env: dict[str, str] = {}
+        """Extra environment of the worker process (``--devices``: the GPU it may see)."""
         self._codec = wire.Codec()
         self._lock = asyncio.Lock()
         """One call at a time: the worker serves calls in order and a call owns the socket."""
@@ -114,6 +152,9 @@ class WorkerEngine:
         self._crashes = 0
         self._background: set[asyncio.Task[None]] = set()
         self._last_ready: wire.Ready | None = None
+        self._launched = launched
+        """A worker started before the event loop (``sdrest serve``), adopted on the first call;
+        it was started with this engine's budget and niceness."""
 
     # -- Engine protocol ---------------------------------------------------------------------
 
@@ -191,33 +232,54 @@ class WorkerEngine:
         ours, theirs = socket.socketpair()
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "sdrest.engine.worker",
-                str(theirs.fileno()),
-                str(self.memory_budget),
-                str(os.getpid()),
-                str(logging.getLogger("sdrest").getEffectiveLevel()),
-                str(self.nice),
+                *worker_argv(theirs.fileno(), self.memory_budget, self.nice),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
-                # ggml's abort attaches gdb for a backtrace when it can: slow, and pages of
-                # noise where the report needs the assertion line.
-                env={"GGML_NO_BACKTRACE": "1", **os.environ},
+                env=worker_env(self.env),
             )
         except OSError as exc:
             ours.close()
             raise EngineCrashedError(f"the engine worker could not be started: {exc}") from exc
         finally:
             theirs.close()
-        reader, writer = await asyncio.open_unix_connection(sock=ours)
         assert process.stdout is not None
+        return await self._handshake(process, ours, process.stdout)
+
+    async def _adopt(self, launched: LaunchedWorker) -> _Worker:
+        """Take over a worker started before the loop, and settle the calls sent to it ahead
+        (the default model's load): their answers come before those of our own calls."""
+        stdout = asyncio.StreamReader()
+        assert launched.process.stdout is not None
+        await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stdout), launched.process.stdout
+        )
+        worker = await self._handshake(_AdoptedProcess(launched.process), launched.socket, stdout)
+        for call in launched.sent:
+            try:
+                reply = await self._next_reply(worker)
+                while not isinstance(reply, wire.Done | wire.Failed):  # progress: nobody waits
+                    reply = await self._next_reply(worker)
+            except (_WorkerGone, ConnectionError) as exc:
+                raise await self._worker_died(worker, call) from exc
+            self._loaded = reply.loaded
+            if isinstance(reply, wire.Failed):  # the caller's own call retries and reports it
+                logger.debug("the call sent ahead failed: %s", reply.message)
+        return worker
+
+    async def _handshake(
+        self,
+        process: asyncio.subprocess.Process | _AdoptedProcess,
+        sock: socket.socket,
+        stdout: asyncio.StreamReader,
+    ) -> _Worker:
+        """Wait for a new worker's ``Ready`` (the library imported)."""
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
         # Fresh contexts: the worker outlives the job whose call started it, so its tasks must
         # not log with that job's id (sdrest.logs.JOB_ID).
         output = asyncio.create_task(
-            self._pump_output(process.stdout), name="sdrest-worker-out", context=Context()
+            self._pump_output(stdout), name="sdrest-worker-out", context=Context()
         )
         worker = _Worker(process, reader, writer, output)
         self._starts += 1
@@ -251,11 +313,18 @@ class WorkerEngine:
 
     async def _ensure_worker(self) -> _Worker:
         if self._worker is None or not self._worker.alive:
+            launched, self._launched = self._launched, None
             await self._stop_worker()  # one killed after its call had ended: reap it
-            self._worker = await self._start_worker()
+            if launched is not None:
+                self._worker = await self._adopt(launched)
+            else:
+                self._worker = await self._start_worker()
         return self._worker
 
     async def _stop_worker(self) -> None:
+        launched, self._launched = self._launched, None
+        if launched is not None:  # never adopted: closed (by a thread: it may wait a moment)
+            await asyncio.to_thread(launched.close)
         worker, self._worker = self._worker, None
         self._loaded = []
         if worker is None:

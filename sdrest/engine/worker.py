@@ -86,14 +86,22 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _lower_priority(nice: int) -> None:
-    """Add ``nice`` to this process's niceness before the library starts its threads (they
-    inherit it). The library then takes every core the server's event loop does not want, and
-    the loop gets a core the moment it wakes: polls stay fast with no loss of generation speed."""
-    if nice > 0 and hasattr(os, "nice"):
-        try:
-            os.nice(nice)
-        except OSError as exc:  # a sandbox that forbids it: run at the server's priority
-            logger.warning("could not lower the engine worker's priority: %s", exc)
+    """Add ``nice`` to the niceness of every thread of this process (Linux keeps one per
+    thread, and threads the library starts later inherit it from ours). The library then takes
+    every core the server's event loop does not want, and the loop gets a core the moment it
+    wakes: polls stay fast with no loss of generation speed."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:  # no /proc: the calling thread is the one that starts the library's
+        threads = [0]
+    try:
+        for tid in threads:
+            current = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, current + nice))
+    except OSError as exc:  # a sandbox that forbids it: run at the server's priority
+        logger.warning("could not lower the engine worker's priority: %s", exc)
 
 
 def _read_frame(reader: BinaryIO) -> bytes | None:
@@ -140,7 +148,6 @@ def main(argv: list[str]) -> int:
     """Serve calls until the server closes the socket."""
     fd, memory_budget, parent_pid, level, nice = (int(arg) for arg in argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _lower_priority(nice)
     _die_with_parent(parent_pid)
     sock = socket.socket(fileno=fd)
     codec = wire.Codec()
@@ -155,12 +162,19 @@ def main(argv: list[str]) -> int:
     core = NativeCore(memory_budget)
     channel.send(wire.Ready(os.getpid(), library_version(), system_info()))
     reader = sock.makefile("rb")
+    lowered = False
     while (body := _read_frame(reader)) is not None:
         try:
             call = codec.call(body)
         except msgspec.DecodeError as exc:  # a server/worker version mismatch, never user input
             channel.send(wire.failure(exc, core.loaded_models))
             continue
+        if not lowered and not isinstance(call, wire.LoadCall | wire.UnloadCall):
+            # The start (the library's import, the preload) runs at the server's priority: at
+            # start-up the server is busy importing, and a worker niced below it would wait for
+            # it instead of loading alongside. The work that runs while clients poll runs lower.
+            _lower_priority(nice)
+            lowered = True
         channel.send(serve(core, call, channel.send))
     # The server closed the socket (unload, shutdown): exiting frees every context at once.
     os._exit(0)

@@ -2,6 +2,7 @@
 
 from sdrest.jobs.events import EventBus, JobEvent
 from sdrest.jobs.queue import JobQueue
-from sdrest.jobs.store import JobStore
+from sdrest.jobs.store import JobStoreBase, open_job_store
+from sdrest.jobs.store_sqlite import JobStore
 
-__all__ = ["EventBus", "JobEvent", "JobQueue", "JobStore"]
+__all__ = ["EventBus", "JobEvent", "JobQueue", "JobStore", "JobStoreBase", "open_job_store"]

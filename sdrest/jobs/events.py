@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 class JobEvent(msgspec.Struct, frozen=True):
-    """A job changed: ``type`` is ``state`` (status change) or ``progress`` (a step)."""
+    """A job changed: ``type`` is ``state`` (status change), ``progress`` (a step) or
+    ``deleted`` (a finished job was deleted; ``job`` is its last state)."""
 
     type: str
     job: Job

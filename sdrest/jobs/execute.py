@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
@@ -23,9 +24,34 @@ from sdrest.engine.base import (
 )
 from sdrest.errors import ConflictError
 from sdrest.images import build_infotext
+from sdrest.jobs import composite
 from sdrest.schemas import JobResult
 
 Plan = GenerationPlan | UpscalePlan | ConvertPlan
+
+
+@dataclass(frozen=True)
+class PendingOutput:
+    """A job's images back from the engine, not yet encoded and written: the runner writes them
+    while the engine already runs the next job (encoding is off the engine's critical path)."""
+
+    output_dir: Path
+    job_id: str
+    images: list[Image.Image]
+    seeds: list[int]
+    fmt: str
+    quality: int
+    infos: list[str | None]
+
+    async def write(self, on_encoding: Callable[[], None]) -> JobResult:
+        """Encode each image once and write it (in a thread); the job's result."""
+        on_encoding()
+        refs = await asyncio.to_thread(
+            outputs.write_images,
+            self.output_dir, self.job_id, self.images, self.seeds, self.fmt, self.quality,
+            self.infos,
+        )  # fmt: skip
+        return JobResult(self.fmt, refs, [i for i in self.infos if i is not None])
 
 
 async def execute(
@@ -40,7 +66,27 @@ async def execute(
     on_encoding: Callable[[], None],
     stopped: Callable[[], bool],
 ) -> JobResult | None:
-    """Run ``plan``; None when a stop was requested while the engine worked (nothing written)."""
+    """Run ``plan`` and write its images; None when a stop was requested while the engine
+    worked (nothing written)."""
+    ran = await run_on_engine(
+        engine, plan, job_id, model, output_dir, models_dir, on_progress, on_preview, stopped
+    )
+    return await ran.write(on_encoding) if isinstance(ran, PendingOutput) else ran
+
+
+async def run_on_engine(
+    engine: Engine,
+    plan: Plan,
+    job_id: str,
+    model: str,
+    output_dir: Path,
+    models_dir: Path,
+    on_progress: ProgressFn,
+    on_preview: PreviewFn,
+    stopped: Callable[[], bool],
+) -> JobResult | PendingOutput | None:
+    """The engine's part of ``plan``: a result (a conversion), the images still to write, or
+    None when a stop was requested while the engine worked."""
     if isinstance(plan, ConvertPlan):
         return await _convert(engine, plan, models_dir, on_progress)
     infos: list[str | None]
@@ -50,7 +96,7 @@ async def execute(
         seeds, infos = [0], [None]
         fmt, quality = plan.output_format, plan.output_compression
     else:
-        images = await engine.generate(plan, on_progress, on_preview)
+        images = await composite.generate(engine, plan, on_progress, on_preview, stopped)
         request = plan.request
         seeds = [plan.seed + i for i in range(len(images))]
         infos = [
@@ -66,11 +112,7 @@ async def execute(
         fmt, quality = request.output_format, request.output_compression
     if stopped():
         return None
-    on_encoding()
-    refs = await asyncio.to_thread(
-        outputs.write_images, output_dir, job_id, images, seeds, fmt, quality, infos
-    )
-    return JobResult(fmt, refs, [i for i in infos if i is not None])
+    return PendingOutput(output_dir, job_id, images, seeds, fmt, quality, infos)
 
 
 async def _convert(

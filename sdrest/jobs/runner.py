@@ -24,10 +24,10 @@ from sdrest.engine.base import ConvertPlan, Engine
 from sdrest.errors import ConflictError, EngineAbortedError, SdrestError
 from sdrest.jobs.downloads import DownloadPlan, run_download
 from sdrest.jobs.events import EventBus, JobEvent
-from sdrest.jobs.execute import Plan, execute
+from sdrest.jobs.execute import PendingOutput, Plan, run_on_engine
 from sdrest.jobs.previews import PreviewCache
 from sdrest.jobs.queue import JobQueue, QueuedOperation
-from sdrest.jobs.store import JobStore
+from sdrest.jobs.store import JobStoreBase
 from sdrest.logs import job_context
 from sdrest.models.pull import PullOutcome
 from sdrest.schemas import ImgGenRequest, Job, JobError, JobResult, JobStatus, Progress
@@ -96,7 +96,7 @@ class JobRunner:
         *,
         capacity: int,
         events: EventBus,
-        store: JobStore,
+        store: JobStoreBase,
         output_dir: Path,
         models_dir: Path,
         idle_unload: float,
@@ -124,6 +124,10 @@ class JobRunner:
         self._downloading: str | None = None
         self._previews = PreviewCache()
         self._background: set[asyncio.Task[None]] = set()
+        self._writing: asyncio.Task[None] | None = None
+        """Encodes and writes the last job's images while the engine runs the next job."""
+        self._writing_id: str | None = None
+        """The job whose images are being written (still ``generating``, phase ``encoding``)."""
 
     @property
     def engine(self) -> Engine:
@@ -147,7 +151,7 @@ class JobRunner:
         return _copy(recent[0]) if recent is not None else None
 
     def forget(self, job_id: str) -> None:
-        """Drop a finished job from memory (it expired)."""
+        """Drop a finished job from memory (it expired, or was deleted)."""
         recent = self._recent.pop(job_id, None)
         if recent is not None:
             self._recent_bytes -= recent[1]
@@ -180,8 +184,10 @@ class JobRunner:
 
     @property
     def current_job(self) -> Job | None:
-        """The job the engine is working on (a copy)."""
-        live = self._live.get(self._current) if self._current else None
+        """The job the engine is working on (a copy); between jobs, the one whose images are
+        still being written."""
+        current = self._current or self._writing_id
+        live = self._live.get(current) if current else None
         return _copy(live.job) if live is not None else None
 
     def queued_jobs(self) -> list[Job]:
@@ -327,7 +333,7 @@ class JobRunner:
             await self.engine.abort()
         # Wait only for what ends promptly: an aborted generation, or a download (it stops at
         # its next chunk). An in-process native call runs to its end: do not wait for that.
-        if wait and (aborted or job.id == self._downloading):
+        if wait and (aborted or job.id in (self._downloading, self._writing_id)):
             with contextlib.suppress(asyncio.TimeoutError):
                 await self.wait_done(job.id, _STOP_WAIT)
         return _copy(job)
@@ -344,6 +350,14 @@ class JobRunner:
 
     async def consume(self) -> None:
         """Serve the queue forever (a task of the service)."""
+        try:
+            await self._consume_queue()
+        finally:  # stopped: the job whose images are being written still completes
+            if self._writing is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(self._writing)
+
+    async def _consume_queue(self) -> None:
         while True:
             idle = self.idle_unload
             wait = idle if idle > 0 and self.engine.loaded_model is not None else None
@@ -432,7 +446,7 @@ class JobRunner:
             job.progress = msgspec.structs.replace(job.progress, phase="encoding")
 
         try:
-            result = await execute(
+            result = await run_on_engine(
                 self.engine,
                 plan,
                 job.id,
@@ -441,17 +455,50 @@ class JobRunner:
                 self._models_dir,
                 on_progress,
                 on_preview,
-                on_encoding,
                 lambda: live.stop is not None,
             )
         finally:
             if isinstance(plan, ConvertPlan):  # the new file (or none) shows in the registry
                 await self._after_convert()
-        if result is None:  # stopped while the native call ran (in-process)
+        if isinstance(result, PendingOutput):  # written while the engine takes the next job
+            self._write_behind(live, result, on_encoding)
+        elif result is None:  # stopped while the native call ran (in-process)
             reason = live.stop or JobError("interrupted", "job stopped")
             await self.finish(job, "cancelled", error=reason)
         else:
             await self.finish(job, "completed", result=result)
+
+    def _write_behind(
+        self, live: _Live, output: PendingOutput, on_encoding: Callable[[], None]
+    ) -> None:
+        """Encode and write ``output`` in a task, after the previous job's write (jobs complete
+        in order); the job completes only once its files are written."""
+        previous = self._writing
+        self._writing = asyncio.create_task(self._write(live, output, on_encoding, previous))
+
+    async def _write(
+        self,
+        live: _Live,
+        output: PendingOutput,
+        on_encoding: Callable[[], None],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        if previous is not None:
+            await previous  # never raises: each write ends its own job
+        job = live.job
+        self._writing_id = job.id
+        try:
+            result = await output.write(on_encoding)
+        except SdrestError as exc:
+            await self.finish(job, "failed", error=JobError(exc.code, exc.message))
+        except Exception as exc:  # the job fails; the consumer goes on
+            logger.exception("job %s: writing its images failed", job.id)
+            await self.finish(job, "failed", error=JobError("internal_error", str(exc)))
+        else:
+            await self.finish(job, "completed", result=result)
+        finally:
+            if self._writing_id == job.id:
+                self._writing_id = None
 
     async def _download(self, live: _Live, plan: DownloadPlan) -> None:
         job = live.job

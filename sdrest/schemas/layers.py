@@ -76,6 +76,44 @@ class HiresLayer(TypedDict, total=False):
     denoising_strength: float
 
 
+class ModelOptionsLayer(TypedDict, total=False):
+    """:class:`~sdrest.schemas.request.ModelOptions`."""
+
+    vae: str | None
+    taesd: str | None
+    clip_l: str | None
+    clip_g: str | None
+    t5xxl: str | None
+    offload_to_cpu: bool | None
+    clip_on_cpu: bool | None
+    vae_on_cpu: bool | None
+    diffusion_flash_attn: bool | None
+    diffusion_conv_direct: bool | None
+    vae_conv_direct: bool | None
+    circular_x: bool | None
+    circular_y: bool | None
+
+
+class InpaintLayer(TypedDict, total=False):
+    """:class:`~sdrest.schemas.request.InpaintParams`."""
+
+    mask_blur: int
+    paste_back: bool
+    fill: str
+    full_res: bool
+    full_res_padding: int
+
+
+class TiledUpscaleLayer(TypedDict, total=False):
+    """:class:`~sdrest.schemas.request.TiledUpscaleParams`."""
+
+    enabled: bool
+    upscaler: str
+    upscaler_model: str
+    scale: float
+    overlap: int
+
+
 class RequestLayer(TypedDict, total=False):
     """:class:`~sdrest.schemas.request.ImgGenRequest`: one partial layer of the request."""
 
@@ -99,6 +137,9 @@ class RequestLayer(TypedDict, total=False):
     lora: list[LoraLayer]
     vae_tiling_params: VaeTilingLayer
     hires: HiresLayer
+    model_options: ModelOptionsLayer
+    inpaint: InpaintLayer
+    tiled_upscale: TiledUpscaleLayer
     cache_mode: str
     cache_option: str
     scm_mask: str

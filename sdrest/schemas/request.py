@@ -145,6 +145,41 @@ class VaeTilingParams(_Strict):
     rel_size_y: Annotated[float, Meta(ge=0.0)] = 0.0
 
 
+Component = Annotated[str, Meta(min_length=1, max_length=1024)]
+
+
+class ModelOptions(_Strict):
+    """sdrest extension: component files and load options for this request only.
+
+    Anything set here that differs from the model's own spec gives the request its own model
+    context (:func:`sdrest.planning.apply_model_options`): loading it is scheduled in the queue
+    like any model switch, and ``--memory-budget-mb`` keeps recently used contexts loaded.
+    Components are registry names or paths inside the models folder, never outside it. None
+    means "as the model is configured".
+    """
+
+    vae: Component | None = None
+    taesd: Component | None = None
+    clip_l: Component | None = None
+    clip_g: Component | None = None
+    t5xxl: Component | None = None
+    offload_to_cpu: bool | None = None
+    clip_on_cpu: bool | None = None
+    vae_on_cpu: bool | None = None
+    diffusion_flash_attn: bool | None = None
+    diffusion_conv_direct: bool | None = None
+    vae_conv_direct: bool | None = None
+    circular_x: bool | None = None
+    """Seamless along x: the image tiles left to right (A1111's ``tiling``)."""
+    circular_y: bool | None = None
+    """Seamless along y: the image tiles top to bottom."""
+
+    @property
+    def tiling(self) -> bool:
+        """Whether this request asks for a seamless image in either direction."""
+        return bool(self.circular_x or self.circular_y)
+
+
 class HiresParams(_Strict):
     """sdrest extension: the library's native hires fix (a second pass at a larger size).
 
@@ -183,6 +218,47 @@ class HiresParams(_Strict):
         return round(width * self.scale), round(height * self.scale)
 
 
+class InpaintParams(_Strict):
+    """sdrest extension: AUTOMATIC1111's inpainting around the library's masked img2img (applies
+    when a ``mask_image`` is sent).
+
+    ``mask_blur``: the mask's Gaussian blur radius (0: as sent). ``paste_back``: the init image is
+    composited over the result outside the (blurred) mask, so pixels it leaves out are exactly
+    the input's. ``fill`` is what the
+    masked area starts from: the init image as is ("original") or its surroundings smeared in
+    ("fill"). ``full_res``: only the mask's bounding box (grown by ``full_res_padding`` and to the
+    request's aspect ratio) is generated, at ``width`` x ``height``, then scaled back and pasted
+    into the init image: the output keeps the init image's size.
+    """
+
+    mask_blur: Annotated[int, Meta(ge=0, le=256)] = 0
+    paste_back: bool = False
+    fill: Literal["original", "fill"] = "original"
+    full_res: bool = False
+    full_res_padding: Annotated[int, Meta(ge=0, le=4096)] = 32
+
+
+class TiledUpscaleParams(_Strict):
+    """sdrest extension: AUTOMATIC1111's "SD upscale" script, as one job.
+
+    The init image is upscaled by ``scale`` (``upscaler`` "none", "lanczos", "nearest", or
+    "model" with the ESRGAN file ``upscaler_model``), cut into ``width`` x ``height`` tiles that
+    overlap by ``overlap`` pixels, each tile re-sampled as img2img (seed + tile index) and the
+    tiles blended back over their overlaps. ``batch_count`` results, each from seed + n. Needs
+    an ``init_image`` and no ``mask_image``.
+    """
+
+    enabled: bool = False
+    upscaler: Literal["none", "lanczos", "nearest", "model"] = "lanczos"
+    upscaler_model: str = ""
+    scale: Annotated[float, Meta(gt=0.0, le=8.0)] = 2.0
+    overlap: Annotated[int, Meta(ge=0, le=1024)] = 64
+
+    def __post_init__(self) -> None:
+        if self.upscaler == "model" and not self.upscaler_model:
+            raise ValueError("tiled_upscale upscaler 'model' needs upscaler_model (an ESRGAN name)")
+
+
 class ImgGenRequest(_Strict):
     """``POST /sdcpp/v1/img_gen``: the canonical request every family translates onto."""
 
@@ -207,6 +283,12 @@ class ImgGenRequest(_Strict):
     lora: list[LoraSpec] = msgspec.field(default_factory=list)
     vae_tiling_params: VaeTilingParams = msgspec.field(default_factory=VaeTilingParams)
     hires: HiresParams = msgspec.field(default_factory=HiresParams)
+    model_options: ModelOptions = msgspec.field(default_factory=ModelOptions)
+    """sdrest extension: per-request components and load options (see ModelOptions)."""
+    inpaint: InpaintParams = msgspec.field(default_factory=InpaintParams)
+    """sdrest extension: paste-back, fill and full-resolution inpainting (see InpaintParams)."""
+    tiled_upscale: TiledUpscaleParams = msgspec.field(default_factory=TiledUpscaleParams)
+    """sdrest extension: upscale the init image, then img2img over overlapping tiles."""
     cache_mode: str = "disabled"
     cache_option: str = ""
     scm_mask: str = ""

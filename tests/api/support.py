@@ -144,11 +144,20 @@ PUBLIC = {
     ("GET", "/api/image/download"),
     ("POST", "/api/validate"),
     ("POST", "/api/auth/login"),
+    ("POST", "/api/v1/auth/login"),
 }
 """(method, path) of the routes that need no credentials in any auth mode."""
 ADMIN_ONLY = {
     ("GET", "/metrics"),
     ("POST", "/api/system/restart"),
+    ("GET", "/api/users"),
+    ("POST", "/api/users"),
+    ("DELETE", "/api/users/{username}"),
+    ("POST", "/api/users/{username}/role"),
+    ("POST", "/api/users/{username}/password"),
+    ("GET", "/api/keys"),
+    ("POST", "/api/keys"),
+    ("DELETE", "/api/keys/{key_id}"),
     ("POST", "/api/models/refresh"),
     ("POST", "/api/models/batch"),
     ("POST", "/api/models/hash"),
@@ -160,6 +169,7 @@ ADMIN_ONLY = {
     ("POST", "/sdapi/v1/refresh-checkpoints"),
     ("POST", "/sdapi/v1/refresh-vae"),
     ("POST", "/sdapi/v1/refresh-loras"),
+    ("POST", "/sdapi/v1/refresh-embeddings"),
     ("POST", "/sdapi/v1/unload-checkpoint"),
     ("POST", "/sdapi/v1/reload-checkpoint"),
 }

@@ -121,7 +121,7 @@ async def test_roles(http: httpx.AsyncClient, jwt_settings: Settings) -> None:
     user = bearer(token_for(jwt_settings, "alice"))
     admin = bearer(token_for(jwt_settings, "root"))
     # Logging out revokes the token: that route goes last.
-    for method, path in sorted(PROTECTED, key=lambda r: r[1] == "/api/auth/logout"):
+    for method, path in sorted(PROTECTED, key=lambda r: r[1].endswith("/auth/logout")):
         body: dict[str, Any] | None = {} if method == "POST" else None
         as_user = await http.request(method, url(path), headers=user, json=body)
         if (method, path) in ADMIN_ONLY:
@@ -130,3 +130,6 @@ async def test_roles(http: httpx.AsyncClient, jwt_settings: Settings) -> None:
             assert as_user.status_code not in (401, 403), (method, path, as_user.text)
         as_admin = await http.request(method, url(path), headers=admin, json=body)
         assert as_admin.status_code not in (401, 403), (method, path, as_admin.text)
+        if path.endswith("/auth/logout"):  # both tokens are revoked now: new ones for the next
+            user = bearer(token_for(jwt_settings, "alice"))
+            admin = bearer(token_for(jwt_settings, "root"))

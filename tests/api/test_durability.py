@@ -45,7 +45,7 @@ async def test_restart_requeues_queued_and_retries_the_running_one(settings: Set
             assert done.status == "completed" and done.result is not None
             assert done.request is not None and done.request.seed == seed
         assert (await again.get(running)).attempts == 2
-        output = Path(again.output_dir, queued[0], "0.png")
+        output = Path(again.output_dir, queued[0], "image_0.png")
         assert await asyncio.to_thread(output.is_file)
     finally:
         await again.stop()
@@ -71,7 +71,7 @@ async def test_finished_jobs_survive_a_restart(settings: Settings) -> None:
         assert found.status == "completed" and found.result == job.result
 
 
-async def test_finished_jobs_keep_image_payloads_on_disk_not_in_memory(
+async def test_finished_jobs_keep_no_image_payloads_in_memory_or_on_disk(
     service: SdrestService,
 ) -> None:
     import base64
@@ -87,8 +87,9 @@ async def test_finished_jobs_keep_image_payloads_on_disk_not_in_memory(
     assert done.status == "completed" and done.request is not None
     assert done.request.init_image is None  # memory: payload dropped
     stored = await service.store.get(job.id, with_request=True)
-    assert stored is not None and stored.request is not None
-    assert stored.request.init_image == image  # the store keeps the whole request
+    assert stored is not None and stored.request is None  # finished: nothing needs the payload
+    summary = await service.store.get(job.id)
+    assert summary is not None and summary.request is not None and summary.request.strength == 0.5
 
 
 async def test_queued_upscale_and_convert_jobs_survive_a_restart(settings: Settings) -> None:

@@ -175,3 +175,21 @@ async def test_cancel_a_download(
     assert cancelled.status == "cancelled"
     hub.gate.set()
     assert (await service.wait(running, timeout=30)).status == "completed"
+
+
+async def test_the_models_page_download_form(
+    api: httpx.AsyncClient, service: SdrestService, hub: FakeHub
+) -> None:
+    """The bodies models.js builds (a file named in the repository path, or in ``files``) are
+    accepted; the job shows in the queue listing as a download and ends with its file listed."""
+    for body in (
+        {"repo": "acme/upscalers/x2.safetensors"},
+        {"repo": "acme/upscalers", "files": ["x2.safetensors"], "revision": "main"},
+    ):
+        job_id = await _download(api, **body)
+        listed = (await api.get("/api/queue/status")).json()["queue"]["jobs"]
+        assert next(j for j in listed if j["id"] == job_id)["type"] == "download"
+        job = await service.wait(job_id, timeout=30)
+        assert job.status == "completed", job.error
+        view = (await api.get(f"/api/queue/job/{job_id}")).json()["job"]
+        assert view["model_files"] == ["esrgan/x2.safetensors"], view

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
+from sdrest.app import create_app
 from sdrest.service import SdrestService
 from tests.api.support import (
     ALICE,
@@ -14,7 +17,8 @@ from tests.api.support import (
     png_b64,
     text2img,
 )
-from tests.fakes import FakeEngine
+from tests.conftest import settings_in
+from tests.fakes import FakeEngine, write_fake_checkpoint
 
 
 async def test_text2img_queues_a_job_owned_by_the_caller(
@@ -100,7 +104,7 @@ async def test_bad_values_name_the_field_as_sent(api: httpx.AsyncClient) -> None
     r = await api.post("/api/generate/text2img", json=text2img(width="wide"))
     assert assert_error(r, 400, "VALIDATION_ERROR")["field"] == "width"
     r = await api.post("/api/generate/text2img", json=text2img(stepz=3))
-    assert "stepz" in assert_error(r, 400, "VALIDATION_ERROR")["message"]
+    assert r.status_code == 202 and r.json()["warnings"] == ["unknown field `stepz` ignored"]
     r = await api.post("/api/generate/img2img", json=text2img(init_image="not an image!"))
     assert_error(r, 400, "INVALID_PARAMETERS")
 
@@ -129,8 +133,6 @@ async def test_component_paths_stay_inside_the_models_folder(api: httpx.AsyncCli
     assert_error(r, 404, "MODEL_NOT_FOUND")
     r = await api.post("/api/generate/text2img", json=text2img(lora_model_dir="/tmp"))
     assert assert_error(r, 400, "INVALID_PARAMETERS")["field"] == "lora_model_dir"
-    r = await api.post("/api/generate/text2img", json=text2img(vae_path="style"))
-    assert "per-request components" in assert_error(r, 400, "INVALID_PARAMETERS")["message"]
 
 
 async def test_paths_the_os_refuses_are_client_errors(api: httpx.AsyncClient) -> None:
@@ -146,16 +148,113 @@ async def test_paths_the_os_refuses_are_client_errors(api: httpx.AsyncClient) ->
     assert_error(r, 404, "MODEL_NOT_FOUND")
 
 
-async def test_load_options_must_match_the_server(api: httpx.AsyncClient) -> None:
-    r = await api.post("/api/generate/text2img", json=text2img(clip_on_cpu=True))
-    error = assert_error(r, 400, "INVALID_PARAMETERS")
-    assert error["field"] == "clip_on_cpu" and "--clip-on-cpu" in error["message"]
+async def test_load_options_and_components_make_the_request_its_own_model_spec(
+    api: httpx.AsyncClient, service: SdrestService, fake_engine: FakeEngine, models_dir: Path
+) -> None:
+    write_fake_checkpoint(models_dir / "vae" / "ae.safetensors")
+    await service.models.refresh()
+    r = await api.post("/api/generate/text2img", json=text2img())
+    base = (await finished(service, r.json()["request_id"])).model
+    plain = fake_engine.calls[-1].model
     r = await api.post(
         "/api/generate/text2img",
-        json=text2img(clip_on_cpu=False, n_threads=4, lora_model_dir="lora"),
+        json=text2img(
+            clip_on_cpu=True,
+            vae_conv_direct=True,
+            vae_path=str(models_dir / "vae" / "ae.safetensors"),  # absolute, inside the folder
+            n_threads=4,
+            lora_model_dir="lora",
+        ),
     )
     assert r.status_code == 202, r.text
     assert any("n_threads" in w for w in r.json()["warnings"])
+    assert (await finished(service, r.json()["request_id"])).model == base
+    spec = fake_engine.calls[-1].model
+    assert spec != plain and spec.name == plain.name
+    assert spec.options.clip_on_cpu and spec.options.vae_conv_direct
+    assert not plain.options.clip_on_cpu
+    assert Path(spec.vae_path) == (models_dir / "vae" / "ae.safetensors").resolve()
+    # Options equal to the model's own share its spec (and so its context).
+    r = await api.post("/api/generate/text2img", json=text2img(clip_on_cpu=False))
+    await finished(service, r.json()["request_id"])
+    assert fake_engine.calls[-1].model == plain
+
+
+async def test_the_spec_text2img_example_body_is_accepted(
+    api: httpx.AsyncClient, service: SdrestService, fake_engine: FakeEngine, models_dir: Path
+) -> None:
+    # rest-api.txt's text2img body, its placeholder values ("string") replaced by real names.
+    write_fake_checkpoint(models_dir / "vae" / "ae.safetensors")
+    write_fake_checkpoint(models_dir / "taesd" / "taesd.safetensors")
+    write_fake_checkpoint(models_dir / "clip" / "clip_l.safetensors")
+    write_fake_checkpoint(models_dir / "clip" / "clip_g.safetensors")
+    await service.models.refresh()
+    body = {
+        "model_name": "tiny", "prompt": "a lovely cat", "negative_prompt": "blurry",
+        "width": 64, "height": 64, "steps": 2, "cfg_scale": 7.0, "sampling_method": "euler",
+        "scheduler": "karras", "seed": "random", "batch_count": 1, "clip_skip": 1,
+        "n_threads": 4, "offload_params_to_cpu": False, "clip_on_cpu": False,
+        "vae_on_cpu": False, "diffusion_flash_attn": False, "diffusion_conv_direct": False,
+        "vae_conv_direct": False, "vae_path": "ae", "clip_l_path": "clip/clip_l.safetensors",
+        "clip_g_path": "clip_g", "taesd_path": "taesd", "embedding_dir": "embeddings",
+        "lora_model_dir": "lora",
+    }  # fmt: skip
+    r = await api.post("/api/generate/text2img", json=body)
+    assert r.status_code == 202, r.text
+    job = await finished(service, r.json()["request_id"])
+    assert job.status == "completed"
+    spec = fake_engine.calls[-1].model
+    assert {Path(p).name for p in (spec.vae_path, spec.taesd_path, spec.clip_l_path)} == {
+        "ae.safetensors", "taesd.safetensors", "clip_l.safetensors"
+    }
+    assert Path(spec.clip_g_path).name == "clip_g.safetensors"
+
+
+async def test_lora_from_prompt_tags_and_the_lora_field(
+    api: httpx.AsyncClient, service: SdrestService, fake_engine: FakeEngine, models_dir: Path
+) -> None:
+    r = await api.post(
+        "/api/generate/text2img",
+        json=text2img(
+            prompt="a lovely cat<lora:style:0.6>, sunny <lora:style>",
+            lora=[{"path": "style.safetensors", "multiplier": 0.25}],
+            lora_model_dir=str(models_dir / "lora"),
+        ),
+    )
+    assert r.status_code == 202, r.text
+    assert "warnings" not in r.json()
+    await finished(service, r.json()["request_id"])
+    plan = fake_engine.calls[-1]
+    assert plan.request.prompt == "a lovely cat, sunny"  # the tags are not text for the model
+    lora_file = str(models_dir / "lora" / "style.safetensors")
+    assert [(x.path, x.multiplier) for x in plan.loras] == [
+        (lora_file, 0.25), (lora_file, 0.6), (lora_file, 1.0)
+    ]  # fmt: skip
+    r = await api.post("/api/generate/text2img", json=text2img(prompt="x <lora:nope:1>"))
+    assert_error(r, 404, "MODEL_NOT_FOUND")
+    r = await api.post("/api/generate/text2img", json=text2img(prompt="x <lora:../../etc:1>"))
+    assert_error(r, 400, "INVALID_PARAMETERS")
+    r = await api.post("/api/generate/text2img", json=text2img(prompt="x <lora:style:heavy>"))
+    assert assert_error(r, 400, "VALIDATION_ERROR")["field"] == "prompt"
+
+
+async def test_unknown_fields_are_warnings_unless_strict(
+    api: httpx.AsyncClient, service: SdrestService
+) -> None:
+    r = await api.post("/api/generate/text2img", json=text2img(hires_fix=True, style="vivid"))
+    assert r.status_code == 202, r.text
+    assert r.json()["warnings"] == [
+        "unknown field `hires_fix` ignored", "unknown field `style` ignored"
+    ]  # fmt: skip
+
+
+async def test_strict_requests_refuses_unknown_fields(tmp_path: Path, models_dir: Path) -> None:
+    settings = settings_in(tmp_path, models_dir, strict_requests=True)
+    async with SdrestService(settings, engine=FakeEngine()) as strict:
+        transport = httpx.ASGITransport(app=create_app(strict))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            r = await http.post("/api/generate/text2img", json=text2img(hires_fix=True))
+            assert assert_error(r, 400, "VALIDATION_ERROR")["field"] == "hires_fix"
 
 
 async def test_controlnet_is_validated_then_501(api: httpx.AsyncClient) -> None:

@@ -51,6 +51,7 @@ def settings(tmp_path: Path, models_dir: Path) -> Settings:
             "data_dir": str(tmp_path / "data"),
             "output_dir": str(tmp_path / "outputs"),
             "model": "tiny",
+            "preload": False,  # the listing's "loaded" starts False
         },
         env={},
         config_file=config,
@@ -160,8 +161,8 @@ async def test_load_and_unload(api: httpx.AsyncClient, service: SdrestService) -
 
 async def test_types_directories_stats(api: httpx.AsyncClient, service: SdrestService) -> None:
     types = (await api.get("/api/models/types")).json()
-    assert {"checkpoint", "vae", "lora", "upscaler", "preset"} <= set(types["types"])
-    upscaler = next(d for d in types["details"] if d["type"] == "upscaler")
+    assert {"checkpoint", "vae", "lora", "esrgan", "preset"} <= set(types["types"])
+    upscaler = next(d for d in types["details"] if d["type"] == "esrgan")  # the spec's name
     assert "esrgan" in upscaler["folders"] and upscaler["count"] == 1
     dirs = (await api.get("/api/models/directories", headers=ALICE)).json()
     assert "models_dir" not in dirs

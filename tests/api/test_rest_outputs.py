@@ -27,16 +27,19 @@ async def test_download_is_public_and_cached(
     api: httpx.AsyncClient, service: SdrestService, prefix: str
 ) -> None:
     job_id = await _completed(api, service, width=128, height=96)
-    r = await api.get(f"{prefix}/{job_id}/output/0.png", headers=ANONYMOUS)
+    r = await api.get(f"{prefix}/{job_id}/output/image_0.png", headers=ANONYMOUS)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/png"
     assert "immutable" in r.headers["cache-control"]
-    assert r.content == (service.output_dir / job_id / "0.png").read_bytes()
+    assert r.content == (service.output_dir / job_id / "image_0.png").read_bytes()
     assert Image.open(io.BytesIO(r.content)).size == (128, 96)
 
 
 async def test_jpeg_and_webp_content_types(api: httpx.AsyncClient, service: SdrestService) -> None:
-    for fmt, name, media in (("jpeg", "0.jpg", "image/jpeg"), ("webp", "0.webp", "image/webp")):
+    for fmt, name, media in (
+        ("jpeg", "image_0.jpg", "image/jpeg"),
+        ("webp", "image_0.webp", "image/webp"),
+    ):
         job_id = await _completed(api, service, output_format=fmt)
         r = await api.get(f"/api/queue/job/{job_id}/output/{name}")
         assert r.status_code == 200 and r.headers["content-type"] == media
@@ -44,11 +47,11 @@ async def test_jpeg_and_webp_content_types(api: httpx.AsyncClient, service: Sdre
 
 async def test_thumbnails(api: httpx.AsyncClient, service: SdrestService) -> None:
     job_id = await _completed(api, service, width=512, height=256)
-    r = await api.get(f"/api/v1/jobs/{job_id}/output/0.png?thumb=1&size=100")
+    r = await api.get(f"/api/v1/jobs/{job_id}/output/image_0.png?thumb=1&size=100")
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/jpeg"
     assert Image.open(io.BytesIO(r.content)).size == (100, 50)
-    r = await api.get(f"/api/queue/job/{job_id}/output/0.png?thumb=true")
+    r = await api.get(f"/api/queue/job/{job_id}/output/image_0.png?thumb=true")
     assert Image.open(io.BytesIO(r.content)).size == (200, 100)  # default size
     for query in (
         "thumb=true&size=10",
@@ -57,14 +60,15 @@ async def test_thumbnails(api: httpx.AsyncClient, service: SdrestService) -> Non
         "thumb=maybe",
         "size=100",
     ):
-        r = await api.get(f"/api/v1/jobs/{job_id}/output/0.png?{query}")
+        r = await api.get(f"/api/v1/jobs/{job_id}/output/image_0.png?{query}")
         assert_error(r, 400, "INVALID_PARAMETERS")
 
 
 async def test_missing_files_and_jobs(api: httpx.AsyncClient, service: SdrestService) -> None:
     job_id = await _completed(api, service)
     assert_error(await api.get(f"/api/queue/job/{job_id}/output/7.png"), 404, "NOT_FOUND")
-    assert_error(await api.get("/api/queue/job/job_1_abcdef/output/0.png"), 404, "JOB_NOT_FOUND")
+    missing = await api.get("/api/queue/job/job_1_abcdef/output/image_0.png")
+    assert_error(missing, 404, "JOB_NOT_FOUND")
 
 
 async def test_path_tricks_never_leave_the_job_folder(
@@ -87,7 +91,7 @@ async def test_path_tricks_never_leave_the_job_folder(
         f"/api/queue/job/{job_id}/output/.0.png.tmp",
         "/api/queue/job/..%2f..%2fdata/output/sdrest.sqlite3",
         "/api/v1/jobs/%2e%2e/output/secret.png",
-        f"/api/v1/jobs/{job_id}/output/0.png%00.txt",
+        f"/api/v1/jobs/{job_id}/output/image_0.png%00.txt",
     ]
     for url in tricks:
         r = await api.get(url)
@@ -102,5 +106,5 @@ async def test_expired_job_files_are_410(api: httpx.AsyncClient, service: Sdrest
     job_id = await _completed(api, service)
     service.settings = msgspec.structs.replace(service.settings, job_ttl=-1.0)
     assert job_id in await service.expire_now()
-    assert_error(await api.get(f"/api/queue/job/{job_id}/output/0.png"), 410, "JOB_EXPIRED")
+    assert_error(await api.get(f"/api/queue/job/{job_id}/output/image_0.png"), 410, "JOB_EXPIRED")
     assert_error(await api.get(f"/api/queue/job/{job_id}"), 410, "JOB_EXPIRED")

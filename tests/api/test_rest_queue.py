@@ -69,8 +69,8 @@ async def test_job_detail_visibility_and_outputs(
     assert r.status_code == 200, r.text
     job = r.json()["job"]
     assert job["status"] == "completed" and job["progress"] == 1.0
-    assert [o["filename"] for o in job["outputs"]] == ["0.png", "1.png"]
-    assert job["outputs"][0]["url"] == f"/api/queue/job/{job_id}/output/0.png"
+    assert [o["filename"] for o in job["outputs"]] == ["image_0.png", "image_1.png"]
+    assert job["outputs"][0]["url"] == f"/api/queue/job/{job_id}/output/image_0.png"
     assert job["parameters"]["steps"] == 2 and job["end_time"] >= job["queued_time"]
     # Another user's job looks exactly like an unknown one.
     assert_error(await api.get(f"/api/queue/job/{job_id}", headers=BOB), 404, "JOB_NOT_FOUND")

@@ -11,6 +11,7 @@ import pytest
 
 from sdrest.api.rest.system_info import SystemState, detect_backend, read_version
 from sdrest.app import create_app
+from sdrest.cpu_cores import physical_cores
 from sdrest.service import SdrestService
 from tests.api.support import (
     ADMIN,
@@ -85,6 +86,8 @@ async def test_system_info(api: httpx.AsyncClient) -> None:
     assert r.status_code == 200, r.text
     system = r.json()["system"]
     assert system["cpu_count"] >= 1 and system["process_rss"] > 1_000_000
+    # threads = 0 (the default) shows what it means here: one per physical core.
+    assert system["threads"] == physical_cores() >= 1
     assert system["memory_total"] > system["process_rss"]
     # The library version comes from the engine (a worker reports it when it starts).
     assert system["engine"]["mode"] == "fake" and system["library_version"] is None

@@ -63,7 +63,7 @@ async def test_errors_take_the_rest_shape(client: httpx.AsyncClient) -> None:
     assert error["field"] == "width"
 
 
-async def test_download_is_off_by_default(client: httpx.AsyncClient) -> None:
+async def test_download_is_403_when_url_images_are_off(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/image/download", params={"url": "http://example.com/a.png"})
     assert response.status_code == 403
     assert rest_error(response)["code"] == "URL_FETCH_DISABLED"

@@ -14,10 +14,12 @@ from sdrest.api.rest.estimate import (
 from sdrest.api.rest.parameters import (
     SAMPLER_INFO,
     SCHEDULER_INFO,
+    native_size_layer,
     parameters_view,
     sampler_aliases,
     samplers_view,
     schedulers_view,
+    size_step,
 )
 from sdrest.api.rest.utility_responses import Issue, ValidationReply
 from sdrest.api.rest.validation import limit_issues, name_issues, request_warnings
@@ -38,13 +40,24 @@ from sdrest.settings import Limits
 def test_every_library_sampler_and_scheduler_is_described() -> None:
     assert set(SAMPLER_INFO) == set(SAMPLE_METHODS)
     assert set(SCHEDULER_INFO) == set(SCHEDULERS)
-    assert samplers_view().samplers == list(SAMPLE_METHODS)
+    assert samplers_view().samplers == [m.replace("dpm++", "dpmpp") for m in SAMPLE_METHODS]
     assert schedulers_view().schedulers == list(SCHEDULERS)
 
 
-def test_sampler_aliases_are_the_spec_spellings() -> None:
-    assert sampler_aliases("dpm++2s_a") == ["dpmpp2s_a"]
+def test_sampler_aliases_are_the_library_spellings() -> None:
+    assert sampler_aliases("dpmpp2s_a") == ["dpm++2s_a"]
     assert sampler_aliases("euler") == []
+
+
+def test_native_sizes_and_steps_by_architecture() -> None:
+    assert native_size_layer("sd1") == {"width": 512, "height": 512}
+    assert native_size_layer("sd2") == {"width": 768, "height": 768}
+    for architecture in ("sdxl", "sd3", "flux", "flux2", "qwen_image", "z_image"):
+        assert native_size_layer(architecture) == {"width": 1024, "height": 1024}
+    assert native_size_layer("wan") == {} and native_size_layer(None) == {}
+    assert (size_step("sd1"), size_step("sdxl"), size_step("flux")) == (8, 8, 16)
+    params = msgspec.to_builtins(parameters_view(Limits(), "sd15", {"width": 512}, "sd1"))
+    assert params["parameters"]["width"]["step"] == 8
 
 
 def test_parameters_narrow_schema_bounds_by_limits_and_take_preset_defaults() -> None:
@@ -93,6 +106,7 @@ def test_warnings_for_rounding_and_loading() -> None:
     assert [(w.field, w.code) for w in warnings] == [("width", "SIZE_ROUNDED")]
     assert "will be generated as 112x64" in warnings[0].message
     assert request_warnings(ImgGenRequest(width=64, height=64), "a", ("a",)) == []
+    assert request_warnings(ImgGenRequest(width=72, height=64), "sd15", ("sd15",), step=8) == []
     assert request_warnings(ImgGenRequest(), "a", ())[0].code == "MODEL_NOT_LOADED"
 
 

@@ -127,7 +127,7 @@ async def test_job_updates_in_order_until_completed(
     last = updates[-1]
     assert last["status"] == "completed" and last["progress"] == 1.0
     assert last["total_steps"] == 3 and last["time_remaining"] == 0
-    assert last["outputs"] == [f"/api/queue/job/{job.id}/output/0.png"]
+    assert last["outputs"] == [f"/api/queue/job/{job.id}/output/image_0.png"]
     assert {"time_elapsed", "time_remaining", "progress", "current_step"} <= set(last)
     assert loaded[-1] == "tiny"  # the model the job loaded is announced
     await client.disconnect()
@@ -138,10 +138,9 @@ def text2img_request(**fields: Any) -> Any:
 
     from sdrest.api.rest.schemas import GenerateBody
     from sdrest.api.rest.translate import to_request
-    from sdrest.settings import LoadOptions
 
     body = msgspec.convert(text2img(**fields), GenerateBody)
-    return to_request(body, "text2img", None, {}, LoadOptions())
+    return to_request(body, "text2img", None, {})
 
 
 async def test_a_user_sees_only_their_own_jobs(

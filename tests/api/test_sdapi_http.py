@@ -70,11 +70,11 @@ async def test_random_seed_is_resolved(client: httpx.AsyncClient) -> None:
 async def test_unknown_fields_are_ignored(client: httpx.AsyncClient) -> None:
     resp = await txt2img(
         client,
-        alwayson_scripts={"ControlNet": {"args": []}},
+        alwayson_scripts={},
         script_args=[1, "x"],
         script_name=None,
         styles=["a"],
-        restore_faces=True,
+        restore_faces=False,
         tiling=False,
         do_not_save_grid=True,
         override_settings_restore_afterwards=True,
@@ -163,7 +163,7 @@ async def test_malformed_json_is_422(client: httpx.AsyncClient, raw: bytes) -> N
         ({"enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+"}, 404, "R-ESRGAN"),
         ({"override_settings": {"sd_model_checkpoint": "missing [00000000]"}}, 404, "tiny"),
         ({"width": 100000}, 400, "width"),
-        ({"batch_size": 5, "n_iter": 5}, 400, "batch_count"),
+        ({"batch_size": 8, "n_iter": 8}, 400, "batch_count"),  # 64 > --max-batch 50
         ({"lora": [{"path": "../../etc/passwd"}]}, 400, "lora[0].path"),
         ({"lora": [{"path": "nope"}]}, 404, "unknown LoRA"),
         ({"override_settings": {"sd_model_checkpoint": "../../etc/passwd"}}, 404, "unknown"),
@@ -200,6 +200,7 @@ async def test_img2img_resizes_and_processes_the_mask(
             "init_images": ["data:image/png;base64," + png_b64((32, 48))],
             "mask": png_b64((32, 48), 255, "L"),
             "inpainting_mask_invert": 1,
+            "inpaint_full_res": False,  # whole picture: the image is resized to the request
             "mask_blur": 0,
             "denoising_strength": 0.3,
             "resize_mode": 1,
@@ -437,6 +438,7 @@ async def test_url_images_when_allowed(
             "models_dir": str(models_dir),
             "data_dir": str(tmp_path / "data3"),
             "allow_url_images": True,
+            "fetch_per_minute": 3,
         },
         env={},
     )
@@ -450,6 +452,14 @@ async def test_url_images_when_allowed(
             json={"init_images": ["https://example.com/a.png"], "width": 64, "height": 64,
                   "extra_images": ["HTTP://example.com/b.png"], "steps": 1},
         )  # fmt: skip
+        # Two more URLs would pass --fetch-per-minute 3: A1111's error shape, nothing fetched.
+        limited = await http.post(
+            "/sdapi/v1/img2img",
+            json={"init_images": ["https://example.com/c.png"], "mask": "https://example.com/d.png"},
+        )
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+    error = limited.json()
+    assert error["code"] == "rate_limited" and "--fetch-per-minute" in error["detail"]
     assert resp.status_code == 200, resp.text
     assert [url for url, _ in fetched] == ["HTTP://example.com/b.png", "https://example.com/a.png"]
     assert fetched[0][1] == settings.limits.max_image_bytes

@@ -178,8 +178,6 @@ async def test_component_listings(api: httpx.AsyncClient) -> None:
                 )
             ],
         ),
-        ("scripts", {"txt2img": [], "img2img": []}),
-        ("script-info", []),
         ("face-restorers", []),
         ("prompt-styles", []),
         ("hypernetworks", []),

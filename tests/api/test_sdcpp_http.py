@@ -63,7 +63,7 @@ async def test_img_gen_completes_with_images(client: httpx.AsyncClient) -> None:
         (b'{"sample_params": {"sample_steps": -3}}', "sample_steps"),
         (b'{"width": 100000, "height": 100000}', "width must be between"),
         (b'{"batch_count": 99}', "batch_count"),
-        (b'{"promt": "typo"}', "promt"),
+        (b'{"promt": "typo", "width": "wide"}', "$.width"),  # unknown: a warning, not a pass
         (b'{"init_image": "%%%notbase64"}', "init_image"),
         (b'{"lora": [{"path": "../../etc/passwd"}]}', "lora[0].path"),
     ],

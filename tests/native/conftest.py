@@ -41,6 +41,7 @@ def native_settings(tmp_path: Path, tiny_models: TinyModelSet) -> Settings:
             "data_dir": str(tmp_path / "data"),
             "model": "tiny-flux2",
             "threads": 2,
+            "preload": False,  # a cold engine: the first job loads (tests count on it)
         },
         env={},
     )

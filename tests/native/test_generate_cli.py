@@ -46,7 +46,7 @@ def test_local_batch_img2img_and_inpaint(tiny_models: TinyModelSet, tmp_path: Pa
     assert done.stdout.splitlines() == ["out/cat.png\tseed 5", "out/cat_2.png\tseed 6"]
     first, second = params(tmp_path / "out/cat.png"), params(tmp_path / "out/cat_2.png")
     assert first["prompt"] == "a lovely cat" and first["Seed"] == "5" and second["Seed"] == "6"
-    assert first["Steps"] == "2" and first["Sampler"] == "euler" and first["Size"] == "64x64"
+    assert first["Steps"] == "2" and first["Sampler"] == "Euler" and first["Size"] == "64x64"
     # Not a terminal: plain progress lines, each sampling step of each image.
     lines = done.stderr.splitlines()
     assert lines.count("sampling 2/2") == 2 and "loading" in lines and "\r" not in done.stderr

@@ -172,7 +172,7 @@ def test_sync_generator_inside_a_running_loop(tiny_models: TinyModelSet, tmp_pat
     assert info["seed"] == 43 and info["prompt"] == "a lovely cat" and info["path_exists"]
     assert info["params"]["Seed"] == "43" and info["params"]["Steps"] == "2"
     assert info["params"]["Model"] == "tiny-flux2" and info["params"]["Size"] == "64x64"
-    assert info["infotext"].startswith("a lovely cat\nSteps: 2, Sampler: euler")
+    assert info["infotext"].startswith("a lovely cat\nSteps: 2, Sampler: Euler,")
     assert out["same_seed_same_pixels"] is True
     assert out["saved_info"] == 42
     assert out["img2img"] == [3, True]

@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DATA = (
     "sdrest/web/static/index.html",
     "sdrest/web/static/app.js",
+    "sdrest/web/static/generate.js",
+    "sdrest/web/static/painter.js",
     "sdrest/web/static/style.css",
     "sdrest/py.typed",
     "sdrest/testing/tiny_model_shapes.json",

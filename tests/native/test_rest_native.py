@@ -55,7 +55,7 @@ async def test_text2img_progress_over_ws_then_download(live: LiveServer) -> None
         image = await http.get(output)
         assert image.status_code == 200 and image.headers["content-type"] == "image/png"
         assert Image.open(io.BytesIO(image.content)).size == (64, 64)
-        thumb = await http.get(f"/api/v1/jobs/{job_id}/output/0.png?thumb=true&size=50")
+        thumb = await http.get(f"/api/v1/jobs/{job_id}/output/image_0.png?thumb=true&size=50")
         assert thumb.headers["content-type"] == "image/jpeg"
         assert Image.open(io.BytesIO(thumb.content)).size == (50, 50)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from sdrest import cpu_cores
 from sdrest.engine.base import ModelSpec
 from sdrest.engine.supervisor import WorkerEngine
 from sdrest.errors import ConflictError
@@ -230,3 +231,5 @@ def test_threads_zero_means_one_per_physical_core() -> None:
     cores = physical_cores()
     logical = os.cpu_count() or 1
     assert 1 <= cores <= logical  # the library's count, never the wrapper's half
+    # The server process's own count (help text, /api/system) is the library's, exactly.
+    assert cpu_cores.physical_cores() == cores

@@ -60,7 +60,8 @@ async def test_numeric_tricks_for_the_local_server_are_refused(server: LocalServ
 
 async def test_disabled_setting_answers_403() -> None:
     with pytest.raises(UrlFetchDisabledError) as caught:
-        await fetch_image_bytes("http://example.com/a.png", FetchSettings(), max_bytes=100)
+        off = FetchSettings(allow_url_images=False)
+        await fetch_image_bytes("http://example.com/a.png", off, max_bytes=100)
     assert caught.value.status == 403
     assert "--allow-url-images" in caught.value.message
 

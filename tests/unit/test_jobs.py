@@ -79,7 +79,7 @@ async def test_store_round_trip_and_expiry(tmp_path: Path) -> None:
     await store.update(job)
     loaded = await store.get(job.id, with_request=True)
     assert loaded is not None and loaded.status == "failed" and loaded.error == JobError("x", "y")
-    assert loaded.request is not None and loaded.request.init_image == "AAAA"
+    assert loaded.request is None  # a finished job's payload is dropped: only its summary stays
     summary = (await store.get(job.id)).request  # type: ignore[union-attr]
     assert summary is not None and summary.prompt == "p" and summary.init_image is None
     assert await store.expire(time.time() - 50) == [job.id]
@@ -129,3 +129,26 @@ async def test_a_database_without_summaries_is_upgraded(tmp_path: Path) -> None:
     await store.insert(job)
     assert (await store.list())[0].request == ImgGenRequest(prompt="x")
     await store.close()
+
+
+async def test_payloads_of_finished_jobs_are_dropped_on_open(tmp_path: Path) -> None:
+    """Older versions kept a finished job's request (its images): opening drops it, so listings
+    never walk through it; the summary stays."""
+    import sqlite3
+
+    path = tmp_path / "jobs.sqlite3"
+    store = JobStore(path)
+    request = ImgGenRequest(prompt="kept", init_image="A" * 10_000)
+    await store.insert(Job(id="job_3_c", kind="img_gen", created=time.time(), request=request))
+    await store.insert(Job(id="job_4_d", kind="img_gen", created=time.time(), request=request))
+    await store.close()
+    with sqlite3.connect(path) as db:  # finished as an older version would have written it
+        db.execute("UPDATE jobs SET status = 'completed' WHERE id = 'job_3_c'")
+    again = JobStore(path)
+    done = await again.get("job_3_c", with_request=True)
+    assert done is not None and done.request is None
+    summary = await again.get("job_3_c")
+    assert summary is not None and summary.request is not None and summary.request.prompt == "kept"
+    queued = await again.get("job_4_d", with_request=True)
+    assert queued is not None and queued.request == request  # still needed to run it
+    await again.close()

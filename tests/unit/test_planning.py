@@ -46,15 +46,16 @@ def test_the_only_model_is_the_default(settings: Settings, registry: ModelRegist
     assert spec.lora_dir == str(settings.models_path / "lora")
 
 
-def test_the_configured_default_wins_and_several_models_need_a_name(
+def test_the_configured_default_wins_and_several_models_pick_one(
     tmp_path: Path, models_dir: Path
 ) -> None:
     write_fake_checkpoint(models_dir / "checkpoints" / "other.safetensors")
     unnamed = settings_in(tmp_path, models_dir)
     registry = registry_for(unnamed, tmp_path)
-    with pytest.raises(InvalidRequestError, match="several models") as refused:
-        planning.default_model_name(unnamed, registry)
-    assert refused.value.status == 400 and refused.value.field == "model"
+    # Several and no --model: the most recently loaded one, else the first by name.
+    assert planning.default_model_name(unnamed, registry) == "other"
+    assert planning.default_model_name(unnamed, registry, recent="tiny") == "tiny"
+    assert planning.default_model_name(unnamed, registry, recent="gone") == "other"
     named = settings_in(tmp_path, models_dir, model="other")
     assert planning.default_model_name(named, registry) == "other"
 

@@ -17,7 +17,6 @@ from sdrest.api.rest.model_responses import ModelView
 from sdrest.api.rest.schemas import GenerateBody, UpscaleBody
 from sdrest.errors import InvalidRequestError
 from sdrest.schemas import ImageRef, Job, JobError, JobResult, Progress, RequestLayer
-from sdrest.settings import LoadOptions
 
 _decoder = msgspec.json.Decoder(GenerateBody)
 
@@ -45,7 +44,6 @@ def test_spec_fields_map_onto_the_canonical_request() -> None:
         "text2img",
         "tiny",
         {},
-        LoadOptions(),
     )
     sample = request.sample_params
     assert (request.prompt, request.negative_prompt) == ("a cat", "blurry")
@@ -75,7 +73,11 @@ def test_the_body_layer_puts_every_spec_field_at_its_field_path_in_order() -> No
         output_format="png", output_compression=90,
     )  # fmt: skip
     layer = translate._fields(body, body.init_image)
-    expected = [path for name, path in translate.FIELD_PATHS.items() if name != "model_name"]
+    expected = [
+        path
+        for name, path in translate.FIELD_PATHS.items()
+        if name != "model_name" and not path.startswith("model_options.")
+    ]
     assert _leaf_paths(layer) == expected
 
 
@@ -85,7 +87,7 @@ def test_left_out_fields_take_the_preset_defaults_and_given_ones_win() -> None:
         "sample_params": {"sample_steps": 4, "guidance": {"txt_cfg": 1.0}},
     }
     request = translate.to_request(
-        _body(height=640, steps=6), "text2img", "p", defaults, LoadOptions()
+        _body(height=640, steps=6), "text2img", "p", defaults
     )
     assert (request.width, request.height) == (1024, 640)
     assert request.sample_params.sample_steps == 6 and request.sample_params.guidance.txt_cfg == 1.0
@@ -120,35 +122,24 @@ def test_sampler_spellings(spelling: str, name: str) -> None:
 
 def test_errors_name_fields_as_the_client_sent_them() -> None:
     with pytest.raises(ValidationFailedError) as caught:
-        translate.to_request(_body(steps=0), "text2img", None, {}, LoadOptions())
+        translate.to_request(_body(steps=0), "text2img", None, {})
     assert caught.value.field == "steps" and "$.steps" in caught.value.message
     with pytest.raises(ValidationFailedError) as caught:
-        translate.to_request(_body(cfg_scale=-1.0), "text2img", None, {}, LoadOptions())
+        translate.to_request(_body(cfg_scale=-1.0), "text2img", None, {})
     assert caught.value.field == "cfg_scale"
 
 
 def test_modes_check_their_images() -> None:
-    opts = LoadOptions()
     with pytest.raises(InvalidRequestError, match="img2img"):
-        translate.to_request(_body(init_image="abc"), "text2img", None, {}, opts)
+        translate.to_request(_body(init_image="abc"), "text2img", None, {})
     with pytest.raises(InvalidRequestError, match="init_image"):
-        translate.to_request(_body(), "img2img", None, {}, opts)
+        translate.to_request(_body(), "img2img", None, {})
     with pytest.raises(InvalidRequestError, match="mask_image"):
-        translate.to_request(_body(init_image="abc"), "inpainting", None, {}, opts)
+        translate.to_request(_body(init_image="abc"), "inpainting", None, {})
     request = translate.to_request(
-        _body(source_image="abc", mask_image="def"), "inpainting", None, {}, opts
+        _body(source_image="abc", mask_image="def"), "inpainting", None, {}
     )
     assert (request.init_image, request.mask_image) == ("abc", "def")
-
-
-def test_load_options_differing_from_the_server_are_refused() -> None:
-    body = _body(clip_on_cpu=True, vae_on_cpu=False)
-    assert translate.load_option_problems(body, LoadOptions(clip_on_cpu=True)) == []
-    problems = translate.load_option_problems(body, LoadOptions())
-    assert problems == ["clip_on_cpu=true differs from the server setting --clip-on-cpu=false"]
-    with pytest.raises(InvalidRequestError) as caught:
-        translate.to_request(body, "text2img", None, {}, LoadOptions())
-    assert caught.value.field == "clip_on_cpu"
 
 
 def test_decode_tells_malformed_from_invalid() -> None:
@@ -158,8 +149,15 @@ def test_decode_tells_malformed_from_invalid() -> None:
     with pytest.raises(ValidationFailedError) as invalid:
         translate.decode(b'{"width": "x"}', _decoder)
     assert invalid.value.field == "width"
-    with pytest.raises(ValidationFailedError, match="unknown"):
-        translate.decode(b'{"wdith": 5}', _decoder)
+    # A generation body's unknown fields are listed, not refused (unless --strict-requests).
+    assert translate.decode(b'{"wdith": 5}', _decoder).width is None
+    assert translate.unknown_fields(b'{"wdith": 5, "prompt": "x"}', GenerateBody) == ["wdith"]
+    assert translate.unknown_field_warnings(["wdith"], strict=False) == [
+        "unknown field `wdith` ignored"
+    ]
+    with pytest.raises(ValidationFailedError, match="strict") as strict:
+        translate.unknown_field_warnings(["wdith"], strict=True)
+    assert strict.value.field == "wdith"
 
 
 def test_upscale_body() -> None:
@@ -316,6 +314,6 @@ def test_any_body_is_a_request_or_a_400(body: dict[str, Any], mode: translate.Mo
     raw = msgspec.json.encode(body)
     try:
         decoded = translate.decode(raw, _decoder)
-        translate.to_request(decoded, mode, None, {}, LoadOptions())
+        translate.to_request(decoded, mode, None, {})
     except InvalidRequestError as exc:
         assert exc.status == 400 and exc.message

@@ -14,7 +14,7 @@ from sdrest.settings import load_settings
 def test_defaults_need_no_config() -> None:
     settings = load_settings({}, env={})
     assert (settings.host, settings.port, settings.models_dir) == ("127.0.0.1", 8080, "models")
-    assert settings.limits.max_queue == 64 and settings.limits.max_batch == 8
+    assert settings.limits.max_queue == 64 and settings.limits.max_batch == 50
     assert settings.output_path == settings.data_path / "outputs"
 
 
@@ -59,6 +59,17 @@ def test_bad_values_are_clear(tmp_path: Path) -> None:
         load_settings({}, env={}, config_file=bad_preset)
     with pytest.raises(InvalidRequestError, match="weight_type"):
         load_settings({"weight_type": "q9"}, env={})
+
+
+def test_a_database_url_must_be_usable(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidRequestError, match="postgresql://"):
+        load_settings({"database_url": "mysql://db/x"}, env={})
+    url = "postgresql://node@db/sdrest"
+    assert load_settings({}, env={"SDREST_DATABASE_URL": url}).database_url == url
+    # A plain install lacks the driver (the postgres extra): a start-up error naming it.
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    with pytest.raises(InvalidRequestError, match=r"sdrest\[postgres\]"):
+        load_settings({"database_url": url}, env={})
 
 
 def test_cli_flags_are_derived_from_settings() -> None:

@@ -12,7 +12,13 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sdrest.api.common import JSONResponse, parse_choice, read_body, service_of
+from sdrest.api.common import (
+    JSONResponse,
+    client_address,
+    parse_choice,
+    read_body,
+    service_of,
+)
 from sdrest.api.rest import image_tools, translate
 from sdrest.api.rest.utility_responses import DownloadReply, ImageReply
 from sdrest.api.routing import Query
@@ -51,8 +57,8 @@ _DOWNLOAD_HEADERS: Final = {
 async def download(request: Request) -> Response:
     """Fetch a remote image for the browser (public).
 
-    Only when the server runs with ``--allow-url-images`` (403 otherwise); public addresses only,
-    every redirect re-checked (see :mod:`sdrest.net.fetch`).
+    Unless the server runs with ``--no-allow-url-images`` (403 then); public addresses only,
+    every redirect re-checked (see :mod:`sdrest.net.fetch`), ``--fetch-per-minute`` per client.
     """
     service = service_of(request)
     url = request.query_params.get("url", "").strip()
@@ -61,6 +67,8 @@ async def download(request: Request) -> Response:
     query = request.query_params.get("encoding")
     encoding = parse_choice(query, "encoding", ENCODINGS, "binary")
     from sdrest.net.fetch import fetch_image  # httpx loads only when a URL is fetched
+
+    service.url_fetches.check(client_address(request))
 
     image = await fetch_image(
         url, service.settings.fetch, max_bytes=service.settings.limits.max_image_bytes

@@ -32,6 +32,9 @@ class ModelView(msgspec.Struct, omit_defaults=True):
     error: str | None
     components: dict[str, str] | None = None
     """A preset's files (preset field -> path in the models folder); presets only."""
+    content: str | None = None
+    """A template's text (``presets``, ``prompts``, ``neg_prompts``), in ``GET
+    /api/models/{model_id}`` only."""
 
 
 class ModelPage(msgspec.Struct):

@@ -24,6 +24,7 @@ from sdrest.api.rest.model_responses import (
     ModelView,
     TypeTotals,
 )
+from sdrest.api.rest.templates import MAX_TEMPLATE_BYTES, Template, scan_templates
 from sdrest.errors import InvalidRequestError, ModelNotFoundError, SdrestError
 from sdrest.model_catalog import Model, ModelCatalog
 from sdrest.models import (
@@ -45,10 +46,19 @@ TYPE_ALIASES: dict[str, str] = {
     "embeddings": "embedding",
     "diffusion": "diffusion_model",
     "unet": "diffusion_model",
-    "presets": "preset",
     "text_encoders": "text_encoder",
     "clip": "text_encoder",
 }
+"""``presets`` is the spec's type of the ``presets/`` folder's files (templates); the configured
+presets are ``preset``."""
+SPEC_TYPES: dict[str, str] = {"upscaler": "esrgan"}
+"""Registry types the spec names differently: answers say ``esrgan`` (``upscaler`` is accepted
+as an alias in queries)."""
+
+
+def spec_type(kind: str) -> str:
+    """A registry type as the spec names it in answers."""
+    return SPEC_TYPES.get(kind, kind)
 
 
 class ModelQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -170,10 +180,29 @@ def _preset_view(models: ModelCatalog, preset: ModelPreset, loaded: Collection[s
     )
 
 
+def template_view(template: Template, content: str | None = None) -> ModelView:
+    """A ``presets/``, ``prompts/`` or ``neg_prompts/`` file (with its text when asked for)."""
+    too_large = template.size > MAX_TEMPLATE_BYTES
+    view = model_view(
+        name=template.name,
+        type=template.type,
+        path=template.relpath,
+        size=template.size,
+        modified=template.modified,
+        architecture="template",
+        format=template.path.suffix.lstrip(".").lower(),
+        loaded=False,
+        sha256=None,
+        error=f"larger than {MAX_TEMPLATE_BYTES // 1024} KiB: not served" if too_large else None,
+    )
+    view.content = content
+    return view
+
+
 def _entry_view(models: ModelCatalog, entry: ModelEntry, loaded: Collection[str]) -> ModelView:
     return model_view(
         name=entry.name,
-        type=entry.type,
+        type=spec_type(entry.type),
         path=entry.relpath,
         size=entry.size,
         modified=entry.mtime,
@@ -197,6 +226,7 @@ def all_views(models: ModelCatalog) -> list[ModelView]:
     loaded = models.loaded  # several within --memory-budget-mb
     views = [_entry_view(models, e, loaded) for e in models.entries()]
     views += [_preset_view(models, p, loaded) for p in models.presets()]
+    views += [template_view(t) for t in scan_templates(models.models_dir)]
     return views
 
 
@@ -222,7 +252,7 @@ def _sort_key(sort_by: str) -> Callable[[ModelView], tuple[Any, ...]]:
 
 def _selected(view: ModelView, query: ModelQuery) -> bool:
     return (
-        (query.type is None or view.type == query.type)
+        (query.type is None or view.type == spec_type(query.type))
         and (query.architecture is None or view.architecture == query.architecture.lower())
         and (query.loaded is None or view.loaded == query.loaded)
         and (query.search is None or query.search.lower() in _search_blob(view))

@@ -9,6 +9,7 @@ bodies and answers are declared in :mod:`sdrest.api.rest.routes`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import msgspec
@@ -34,11 +35,18 @@ from sdrest.api.rest.model_responses import (
 )
 from sdrest.api.rest.responses import RestProblem
 from sdrest.api.rest.schemas import BatchBody, HashBody, ValidateModelBody
+from sdrest.api.rest.templates import (
+    TEMPLATE_FOLDERS,
+    find_template,
+    read_template,
+    scan_templates,
+)
 from sdrest.api.rest.translate import decode
 from sdrest.auth import principal_of
 from sdrest.errors import InvalidRequestError, SdrestError
 from sdrest.model_catalog import ModelCatalog
 from sdrest.models import FOLDER_TYPES, GENERATION_TYPES, MODEL_SUFFIXES, ModelEntry
+from sdrest.units import format_bytes
 
 _batch_decoder = msgspec.json.Decoder(BatchBody)
 _validate_decoder = msgspec.json.Decoder(ValidateModelBody)
@@ -51,10 +59,13 @@ _TYPE_INFO: dict[str, str] = {
     "vae": "VAE decoders/encoders",
     "taesd": "tiny autoencoders for fast decoding",
     "lora": "LoRA adapters",
-    "upscaler": "ESRGAN upscalers (the spec's esrgan)",
+    "upscaler": "ESRGAN upscalers (listed as esrgan, as the spec names them; upscaler works too)",
     "controlnet": "ControlNet models (listed; not usable for generation yet)",
     "embedding": "textual-inversion embeddings (listed; the pinned library cannot load them)",
     "text_encoder": "CLIP-L/G, T5-XXL and LLM text encoders",
+    "presets": "generation preset files of the presets/ folder (.json, .yaml; their text)",
+    "prompts": "prompt templates of the prompts/ folder (.txt, .json; their text)",
+    "neg_prompts": "negative prompt templates of the neg_prompts/ folder (.txt, .json)",
     "unknown": "files whose header names no known architecture",
 }
 
@@ -75,6 +86,9 @@ async def get_model(request: Request) -> Response:
     model_type = model_views.model_type(kind) if kind else None
 
     def lookup() -> ModelReply:
+        if model_type in TEMPLATE_FOLDERS:  # a prompt template: its text comes with it
+            template = find_template(models.models_dir, model_id, model_type)
+            return ModelReply(model_views.template_view(template, read_template(template)))
         return ModelReply(model_views.view_of(models, models.find(model_id, model_type)))
 
     return JSONResponse(await asyncio.to_thread(lookup))
@@ -87,17 +101,32 @@ async def model_types(request: Request) -> Response:
     for entry in models.entries():
         counts[entry.type] = counts.get(entry.type, 0) + 1
     counts["preset"] = len(models.presets())
+    templates = await asyncio.to_thread(scan_templates, models.models_dir)
+    for template in templates:
+        counts[template.type] = counts.get(template.type, 0) + 1
     details = [
         ModelTypeInfo(
-            type=kind,
+            type=model_views.spec_type(kind),
             description=text,
-            folders=sorted(f for f, t in FOLDER_TYPES.items() if t == kind),
-            extensions=sorted(MODEL_SUFFIXES) if kind != "preset" else [],
+            folders=_folders_of(kind),
+            extensions=_extensions_of(kind),
             count=counts.get(kind, 0),
         )
         for kind, text in _TYPE_INFO.items()
     ]
-    return JSONResponse(ModelTypes(list(_TYPE_INFO), details))
+    return JSONResponse(ModelTypes([d.type for d in details], details))
+
+
+def _folders_of(kind: str) -> list[str]:
+    if kind in TEMPLATE_FOLDERS:
+        return [kind]
+    return sorted(f for f, t in FOLDER_TYPES.items() if t == kind)
+
+
+def _extensions_of(kind: str) -> list[str]:
+    if kind in TEMPLATE_FOLDERS:
+        return list(TEMPLATE_FOLDERS[kind])
+    return sorted(MODEL_SUFFIXES) if kind != "preset" else []
 
 
 async def directories(request: Request) -> Response:
@@ -110,7 +139,11 @@ async def directories(request: Request) -> Response:
         for folder, kind in sorted(FOLDER_TYPES.items()):
             # The registry matches folder names ignoring case: count what it saw under them.
             count = sum(1 for e in entries if Path(e.relpath).parts[0].lower() == folder)
-            out.append(ModelFolder(folder, kind, (models.models_dir / folder).is_dir(), count))
+            exists = (models.models_dir / folder).is_dir()
+            out.append(ModelFolder(folder, model_views.spec_type(kind), exists, count))
+        for folder in TEMPLATE_FOLDERS:
+            count = len(scan_templates(models.models_dir, folder))
+            out.append(ModelFolder(folder, folder, (models.models_dir / folder).is_dir(), count))
         return out
 
     admin = principal_of(request).is_admin  # server paths only for admins
@@ -220,12 +253,40 @@ async def _batch_item(models: ModelCatalog, operation: str, model_id: str) -> Ba
     return BatchItem(model_id, success, result=outcome)
 
 
+def _check_fits(models: ModelCatalog, wanted: list[str], budget: int) -> None:
+    """Several models load together only when their files fit ``--memory-budget-mb`` (else the
+    engine would free the first to load the last): a 400 saying what fits."""
+    sizes: dict[str, int] = {}
+    for model_id in dict.fromkeys(wanted):
+        with contextlib.suppress(SdrestError):  # an unknown name fails in its own result
+            sizes[model_id] = models.footprint(models.find(model_id).name)
+    total = sum(sizes.values())
+    if len(sizes) <= 1 or (budget > 0 and total <= budget):
+        return
+    fits, used = [], 0
+    for model_id, size in sizes.items():
+        if budget > 0 and used + size <= budget:
+            fits.append(model_id)
+            used += size
+    if budget <= 0:
+        limit = "--memory-budget-mb is 0 (one model at a time)"
+    else:
+        limit = f"--memory-budget-mb allows {format_bytes(budget)}"
+    raise InvalidRequestError(
+        f"these models need {format_bytes(total)} together; {limit}: load at most"
+        f" {', '.join(fits) if fits else 'one of them'}",
+        field="models",
+    )
+
+
 async def batch(request: Request) -> Response:
     """``{"operation": load|unload|validate|hash, "models": [...]}``, one result per model."""
     body = decode(await read_body(request, _SMALL_BODY), _batch_decoder)
+    service = service_of(request)
+    models = service.models
     if body.operation == "load" and len(body.models) > 1:
-        raise InvalidRequestError("load takes exactly one model per request", field="models")
-    models = service_of(request).models
+        budget = service.settings.engine.memory_budget_bytes
+        await asyncio.to_thread(_check_fits, models, body.models, budget)
     results = [await _batch_item(models, body.operation, name) for name in body.models]
     return JSONResponse(
         BatchReply(

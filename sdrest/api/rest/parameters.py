@@ -28,6 +28,7 @@ from sdrest.schemas import (
     SCHEDULERS,
     GuidanceParams,
     ImgGenRequest,
+    RequestLayer,
     SampleParams,
 )
 from sdrest.settings import Limits
@@ -65,12 +66,39 @@ SCHEDULER_INFO: Final[Mapping[str, str]] = {
     "bong_tangent": "Bong tangent: tangent-shaped spacing",
 }
 SIZE_STEP: Final = 16
-"""stable-diffusion.cpp rounds width and height up to a multiple of 16."""
+"""stable-diffusion.cpp rounds width and height up to a multiple of 16 (of 8 for UNet models)."""
+NATIVE_SIZES: Final[Mapping[str, int]] = {
+    "sd1": 512,
+    "sd2": 768,
+    **dict.fromkeys(("sdxl", "sd3", "flux", "flux2", "chroma", "qwen_image", "z_image"), 1024),
+}
+"""The side a model of each architecture was trained at: the width/height a request that names
+none gets on /api (the spec's defaults differ per model)."""
+_UNET_ARCHITECTURES: Final = frozenset({"sd1", "sd2", "sdxl"})
+
+
+def size_step(architecture: str | None) -> int:
+    """The multiple the library rounds sizes up to for a model of ``architecture``: its VAE's
+    factor (8) times the diffusion model's patch size (1 for UNets, 2 for the DiTs)."""
+    return 8 if architecture in _UNET_ARCHITECTURES else SIZE_STEP
+
+
+def native_size_layer(architecture: str | None) -> RequestLayer:
+    """Default width and height of a model of ``architecture`` (empty when unknown: the
+    schema's 512 then applies)."""
+    side = NATIVE_SIZES.get(architecture or "")
+    return {"width": side, "height": side} if side else {}
+
+
+def spec_sampler(name: str) -> str:
+    """The spec's spelling of a library sampler name (``dpm++2m`` is ``dpmpp2m`` there)."""
+    return name.replace("dpm++", "dpmpp")
 
 
 def sampler_aliases(name: str) -> list[str]:
-    """The spec's spellings of a sampler name (``dpm++2m`` is ``dpmpp2m`` there)."""
-    return [name.replace("dpm++", "dpmpp")] if "dpm++" in name else []
+    """The other spellings of a spec sampler name: the library's (``dpmpp2m`` is ``dpm++2m``)."""
+    library = name.replace("dpmpp", "dpm++")
+    return [library] if library != name else []
 
 
 def calls_per_step(sampler: str | None) -> int:
@@ -79,15 +107,16 @@ def calls_per_step(sampler: str | None) -> int:
 
 
 def samplers_view() -> SamplersReply:
-    """``GET /api/samplers``: the spec's list of names, then the details of each."""
+    """``GET /api/samplers``: the spec's names (``dpmpp2m``), then the details of each with the
+    library's spelling (``dpm++2m``) as an alias; requests may use either."""
     return SamplersReply(
-        samplers=list(SAMPLE_METHODS),
+        samplers=[spec_sampler(name) for name in SAMPLE_METHODS],
         details=[
             SamplerDetail(
-                name,
+                spec_sampler(name),
                 SAMPLER_INFO.get(name, ("", 1))[0],
                 calls_per_step(name),
-                sampler_aliases(name),
+                sampler_aliases(spec_sampler(name)),
             )
             for name in SAMPLE_METHODS
         ],
@@ -178,13 +207,18 @@ _SEED = IntegerRange(
 
 
 def parameters_view(
-    limits: Limits, model: str | None, defaults: Mapping[str, Any]
+    limits: Limits,
+    model: str | None,
+    defaults: Mapping[str, Any],
+    architecture: str | None = None,
 ) -> ParametersReply:
     """``GET /api/parameters``: ranges as enforced (schema bounds + the server's limits).
 
-    ``defaults`` are the default model's preset defaults (canonical names); they replace the
-    schema defaults where given, since that is what a request that leaves a field out gets.
+    ``defaults`` are the default model's defaults (canonical names: its native size under its
+    preset's); they replace the schema defaults where given, since that is what a request that
+    leaves a field out gets. ``architecture`` (the model's) decides the size step.
     """
+    step = size_step(architecture)
     server_bounds: dict[str, tuple[float | None, float | None]] = {
         "width": (limits.min_size, limits.max_size),
         "height": (limits.min_size, limits.max_size),
@@ -196,11 +230,13 @@ def parameters_view(
         low, high = server_bounds.get(name, (None, None))
         params[name] = entry = _range(struct, field, _lookup(defaults, path), low=low, high=high)
         if name in ("width", "height"):
-            entry.step = SIZE_STEP
-            entry.note = f"rounded up to a multiple of {SIZE_STEP} by the library"
+            entry.step = step
+            entry.note = f"rounded up to a multiple of {step} by the library"
     params["seed"] = _SEED
+    sampler = _lookup(defaults, "sample_params.sample_method")
     params["sampling_method"] = ChoiceParameter(
-        list(SAMPLE_METHODS), _lookup(defaults, "sample_params.sample_method")
+        [spec_sampler(name) for name in SAMPLE_METHODS],
+        spec_sampler(sampler) if isinstance(sampler, str) else sampler,
     )
     params["scheduler"] = ChoiceParameter(
         list(SCHEDULERS), _lookup(defaults, "sample_params.scheduler")

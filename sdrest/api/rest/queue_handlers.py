@@ -1,4 +1,5 @@
-"""``/api/queue`` endpoints: status, one job, its live preview, cancel and clear.
+"""``/api/queue`` endpoints: status, history, one job, its live preview, cancel, delete and
+clear.
 
 A user sees and touches only their own jobs (another user's job is a 404 JOB_NOT_FOUND, as if it
 did not exist); an admin, and the open server, see all. Access rules, bodies and answers are
@@ -13,9 +14,23 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sdrest.api.common import JSONResponse, read_body, service_of, visible_job
+from sdrest.api.common import (
+    JSONResponse,
+    parse_choice,
+    parse_int,
+    read_body,
+    service_of,
+    visible_job,
+)
 from sdrest.api.rest import translate, views
-from sdrest.api.rest.responses import CancelReply, ClearReply, JobReply, QueueStatus
+from sdrest.api.rest.responses import (
+    CancelReply,
+    ClearReply,
+    DeleteReply,
+    HistoryReply,
+    JobReply,
+    QueueStatus,
+)
 from sdrest.api.rest.schemas import CancelBody
 from sdrest.auth import principal_of
 from sdrest.errors import ConflictError, NotFoundError, SdrestError
@@ -24,6 +39,11 @@ logger = logging.getLogger(__name__)
 
 _cancel_decoder = msgspec.json.Decoder(CancelBody)
 _STATUS_LIMIT = 100  # finished jobs shown after the live ones
+FINISHED = ("completed", "failed", "cancelled")
+HISTORY_MAX_LIMIT = 500
+HISTORY_MAX_OFFSET = 10_000_000
+HISTORY_STATUSES = {name: name for name in ("all", *FINISHED)}
+"""``GET /api/queue/history?status=``: every finished job, or those of one outcome."""
 _SMALL_BODY = 16 * 1024
 
 
@@ -35,10 +55,29 @@ async def queue_status(request: Request) -> Response:
     snapshot = service.queue_snapshot()  # live jobs from memory, one consistent picture
     finished = await service.list_jobs(  # finished ones from the store, newest first
         owner=None if principal.is_admin else principal.username,
-        statuses=("completed", "failed", "cancelled"),
+        statuses=FINISHED,
         limit=_STATUS_LIMIT,
     )
     return JSONResponse(QueueStatus(views.queue_state(snapshot, finished, principal)))
+
+
+async def history(request: Request) -> Response:
+    """The caller's finished jobs (admin: everyone's), newest first, a page at a time:
+    ``limit`` (1-500, default 50), ``offset`` and ``status`` (``completed``, ``failed``,
+    ``cancelled`` or ``all``)."""
+    principal = principal_of(request)
+    query = request.query_params
+    limit = parse_int(query.get("limit"), "limit", 50, 1, HISTORY_MAX_LIMIT)
+    offset = parse_int(query.get("offset"), "offset", 0, 0, HISTORY_MAX_OFFSET)
+    status = parse_choice(query.get("status"), "status", HISTORY_STATUSES, "all")
+    jobs = await service_of(request).list_jobs(
+        owner=None if principal.is_admin else principal.username,
+        statuses=FINISHED if status == "all" else (status,),
+        limit=limit + 1,  # one more tells whether a next page exists
+        offset=offset,
+    )
+    listed = [views.job_view(job, 0, listed=True) for job in jobs[:limit]]
+    return JSONResponse(HistoryReply(listed, limit, offset, has_more=len(jobs) > limit))
 
 
 async def get_job(request: Request) -> Response:
@@ -80,6 +119,14 @@ async def cancel(request: Request) -> Response:
         else "Job cancellation requested: it stops when the current native call returns"
     )
     return JSONResponse(CancelReply("success", message, job.id, views.status_name(job.status)))
+
+
+async def delete_job(request: Request) -> Response:
+    """Delete a finished job for good: its record and its images (a ``job_deleted`` message on
+    ``/ws``). A queued or running job is a 409: cancel it first."""
+    job = await visible_job(request, request.path_params["job_id"])
+    await service_of(request).delete(job.id)
+    return JSONResponse(DeleteReply("success", "Job deleted", job.id))
 
 
 async def clear(request: Request) -> Response:

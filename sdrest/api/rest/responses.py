@@ -58,6 +58,13 @@ class RestProblem(msgspec.Struct):
     message: str
 
 
+class JobLora(msgspec.Struct):
+    """One LoRA of a generation: its name or path, and its weight."""
+
+    path: str
+    multiplier: float
+
+
 class JobParameters(msgspec.Struct):
     """What the job was asked to do: generation settings, upscale settings, or nothing (a
     conversion answers ``{}``)."""
@@ -74,6 +81,10 @@ class JobParameters(msgspec.Struct):
     strength: float | UnsetType = UNSET
     esrgan_model: str | UnsetType = UNSET
     repeats: int | UnsetType = UNSET
+    lora: list[JobLora] | UnsetType = UNSET
+    """The LoRAs applied, with their weights (absent when none)."""
+    hires_scale: float | UnsetType = UNSET
+    """The hires fix's scale (absent when the hires fix was off)."""
 
 
 class RestJob(msgspec.Struct):
@@ -167,6 +178,24 @@ class ClearReply(msgspec.Struct):
     cancelled: list[str]
 
 
+class DeleteReply(msgspec.Struct):
+    """``DELETE /api/queue/job/{job_id}``."""
+
+    status: str
+    message: str
+    job_id: str
+
+
+class HistoryReply(msgspec.Struct):
+    """``GET /api/queue/history``: one page of the caller's finished jobs, newest first."""
+
+    jobs: list[RestJob]
+    limit: int
+    offset: int
+    has_more: bool
+    """Whether a page follows (``offset + limit``)."""
+
+
 # -- the /ws messages ------------------------------------------------------------------------
 
 
@@ -224,7 +253,14 @@ class WsEmpty(msgspec.Struct):
     """``data`` of a ``pong``."""
 
 
-WsData = WsJobUpdate | WsQueueUpdate | WsSystemUpdate | WsConnected | WsEmpty
+class WsJobDeleted(msgspec.Struct):
+    """``data`` of a ``job_deleted`` message: a finished job is gone (``DELETE
+    /api/queue/job/{id}``)."""
+
+    job_id: str
+
+
+WsData = WsJobUpdate | WsQueueUpdate | WsSystemUpdate | WsConnected | WsEmpty | WsJobDeleted
 
 
 class WsMessage(msgspec.Struct):

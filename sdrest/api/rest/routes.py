@@ -27,7 +27,9 @@ from sdrest.api.rest import (
     outputs_handlers,
     queue_handlers,
     system_handlers,
+    users_handlers,
     utility_handlers,
+    v1_handlers,
 )
 from sdrest.api.rest.auth_handlers import LoginBody
 from sdrest.api.rest.auth_responses import (
@@ -59,6 +61,8 @@ from sdrest.api.rest.outputs_handlers import DEFAULT_THUMB
 from sdrest.api.rest.responses import (
     CancelReply,
     ClearReply,
+    DeleteReply,
+    HistoryReply,
     JobReply,
     QueuedReply,
     QueueStatus,
@@ -82,6 +86,20 @@ from sdrest.api.rest.system_responses import (
     SystemReply,
     VersionReply,
 )
+from sdrest.api.rest.users_handlers import (
+    ChangePasswordBody,
+    NewKeyBody,
+    NewUserBody,
+    RoleBody,
+    SetPasswordBody,
+)
+from sdrest.api.rest.users_responses import (
+    AccountList,
+    AccountMessage,
+    AccountView,
+    CreatedKey,
+    KeyList,
+)
 from sdrest.api.rest.utility_handlers import MODE_QUERY
 from sdrest.api.rest.utility_responses import (
     DownloadReply,
@@ -92,6 +110,7 @@ from sdrest.api.rest.utility_responses import (
     SchedulersReply,
     ValidationReply,
 )
+from sdrest.api.rest.v1_handlers import V1GenerateBody, V1Result
 from sdrest.api.routing import IMAGE_TYPES, JSON, NO_BODY, Query, route
 from sdrest.errors import SdrestError
 from sdrest.service import SdrestService
@@ -108,6 +127,23 @@ _MODEL_QUERY = (
     Query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, "Page, from 1."),
 )
 _TYPE = Query("type", {"type": "string"}, "Pick among files of the same name by type.")
+_HISTORY_QUERY = (
+    Query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": queue_handlers.HISTORY_MAX_LIMIT},
+        "Page size (default 50).",
+    ),
+    Query(
+        "offset",
+        {"type": "integer", "minimum": 0, "maximum": queue_handlers.HISTORY_MAX_OFFSET},
+        "Jobs to skip (newest first).",
+    ),
+    Query(
+        "status",
+        {"type": "string", "enum": list(queue_handlers.HISTORY_STATUSES)},
+        "Only jobs that ended so (default all).",
+    ),
+)
 _THUMB = (
     Query("thumb", _FLAG, "Answer a JPEG thumbnail instead of the file."),
     Query(
@@ -121,6 +157,7 @@ _THUMB = (
 _models = models_handlers
 _queue = queue_handlers
 _generation = generation_handlers
+_users = users_handlers
 
 ROUTES = [
     # -- /auth: login is public, the rest needs an identified caller ------------------------
@@ -138,6 +175,49 @@ ROUTES = [
         answer=TokenRefreshReply,
     ),
     route("/auth/me", auth_handlers.me, access="identified", answer=MeReply),
+    # -- a signed-in caller's own password and keys; accounts and anyone's keys: admins ------
+    route(
+        "/auth/password", _users.change_my_password, "POST", access="identified",
+        body=ChangePasswordBody, answer=AccountMessage,
+    ),
+    route("/auth/keys", _users.my_keys, access="identified", answer=KeyList),
+    route(
+        "/auth/keys", _users.create_my_key, "POST", access="identified", body=NewKeyBody,
+        answer=CreatedKey, status=201,
+    ),
+    route(
+        "/auth/keys/{key_id}", _users.revoke_my_key, "DELETE", access="identified",
+        answer=AccountMessage,
+    ),
+    route("/users", _users.list_users, access="system:manage", answer=AccountList),
+    route(
+        "/users", _users.add_user, "POST", access="system:manage", body=NewUserBody,
+        answer=AccountView, status=201,
+    ),
+    route(
+        "/users/{username}", _users.remove_user, "DELETE", access="system:manage",
+        answer=AccountMessage,
+    ),
+    route(
+        "/users/{username}/role", _users.set_role, "POST", access="system:manage",
+        body=RoleBody, answer=AccountView,
+    ),
+    route(
+        "/users/{username}/password", _users.set_password, "POST", access="system:manage",
+        body=SetPasswordBody, answer=AccountMessage,
+    ),
+    route(
+        "/keys", _users.list_keys, access="system:manage", answer=KeyList,
+        query=(Query("username", {"type": "string"}, "Only this account's keys."),),
+    ),
+    route(
+        "/keys", _users.create_key, "POST", access="system:manage", body=NewKeyBody,
+        answer=CreatedKey, status=201,
+    ),
+    route(
+        "/keys/{key_id}", _users.revoke_key, "DELETE", access="system:manage",
+        answer=AccountMessage,
+    ),
     # -- server: status and version are public -----------------------------------------------
     route("/status", system_handlers.status, access="public", answer=StatusReply),
     route("/version", system_handlers.version, access="public", answer=VersionReply),
@@ -222,7 +302,15 @@ ROUTES = [
         media_types=("image/png",),
     ),
     route("/queue/job/{job_id}", _queue.get_job, access="identified", answer=JobReply),
+    route(
+        "/queue/job/{job_id}", _queue.delete_job, "DELETE", access="jobs:own",
+        answer=DeleteReply,
+    ),
     route("/queue/status", _queue.queue_status, access="jobs:own", answer=QueueStatus),
+    route(
+        "/queue/history", _queue.history, access="jobs:own", query=_HISTORY_QUERY,
+        answer=HistoryReply,
+    ),
     route(
         "/queue/cancel", _queue.cancel, "POST", access="identified", body=CancelBody,
         answer=CancelReply,
@@ -235,6 +323,29 @@ ROUTES = [
     route(
         "/v1/jobs/{job_id}/output/{filename}", outputs_handlers.download, access="public",
         query=_THUMB, media_types=IMAGE_TYPES,
+    ),
+    # -- /v1: the readme's synchronous API and its names for models and auth ----------------
+    route(
+        "/v1/generate", v1_handlers.generate, "POST", access="generate", body=V1GenerateBody,
+        answer=V1Result,
+    ),
+    route("/v1/generate/{job_id}", v1_handlers.generation, access="identified", answer=V1Result),
+    route(
+        "/v1/models", _models.list_models, access="models:read", query=_MODEL_QUERY,
+        answer=ModelListing,
+    ),
+    route(
+        "/v1/auth/login", auth_handlers.login, "POST", access="public", body=LoginBody,
+        answer=LoginReply,
+    ),
+    route(
+        "/v1/auth/refresh", auth_handlers.refresh, "POST", access="identified", body=NO_BODY,
+        answer=TokenRefreshReply,
+    ),
+    route("/v1/auth/profile", auth_handlers.me, access="identified", answer=MeReply),
+    route(
+        "/v1/auth/logout", auth_handlers.logout, "POST", access="identified", body=NO_BODY,
+        answer=LogoutReply,
     ),
     # -- utilities and image tools: validate and image/download are public ------------------
     route("/samplers", utility_handlers.samplers, access="models:read", answer=SamplersReply),

@@ -2,7 +2,9 @@
 
 Optional fields default to None so the translation knows what the client left out: a missing
 field takes the model's preset default, a given one wins. Unknown fields are refused (a typo is a
-400 naming the field, never silently ignored).
+400 naming the field), except in a generation body: a client built for a newer server may send
+fields this one does not know, so they are ignored and listed in the answer's ``warnings``
+(``--strict-requests`` refuses them).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from sdrest.schemas import LoraSpec
+
 Name = Annotated[str, Meta(min_length=1, max_length=1024)]
 
 
@@ -19,8 +23,9 @@ class _Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Base: unknown fields are refused."""
 
 
-class GenerateBody(_Body):
-    """``POST /api/generate/{text2img,img2img,inpainting,controlnet}``."""
+class GenerateBody(msgspec.Struct, kw_only=True):
+    """``POST /api/generate/{text2img,img2img,inpainting,controlnet}``: unknown fields are
+    ignored with a warning (see the module docstring)."""
 
     model_name: Name | None = None
     prompt: str = ""
@@ -48,7 +53,12 @@ class GenerateBody(_Body):
     output_format: str | None = None
     output_compression: int | None = None
     vae_tiling: bool | None = None
-    # Load options: server-wide (changing one reloads the model for everybody), see docs.
+    tiling: bool | None = None
+    """Seamless images (the library's circular_x/circular_y load options)."""
+    lora: Annotated[list[LoraSpec], Meta(max_length=16)] | None = None
+    """Structured LoRAs, as on /sdcpp/v1; ``<lora:name:weight>`` prompt tags add to them."""
+    # Load options and components: a request that sets them differently from the model gets a
+    # model context of its own (loaded in its turn in the queue, kept within the memory budget).
     n_threads: int | None = None
     offload_params_to_cpu: bool | None = None
     clip_on_cpu: bool | None = None

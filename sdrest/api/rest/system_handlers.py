@@ -2,11 +2,12 @@
 ``/api/system/restart`` endpoints; access rules and answers are declared in
 :mod:`sdrest.api.rest.routes`.
 
-Restart is in-process and keeps the queue: the engine frees its model (after the job running
-now, since native calls are serialized), the models folder is rescanned, the default model goes
-back to the configured one, and queued jobs run on as before. The process itself keeps running:
-re-executing it would drop every open connection and /ws client for no gain, and a supervisor
-restart is the operator's call (queued jobs survive that too: they are on disk).
+Restart keeps the queue. Under ``sdrest serve`` it re-executes the process, as the C++ server
+does: the server stops gracefully (queued jobs stay on disk; a job running at that moment is
+retried once), then the same command starts again and re-queues them in order. An embedded app
+(no ``service.restart_hook``) restarts in-process instead: the engine frees its model (after the
+job running now, since native calls are serialized), the models folder is rescanned, the default
+model goes back to the configured one, and queued jobs run on as before.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from starlette.requests import Request
@@ -30,11 +32,14 @@ from sdrest.api.rest.system_responses import (
     VersionReply,
 )
 from sdrest.auth import principal_of
+from sdrest.cpu_cores import effective_threads
 from sdrest.errors import ConflictError
 from sdrest.service import SdrestService
 from sdrest.settings import public_settings
 
 logger = logging.getLogger(__name__)
+_ANSWER_GRACE = 0.2
+"""Seconds between answering a re-exec restart and stopping the server."""
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[2]
 
@@ -98,7 +103,9 @@ async def system(request: Request) -> Response:
         loaded_model=service.models.last_loaded,
         limits=service.settings.limits,
         started_at=service.started_at,
+        threads=effective_threads(service.settings.load.threads),
     )
+    answer.nodes = service.nodes()
     return JSONResponse(answer)
 
 
@@ -115,12 +122,23 @@ async def _restart(service: SdrestService, state: SystemState) -> None:
         state.restart_task = None
 
 
+async def _reexec(service: SdrestService, hook: Callable[[], None]) -> None:
+    await asyncio.sleep(_ANSWER_GRACE)  # the 202 reaches the client before connections close
+    logger.info(
+        "restart requested: re-executing the server (%d jobs queued, kept on disk)",
+        len(service.queue_snapshot().queued),
+    )
+    hook()
+
+
 async def restart(request: Request) -> Response:
-    """In-process restart, queue kept (admin; see the module doc)."""
+    """Restart, queue kept (admin; see the module doc)."""
     state = _state(request)
     if state.restart_task is not None:
         raise ConflictError("a restart is already in progress")
     service = service_of(request)
-    state.restart_task = asyncio.create_task(_restart(service, state), name="sdrest-restart")
+    hook = service.restart_hook
+    work = _reexec(service, hook) if hook is not None else _restart(service, state)
+    state.restart_task = asyncio.create_task(work, name="sdrest-restart")
     answer = RestartReply(queued_jobs=len(service.queue_snapshot().queued))
     return JSONResponse(answer, status_code=202)

@@ -11,6 +11,7 @@ import msgspec
 from sdrest import __version__
 from sdrest.api.rest.system_info import Host, VersionInfo
 from sdrest.schemas import QueueSnapshot
+from sdrest.schemas.nodes import NodeInfo
 from sdrest.settings import Limits, Settings
 
 
@@ -128,6 +129,9 @@ class SystemInfo(msgspec.Struct, kw_only=True):
     platform: str
     python: str
     cpu_count: int | None
+    threads: int
+    """The native threads models load with: ``--threads``, or one per physical core when it is
+    0 (the library's own count)."""
     memory_total: int | None
     memory_available: int | None
     process_rss: int | None
@@ -146,6 +150,9 @@ class SystemReply(msgspec.Struct):
     """``GET /api/system``: hardware, library, engine and limits."""
 
     system: SystemInfo
+    nodes: list[NodeInfo] = msgspec.field(default_factory=list)
+    """The nodes sharing the queue (``--database-url`` / ``--engine-workers``): workers, the
+    job each runs, loaded models, last heartbeat; empty on a single-queue server."""
 
     @classmethod
     def of(
@@ -159,6 +166,7 @@ class SystemReply(msgspec.Struct):
         loaded_model: str | None,
         limits: Limits,
         started_at: float,
+        threads: int,
     ) -> SystemReply:
         """The answer from the engine's report and the host's facts."""
         return cls(
@@ -166,6 +174,7 @@ class SystemReply(msgspec.Struct):
                 platform=host.platform,
                 python=host.python,
                 cpu_count=host.cpu_count,
+                threads=threads,
                 memory_total=host.memory_total,
                 memory_available=host.memory_available,
                 process_rss=host.process_rss,

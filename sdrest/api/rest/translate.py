@@ -7,8 +7,10 @@ they looked up, and the unit tests call them directly. The answers live in
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
-from typing import Literal, NamedTuple, TypeVar
+from typing import Literal, NamedTuple, TypeVar, cast
 
 import msgspec
 
@@ -18,12 +20,13 @@ from sdrest.api.rest.schemas import GenerateBody, UpscaleBody
 from sdrest.errors import InvalidRequestError
 from sdrest.schemas import (
     ImgGenRequest,
+    LoraLayer,
+    ModelOptionsLayer,
     RequestLayer,
     SampleLayer,
     UpscaleRequest,
     sample_layer,
 )
-from sdrest.settings import LoadOptions
 
 T = TypeVar("T")
 Mode = Literal["text2img", "img2img", "inpainting", "controlnet"]
@@ -51,9 +54,16 @@ FIELD_PATHS: dict[str, str] = {
     "output_compression": "output_compression",
     "model_name": "model",
 }
-WIRE_FIELDS: dict[str, str] = {path: name for name, path in FIELD_PATHS.items()}
-
-# Request load option -> the server's LoadOptions field (and its flag, for the message).
+# Request component / load option -> its ModelOptions field (a request that sets one differently
+# from the model gets a model context of its own, scheduled like any model switch).
+COMPONENT_FIELDS: dict[str, str] = {
+    "vae_path": "vae",
+    "vae_model": "vae",
+    "clip_l_path": "clip_l",
+    "clip_g_path": "clip_g",
+    "t5xxl_path": "t5xxl",
+    "taesd_path": "taesd",
+}
 LOAD_OPTIONS: dict[str, str] = {
     "offload_params_to_cpu": "offload_to_cpu",
     "clip_on_cpu": "clip_on_cpu",
@@ -62,14 +72,11 @@ LOAD_OPTIONS: dict[str, str] = {
     "diffusion_conv_direct": "diffusion_conv_direct",
     "vae_conv_direct": "vae_conv_direct",
 }
-COMPONENT_FIELDS: dict[str, str] = {
-    "vae_path": "vae_path",
-    "vae_model": "vae_path",
-    "clip_l_path": "clip_l_path",
-    "clip_g_path": "clip_g_path",
-    "t5xxl_path": "t5xxl_path",
-    "taesd_path": "taesd_path",
-}
+for _field, _option in (COMPONENT_FIELDS | LOAD_OPTIONS).items():
+    FIELD_PATHS.setdefault(_field, f"model_options.{_option}")
+FIELD_PATHS["tiling"] = "model_options.circular_x"
+# The first spelling wins when two name one path (vae_path before its alias vae_model).
+WIRE_FIELDS = {path: name for name, path in reversed(FIELD_PATHS.items())}
 FOLDER_FIELDS: dict[str, str] = {"embedding_dir": "embedding", "lora_model_dir": "lora"}
 
 
@@ -109,18 +116,65 @@ def sampler_name(value: str) -> str:
     return name.replace("dpmpp", "dpm++")
 
 
-def load_option_problems(body: GenerateBody, load: LoadOptions) -> list[str]:
-    """Requested load options that differ from the server's (they cannot be honoured per job)."""
-    problems = []
-    for field, option in LOAD_OPTIONS.items():
-        wanted = getattr(body, field)
-        if wanted is not None and wanted != getattr(load, option):
-            flag = "--" + option.replace("_", "-")
-            problems.append(
-                f"{field}={str(wanted).lower()} differs from the server setting {flag}"
-                f"={str(getattr(load, option)).lower()}"
-            )
-    return problems
+# <lora:name>, <lora:name:0.8> (and A1111's <lora:name:te:unet>: the first weight is used).
+_LORA_TAG = re.compile(r"<lora:([^:<>]+)(?::([^:<>]*))?(?::[^<>]*)?>", re.IGNORECASE)
+
+
+def prompt_loras(prompt: str) -> tuple[str, list[LoraLayer]]:
+    """``<lora:name:weight>`` tags, as the C++ server's library reads them: (the prompt without
+    the tags, one LoRA per tag). Names resolve later, inside the LoRA folder only."""
+    loras: list[LoraLayer] = []
+    for match in _LORA_TAG.finditer(prompt):
+        name, raw = match[1].strip(), (match[2] or "").strip()
+        try:
+            weight = float(raw) if raw else 1.0
+        except ValueError:
+            raise ValidationFailedError(
+                f"prompt tag <lora:{name}:{raw}>: the weight must be a number", field="prompt"
+            ) from None
+        if not name or not math.isfinite(weight) or abs(weight) > 100:
+            raise ValidationFailedError(f"prompt tag {match[0]!r} is not valid", field="prompt")
+        loras.append({"path": name, "multiplier": weight})
+    if not loras:
+        return prompt, loras
+    return _LORA_TAG.sub("", prompt).strip(), loras  # as the library removes them
+
+
+_raw_object = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def unknown_fields(body: bytes, known: type[msgspec.Struct]) -> list[str]:
+    """Top-level fields of a JSON object body that ``known`` does not declare, in body order
+    (their values are not decoded)."""
+    fields = set(known.__struct_fields__)
+    try:
+        names = _raw_object.decode(body)
+    except msgspec.ValidationError:
+        return []  # not an object: the typed decode has said so already
+    return [name for name in names if name not in fields]
+
+
+def unknown_field_warnings(unknown: list[str], strict: bool) -> list[str]:
+    """The warnings of fields a client sent that this server does not know; with ``strict``
+    (``--strict-requests``) the first one is a 400 instead."""
+    if unknown and strict:
+        raise ValidationFailedError(
+            f"unknown field `{unknown[0]}` (the server runs with --strict-requests)",
+            field=unknown[0],
+        )
+    return [f"unknown field `{name}` ignored" for name in unknown]
+
+
+def _model_options(body: GenerateBody) -> ModelOptionsLayer:
+    """Components and load options the body sets (the rest: as the model is configured)."""
+    layer: dict[str, object] = {}
+    for field, option in (COMPONENT_FIELDS | LOAD_OPTIONS).items():
+        value = getattr(body, field)
+        if value is not None:
+            layer[option] = value
+    if body.tiling:
+        layer["circular_x"] = layer["circular_y"] = True
+    return cast(ModelOptionsLayer, layer)
 
 
 class _Images(NamedTuple):
@@ -193,6 +247,14 @@ def _fields(body: GenerateBody, init_image: str | None) -> RequestLayer:
         layer["strength"] = body.strength
     layer.update(_image_fields(body, init_image))
     layer.update(_output_fields(body))
+    prompt, tag_loras = prompt_loras(body.prompt)
+    layer["prompt"] = prompt
+    loras = [msgspec.to_builtins(lora) for lora in body.lora or ()] + tag_loras
+    if loras:
+        layer["lora"] = loras
+    options = _model_options(body)
+    if options:
+        layer["model_options"] = options
     return layer
 
 
@@ -224,21 +286,13 @@ def _output_fields(body: GenerateBody) -> RequestLayer:
 
 
 def to_request(
-    body: GenerateBody,
-    mode: Mode,
-    model: str | None,
-    defaults: RequestLayer,
-    load: LoadOptions,
+    body: GenerateBody, mode: Mode, model: str | None, defaults: RequestLayer
 ) -> ImgGenRequest:
     """A generation body -> the canonical request. ``model`` is the resolved registry name (None =
     the server's default); ``defaults`` are that model's preset defaults (for fields left out).
+    Components and load options become the request's ``model_options``; ``<lora:...>`` prompt
+    tags and ``lora`` entries its ``lora`` list.
     """
-    problems = load_option_problems(body, load)
-    if problems:
-        raise InvalidRequestError(
-            "load options are server-wide and cannot change per request: " + "; ".join(problems),
-            field=next(f for f in LOAD_OPTIONS if getattr(body, f) is not None),
-        )
     init_image = body.init_image or body.source_image
     images = {
         "init_image": init_image,

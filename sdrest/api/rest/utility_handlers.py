@@ -22,6 +22,7 @@ from sdrest.api.rest import estimate as estimates
 from sdrest.api.rest import parameters as tables
 from sdrest.api.rest import translate, validation
 from sdrest.api.rest.errors import ValidationFailedError, rest_code
+from sdrest.api.rest.generation_handlers import architecture_of, rest_defaults
 from sdrest.api.rest.schemas import GenerateBody
 from sdrest.api.rest.utility_responses import EstimateReply, Issue, ValidationReply
 from sdrest.api.routing import Query
@@ -61,9 +62,12 @@ async def schedulers(request: Request) -> Response:
 async def parameters(request: Request) -> Response:
     """Ranges as enforced, defaults of the default model."""
     service = service_of(request)
-    model = service.models.default_or_none()  # no default model yet: still describe the limits
-    defaults = service.models.defaults_for(model) if model is not None else {}
-    return JSONResponse(tables.parameters_view(service.settings.limits, model, defaults))
+    models = service.models
+    model = models.default_or_none()  # no default model yet: still describe the limits
+    layer = rest_defaults(models, model) if model is not None else {}
+    architecture = architecture_of(models, model) if model is not None else None
+    view = tables.parameters_view(service.settings.limits, model, layer, architecture)
+    return JSONResponse(view)
 
 
 # --- validate and estimate --------------------------------------------------------------------
@@ -98,8 +102,7 @@ def _issue(exc: SdrestError, field: str | None = None) -> Issue:
 def _translate(
     service: SdrestService, body: GenerateBody, mode: translate.Mode, model: str
 ) -> ImgGenRequest:
-    defaults = service.models.defaults_for(model)
-    return translate.to_request(body, mode, model, defaults, service.settings.load)
+    return translate.to_request(body, mode, model, rest_defaults(service.models, model))
 
 
 def _body_issues(service: SdrestService, body: GenerateBody) -> tuple[list[Issue], bool]:
@@ -125,7 +128,8 @@ async def _submit_issues(
         gen = _translate(service, body, mode, model)
     except SdrestError as exc:
         return [_issue(exc)], []
-    warnings = validation.request_warnings(gen, model, service.models.loaded)
+    step = tables.size_step(architecture_of(service.models, model))
+    warnings = validation.request_warnings(gen, model, service.models.loaded, step)
     if gen.has_images and "generate" not in permissions_of(principal_of(request)):
         # validate is public: decoding megabytes of images is for callers who may generate,
         # anyone else gets the other checks and a warning.
@@ -151,6 +155,13 @@ async def validate(request: Request) -> Response:
         return JSONResponse(ValidationReply.of([_issue(exc)], [], None))
     mode = _mode(request, body)
     errors, bad_names = _body_issues(service, body)
+    unknown = [
+        Issue(name, f"unknown field `{name}`: the server ignores it", "UNKNOWN_FIELD")
+        for name in translate.unknown_fields(raw, GenerateBody)
+    ]
+    if service.settings.strict_requests:  # --strict-requests: submitting would refuse them
+        errors += [Issue(i.field, i.message) for i in unknown]
+        unknown = []
     warnings: list[Issue] = []
     model: str | None = None
     try:
@@ -160,7 +171,7 @@ async def validate(request: Request) -> Response:
     if model is not None and not bad_names:  # the translation would only repeat a name error
         refused, warnings = await _submit_issues(request, body, mode, model)
         errors += refused
-    return JSONResponse(ValidationReply.of(errors, warnings, model))
+    return JSONResponse(ValidationReply.of(errors, unknown + warnings, model))
 
 
 def _file_sizes(files: Mapping[str, str], loras: Iterable[str]) -> dict[str, int]:

@@ -42,18 +42,20 @@ def name_issues(sampler: str | None, scheduler: str | None) -> list[Issue]:
     return issues
 
 
-def request_warnings(request: ImgGenRequest, model: str, loaded: Collection[str]) -> list[Issue]:
+def request_warnings(
+    request: ImgGenRequest, model: str, loaded: Collection[str], step: int = SIZE_STEP
+) -> list[Issue]:
     """Things that are allowed but worth telling before queueing; ``loaded``: the loaded
-    models."""
+    models; ``step``: the multiple the model's sizes are rounded up to."""
     warnings = []
     width, height = request.width, request.height
-    if width % SIZE_STEP or height % SIZE_STEP:
-        rounded = (-(-width // SIZE_STEP) * SIZE_STEP, -(-height // SIZE_STEP) * SIZE_STEP)
+    if width % step or height % step:
+        rounded = (-(-width // step) * step, -(-height // step) * step)
         warnings.append(
             Issue(
-                "width" if width % SIZE_STEP else "height",
+                "width" if width % step else "height",
                 f"{width}x{height} will be generated as {rounded[0]}x{rounded[1]}"
-                f" (a multiple of {SIZE_STEP})",
+                f" (a multiple of {step})",
                 "SIZE_ROUNDED",
             )
         )

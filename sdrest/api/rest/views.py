@@ -8,8 +8,10 @@ from __future__ import annotations
 import time
 
 import msgspec
+from msgspec import UNSET
 
 from sdrest.api.rest.responses import (
+    JobLora,
     JobOutputImage,
     JobParameters,
     QueuedReply,
@@ -108,6 +110,8 @@ def _parameters(job: Job) -> JobParameters:
         batch_count=request.batch_count,
         clip_skip=request.clip_skip,
         strength=request.strength,
+        lora=[JobLora(lora.path, lora.multiplier) for lora in request.lora] or UNSET,
+        hires_scale=request.hires.scale if request.hires.enabled else UNSET,
     )
 
 

@@ -4,7 +4,8 @@ Every message is ``{"type", "data", "timestamp"}`` (timestamp in Unix millisecon
 the client gets a ``connected`` message, then the state of every live job it may see (so a page
 that reloads re-attaches to a running queue), a ``queue_update`` and a ``system_update``. After
 that: a ``job_update`` on every progress step and state change, a ``queue_update`` whenever a job
-enters or leaves the queue, a ``system_update`` when the loaded model or the model count changes.
+enters or leaves the queue, a ``system_update`` when the loaded model or the model count changes,
+a ``job_deleted`` (``{"job_id"}``) when a finished job is deleted.
 A client sees only its own jobs unless it is an admin (or auth is off).
 
 A slow client never slows the job system: the event bus gives each connection a bounded queue
@@ -24,7 +25,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from sdrest.api.common import service_of
 from sdrest.api.json_limits import decode_client_json
-from sdrest.api.rest.responses import WsConnected, WsData, WsEmpty, WsQueueUpdate, WsSystemUpdate
+from sdrest.api.rest.responses import (
+    WsConnected,
+    WsData,
+    WsEmpty,
+    WsJobDeleted,
+    WsQueueUpdate,
+    WsSystemUpdate,
+)
 from sdrest.api.rest.views import ws_job_update, ws_message, ws_queue_update
 from sdrest.auth import Principal, principal_of
 from sdrest.errors import InvalidRequestError
@@ -92,6 +100,10 @@ class _Connection:
             await self.send("system_update", data)
 
     async def on_event(self, event: JobEvent) -> None:
+        if event.type == "deleted":
+            if self.visible(event.job):
+                await self.send("job_deleted", WsJobDeleted(event.job.id))
+            return
         if not self.visible(event.job):
             if event.type == "state":
                 await self.send("queue_update", self.queue_data())

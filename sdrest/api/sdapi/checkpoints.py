@@ -99,3 +99,21 @@ def _unknown(title: str, models: list[Model]) -> NotFoundError:
     return NotFoundError(
         f"unknown checkpoint {title!r}; available models: {names}", field="sd_model_checkpoint"
     )
+
+
+AUTOMATIC_VAE = ("", "automatic", "none")
+"""``sd_vae`` values that mean "the model's own VAE" (A1111: "Automatic", "None")."""
+
+
+def resolve_vae(value: str, models: ModelCatalog) -> str | None:
+    """The registry VAE an ``sd_vae`` option names (its file name as ``/sd-vae`` lists it, its
+    stem or its path); None for "Automatic" and "None". Unknown -> 404 listing the VAEs."""
+    key = value.strip().lower()
+    if key in AUTOMATIC_VAE:
+        return None
+    entries = models.entries("vae")
+    for entry in entries:
+        if key in (entry.name.lower(), Path(entry.path).name.lower(), entry.relpath.lower()):
+            return entry.name
+    names = ", ".join(["Automatic", "None", *(Path(e.path).name for e in entries)])
+    raise ModelNotFoundError(f"sd_vae {value!r} not found; valid: {names}", field="sd_vae")

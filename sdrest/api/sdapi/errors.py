@@ -28,7 +28,12 @@ from sdrest.api.common import (
 )
 from sdrest.api.json_limits import decode_client_json
 from sdrest.api.sdapi.responses import A1111Error, A1111ValidationError, ValidationItem
-from sdrest.errors import InvalidRequestError, JobFailedError, SdrestError
+from sdrest.errors import (
+    InvalidRequestError,
+    JobFailedError,
+    NotImplementedFeatureError,
+    SdrestError,
+)
 
 T = TypeVar("T")
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -45,6 +50,22 @@ class ValidationFailed(InvalidRequestError):
         super().__init__(message, field=field)
         self.loc = loc
         self.kind = kind
+
+
+class RefusedFeatureError(InvalidRequestError):
+    """A request for something A1111 would run and this server cannot (a script, an extension,
+    face restoration, the interrogator): 422 in A1111's ``HTTPException`` shape, saying why,
+    instead of an answer that silently leaves it out."""
+
+    status = 422
+    code = "not_available"
+    a1111_name = "HTTPException"
+
+
+class EndpointUnavailableError(NotImplementedFeatureError):
+    """An A1111 endpoint whose feature this server lacks (``/interrogate``): 501 saying why."""
+
+    a1111_name = "HTTPException"
 
 
 def body_location(path: str | None) -> list[str | int]:
@@ -79,7 +100,7 @@ def render_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, JobFailedError):
         message = exc.reason  # A1111 reports the job's own words
     if isinstance(exc, SdrestError):
-        name = type(exc).__name__
+        name = getattr(exc, "a1111_name", None) or type(exc).__name__
     elif status < 500:
         name = "HTTPException"
     else:  # Starlette's ServerErrorMiddleware re-raises it: the server logs the traceback

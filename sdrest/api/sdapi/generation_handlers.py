@@ -17,6 +17,7 @@ from starlette.responses import Response
 from sdrest.api.common import (
     CLIENT_CLOSED,
     JSONResponse,
+    client_address,
     read_body,
     run_sync,
     service_of,
@@ -24,8 +25,9 @@ from sdrest.api.common import (
 )
 from sdrest.api.json_limits import decode_client_json
 from sdrest.api.sdapi import samplers, state, translate
-from sdrest.api.sdapi.checkpoints import checkpoint_title, resolve_checkpoint
+from sdrest.api.sdapi.checkpoints import checkpoint_title, resolve_checkpoint, resolve_vae
 from sdrest.api.sdapi.errors import ValidationFailed, body_location, decode_body
+from sdrest.api.sdapi.listings import upscaler_names
 from sdrest.api.sdapi.responses import Empty
 from sdrest.api.sdapi.schemas import (
     ANY_DECODER,
@@ -62,6 +64,8 @@ def _context(request: Request) -> translate.Context:
         limits=settings.limits,
         prompt_lora_names=names,
         options=dict(options_store(request).values),
+        resolve_vae=lambda value: resolve_vae(value, models),
+        upscaler_names=upscaler_names(models.entries("upscaler")),
     )
 
 
@@ -69,7 +73,9 @@ async def _generate(request: Request, decoder: msgspec.json.Decoder[Any]) -> Res
     service = service_of(request)
     raw = await read_body(request)
     body: Txt2ImgBody = decode_body(raw, decoder)
-    body = await fetch_url_images(body, service.settings)
+    body = await fetch_url_images(
+        body, service.settings, service.url_fetches, client_address(request)
+    )
     context = _context(request)
     if isinstance(body, Img2ImgBody) or body.extra_images is not None:
         # Resizing and blurring input images is CPU work: keep it off the event loop.
@@ -165,6 +171,7 @@ async def get_options(request: Request) -> Response:
             checkpoint=checkpoint_title(name, service.models) if name else None,
             checkpoint_hash=service.models.sha256(name) if name else None,
             settings=service.settings,
+            admin=principal_of(request).is_admin,
         )
     )
 
@@ -180,12 +187,19 @@ def _check_options(values: dict[str, Any]) -> OverrideSettings:
     return checked
 
 
+def _check_vae(checked: OverrideSettings, request: Request) -> None:
+    if checked.sd_vae is not None:
+        resolve_vae(checked.sd_vae, service_of(request).models)  # unknown: 404, nothing stored
+
+
 async def set_options(request: Request) -> Response:
-    """``POST /options``: ``sd_model_checkpoint`` switches the default model; other keys are
-    kept in memory for this server's lifetime."""
+    """``POST /options``: ``sd_model_checkpoint`` switches the default model; the honoured keys
+    (``options_table.HONOURED``) are checked, then every key is kept in memory for this
+    server's lifetime and applies to later generations."""
     service = service_of(request)
     values = decode_body(await read_body(request, MAX_OPTIONS_BODY), _OPTIONS_DECODER)
     checked = _check_options(values)
+    _check_vae(checked, request)
     # Everything that can fail is checked before anything changes: a refused POST changes nothing.
     model = None
     if checked.sd_model_checkpoint:
@@ -197,5 +211,7 @@ async def set_options(request: Request) -> Response:
 
 
 async def cmd_flags(request: Request) -> Response:
-    """``GET /cmd-flags``: A1111's flags and sdrest's settings (no secrets)."""
-    return JSONResponse(state.cmd_flags(service_of(request).settings))
+    """``GET /cmd-flags``: A1111's flags and sdrest's settings (no secrets; server paths for
+    admins only)."""
+    admin = principal_of(request).is_admin  # folders on the server: the operator's business
+    return JSONResponse(state.cmd_flags(service_of(request).settings, admin=admin))

@@ -1,4 +1,7 @@
-"""img2img inputs the A1111 way: resize modes, mask inversion and mask blur (pure CPU work).
+"""img2img inputs the A1111 way: resize modes, transparency, mask inversion (pure CPU work).
+
+The mask's blur is the job's (the canonical ``inpaint.mask_blur``), after the mask has been
+brought to the image's size here.
 
 stable-diffusion.cpp only knows one resize (the binding's centre crop), so the image is brought to
 the exact target size here, as A1111 would, and handed on as PNG. Images that need nothing pass
@@ -7,10 +10,10 @@ through untouched (no decode, no re-encode).
 
 from __future__ import annotations
 
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageColor, ImageOps
 
 from sdrest.decode_gate import DecodeHold
-from sdrest.images import decode_input_image, png_b64
+from sdrest.images import decode_input_image, has_alpha, png_b64
 from sdrest.settings import Limits
 
 JUST_RESIZE, CROP_AND_RESIZE, RESIZE_AND_FILL, LATENT_RESIZE = 0, 1, 2, 3
@@ -46,6 +49,16 @@ def resize(image: Image.Image, width: int, height: int, mode: int) -> Image.Imag
     return canvas
 
 
+def flatten(image: Image.Image, background: str) -> Image.Image:
+    """RGB, with transparent pixels over ``background`` (A1111's ``img2img_background_color``)
+    rather than whatever colour hides under them."""
+    if not has_alpha(image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    rgba = image.convert("RGBA")
+    canvas = Image.new("RGBA", rgba.size, ImageColor.getrgb(background))
+    return Image.alpha_composite(canvas, rgba).convert("RGB")
+
+
 def prepare_init_image(
     value: str,
     width: int,
@@ -55,12 +68,18 @@ def prepare_init_image(
     field: str = "init_images[0]",
     *,
     hold: DecodeHold | None = None,
-) -> str:
-    """The init image at exactly ``width`` x ``height`` (base64 PNG), or ``value`` if it is."""
+    keep_size: bool = False,
+    background: str = "#ffffff",
+) -> tuple[str, tuple[int, int]]:
+    """(the init image at exactly ``width`` x ``height``, or at its own size with
+    ``keep_size``, flattened onto ``background``; its size). ``value`` itself when it needs
+    nothing."""
     image = decode_input_image(value, field, limits, hold)
-    if image.size == (width, height):
-        return value
-    return png_b64(resize(image.convert("RGB"), width, height, mode))
+    size = image.size if keep_size else (width, height)
+    if image.size == size and not has_alpha(image):
+        return value, size
+    flat = flatten(image, background)
+    return png_b64(resize(flat, *size, mode) if flat.size != size else flat), size
 
 
 def prepare_mask(
@@ -71,12 +90,11 @@ def prepare_mask(
     limits: Limits,
     *,
     invert: bool,
-    blur: int,
     hold: DecodeHold | None = None,
 ) -> str:
-    """The mask (white = repaint) resized, inverted and blurred as A1111 does; base64 PNG."""
+    """The mask (white = repaint) resized and inverted as A1111 does; base64 PNG."""
     image = decode_input_image(value, "mask", limits, hold)
-    if image.size == (width, height) and not invert and blur <= 0:
+    if image.size == (width, height) and not invert:
         return value
     if "A" in image.getbands():
         # A1111 composites a transparent mask on black: transparent = keep.
@@ -85,6 +103,4 @@ def prepare_mask(
     mask = resize(image.convert("L"), width, height, mode)
     if invert:
         mask = ImageOps.invert(mask)
-    if blur > 0:
-        mask = mask.filter(ImageFilter.GaussianBlur(blur))
     return png_b64(mask)

@@ -15,12 +15,14 @@ from starlette.responses import Response
 
 from sdrest.api.common import JSONResponse, decode_json, read_body, service_of
 from sdrest.api.sdapi import listings
+from sdrest.api.sdapi import scripts as sdapi_scripts
 from sdrest.api.sdapi.checkpoints import title_of_model
+from sdrest.api.sdapi.errors import EndpointUnavailableError, decode_body
 from sdrest.api.sdapi.extras import text_chunks
 from sdrest.api.sdapi.info_memory import memory_report
 from sdrest.api.sdapi.model_files import lora_metadata, upscaler_scales
 from sdrest.api.sdapi.responses import Empty, NameItem, PngInfo, Scripts, SdModelItem
-from sdrest.api.sdapi.schemas import PNG_INFO_DECODER
+from sdrest.api.sdapi.schemas import INTERROGATE_DECODER, PNG_INFO_DECODER
 from sdrest.api.sdapi.translate import LATENT_UPSCALE_MODES
 from sdrest.decode_gate import DecodeHold
 from sdrest.errors import InvalidRequestError
@@ -92,8 +94,31 @@ async def latent_upscale_modes(request: Request) -> Response:
 
 
 async def scripts(request: Request) -> Response:
-    """``GET /scripts``: no scripts."""
-    return JSONResponse(Scripts(txt2img=[], img2img=[]))
+    """``GET /scripts``: the one script that runs here, img2img's "sd upscale"."""
+    return JSONResponse(Scripts(txt2img=[], img2img=[sdapi_scripts.SD_UPSCALE]))
+
+
+async def script_info(request: Request) -> Response:
+    """``GET /script-info``: SD upscale with its arguments (the upscaler choices included)."""
+    names = listings.upscaler_names(service_of(request).models.entries("upscaler"))
+    return JSONResponse(sdapi_scripts.scripts_info(names))
+
+
+async def sd_modules(request: Request) -> Response:
+    """``GET /sd-modules``: VAE, TAESD and text encoder files."""
+    models = service_of(request).models
+    kinds = ("vae", "taesd", "text_encoder")
+    return JSONResponse(listings.sd_modules(e for kind in kinds for e in models.entries(kind)))
+
+
+async def interrogate(request: Request) -> Response:
+    """``POST /interrogate``: no interrogator here; a 501 saying so (the body is checked
+    first, so a malformed one is still a 422)."""
+    decode_body(await read_body(request), INTERROGATE_DECODER)
+    raise EndpointUnavailableError(
+        "interrogate: there is no interrogator here (CLIP and DeepBooru captioning are not part"
+        " of stable-diffusion.cpp)"
+    )
 
 
 async def nothing(request: Request) -> Response:
@@ -106,7 +131,8 @@ async def nothing(request: Request) -> Response:
 
 
 async def refresh(request: Request) -> Response:
-    """``POST /refresh-checkpoints`` (and ``-vae``, ``-loras``): rescan the models folder.
+    """``POST /refresh-checkpoints`` (and ``-vae``, ``-loras``, ``-embeddings``): rescan the
+    models folder.
 
     One scan refreshes every type; A1111 answers ``null``.
     """

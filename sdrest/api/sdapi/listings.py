@@ -26,6 +26,7 @@ from sdrest.api.sdapi.responses import (
     SdVaeItem,
     UpscalerItem,
 )
+from sdrest.api.sdapi.samplers import split_combined_name
 from sdrest.errors import InvalidRequestError
 from sdrest.images import parse_infotext
 from sdrest.models import ModelEntry, ModelPreset
@@ -144,6 +145,18 @@ def upscalers(
     return items
 
 
+def upscaler_names(entries: Iterable[ModelEntry]) -> list[str]:
+    """The names ``/upscalers`` lists, in its order (what an upscaler index points into)."""
+    builtin = [NONE_UPSCALER, *PIL_UPSCALERS.values()]
+    return builtin + [e.name for e in entries if e.error is None]
+
+
+def sd_modules(entries: Iterable[ModelEntry]) -> list[SdVaeItem]:
+    """``GET /sd-modules``: the component files a model may load beside it (VAEs, TAESD,
+    text encoders), ``{model_name, filename}`` as Forge lists them."""
+    return [SdVaeItem(Path(e.path).name, e.relpath) for e in entries]
+
+
 def realesrgan_models(
     entries: Iterable[ModelEntry], scales: Mapping[str, int | None]
 ) -> list[RealesrganItem]:
@@ -166,9 +179,40 @@ def embeddings(entries: Iterable[ModelEntry]) -> Embeddings:
 _SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 
 
+# What A1111's parse_generation_parameters fills in for keys an infotext leaves out, so "send to
+# txt2img" sets every field (as strings, like every other value here).
+PARSE_DEFAULTS: Mapping[str, str] = {
+    "Clip skip": "1",
+    "Hires resize-1": "0",
+    "Hires resize-2": "0",
+    "Hires sampler": "Use same sampler",
+    "Hires schedule type": "Use same scheduler",
+    "Hires checkpoint": "Use same checkpoint",
+    "Hires prompt": "",
+    "Hires negative prompt": "",
+    "Mask mode": "Inpaint masked",
+    "Masked content": "original",
+    "Inpaint area": "Whole picture",
+    "Masked area padding": "32",
+    "RNG": "GPU",
+    "Schedule type": "Automatic",
+    "Schedule max sigma": "0",
+    "Schedule min sigma": "0",
+    "Schedule rho": "0",
+    "VAE Encoder": "Full",
+    "VAE Decoder": "Full",
+    "FP8 weight": "Disable",
+    "Cache FP16 weight for LoRA": "False",
+    "Emphasis": "Original",
+    "Refiner switch by sampling steps": "False",
+}
+
+
 def infotext_parameters(text: str) -> dict[str, str]:
     """A1111's ``parse_generation_parameters`` shape: ``Prompt``, ``Negative prompt``, then each
-    key as a string; a ``WxH`` value is also split into ``Key-1`` / ``Key-2`` as A1111 does."""
+    key as a string; a ``WxH`` value is also split into ``Key-1`` / ``Key-2``, an old combined
+    sampler ("DPM++ 2M Karras") into ``Sampler`` and ``Schedule type``, and the keys A1111
+    fills in when absent (:data:`PARSE_DEFAULTS`) are filled in, as A1111 does."""
     parsed = parse_infotext(text) if text.strip() else {"prompt": "", "negative_prompt": ""}
     out: dict[str, str] = {
         "Prompt": parsed.pop("prompt"),
@@ -179,6 +223,15 @@ def infotext_parameters(text: str) -> dict[str, str]:
         size = _SIZE.match(value)
         if size is not None:
             out[f"{key}-1"], out[f"{key}-2"] = size.group(1), size.group(2)
+    if not parsed:
+        return out  # no parameters at all: nothing to default
+    if "Sampler" in out and "Schedule type" not in out:
+        sampler, scheduler = split_combined_name(out["Sampler"])
+        out["Sampler"] = sampler
+        if scheduler is not None:
+            out["Schedule type"] = scheduler
+    for key, value in PARSE_DEFAULTS.items():
+        out.setdefault(key, value)
     return out
 
 

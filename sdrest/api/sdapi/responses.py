@@ -227,20 +227,31 @@ class NameItem(msgspec.Struct):
 
 
 class Scripts(msgspec.Struct):
-    """``GET /scripts``: the script names per tab (none here)."""
+    """``GET /scripts``: the script names per tab (img2img: "sd upscale")."""
 
     txt2img: list[str]
     img2img: list[str]
 
 
+class ScriptArg(msgspec.Struct):
+    """One argument of a script, as A1111 describes its UI control."""
+
+    label: str
+    value: Any
+    """The default (a string, a number...: free-form as in A1111)."""
+    minimum: float | None
+    maximum: float | None
+    step: float | None
+    choices: list[str] | None
+
+
 class ScriptInfo(msgspec.Struct):
-    """One item of ``GET /script-info`` (none here)."""
+    """One item of ``GET /script-info`` (SD upscale)."""
 
     name: str
     is_alwayson: bool
     is_img2img: bool
-    args: list[dict[str, Any]]
-    """A script's own argument descriptions (free-form)."""
+    args: list[ScriptArg]
 
 
 class FaceRestorer(msgspec.Struct):

@@ -21,7 +21,13 @@ from sdrest.api.sdapi import info_handlers as info
 from sdrest.api.sdapi import responses as r
 from sdrest.api.sdapi.errors import render_error
 from sdrest.api.sdapi.extras import ExtrasBatchRequest, ExtrasSingleRequest
-from sdrest.api.sdapi.schemas import Img2ImgBody, OverrideSettings, PngInfoRequest, Txt2ImgBody
+from sdrest.api.sdapi.schemas import (
+    Img2ImgBody,
+    InterrogateRequest,
+    OverrideSettings,
+    PngInfoRequest,
+    Txt2ImgBody,
+)
 from sdrest.api.sdapi.state import OptionsStore
 from sdrest.service import SdrestService
 
@@ -67,6 +73,7 @@ INFO_ROUTES: list[BaseRoute] = [
     ),
     route("/sd-models", info.get_sd_models, access="models:read", answer=list[r.SdModelItem]),
     route("/sd-vae", info.get_sd_vae, access="models:read", answer=list[r.SdVaeItem]),
+    route("/sd-modules", info.sd_modules, access="models:read", answer=list[r.SdVaeItem]),
     route("/loras", info.get_loras, access="models:read", answer=list[r.LoraItem]),
     route("/embeddings", info.get_embeddings, access="models:read", answer=r.Embeddings),
     route(
@@ -75,14 +82,16 @@ INFO_ROUTES: list[BaseRoute] = [
     ),
     route("/memory", info.get_memory, access="models:read", answer=r.MemoryReport),
     route("/scripts", info.scripts, access="models:read", answer=r.Scripts),
-    route("/script-info", info.nothing, access="models:read", answer=list[r.ScriptInfo]),
+    route("/script-info", info.script_info, access="models:read", answer=list[r.ScriptInfo]),
     route("/face-restorers", info.nothing, access="models:read", answer=list[r.FaceRestorer]),
     route("/prompt-styles", info.nothing, access="models:read", answer=list[r.PromptStyle]),
     route("/hypernetworks", info.nothing, access="models:read", answer=list[r.Hypernetwork]),
     route("/extensions", info.nothing, access="models:read", answer=list[r.Extension]),
     *(
         route(path, info.refresh, "POST", access="models:manage", body=NO_BODY, answer=NoneType)
-        for path in ("/refresh-checkpoints", "/refresh-vae", "/refresh-loras")
+        for path in (
+            "/refresh-checkpoints", "/refresh-vae", "/refresh-loras", "/refresh-embeddings"
+        )
     ),
     route(
         "/unload-checkpoint", info.unload_checkpoint, "POST", access="models:manage",
@@ -95,6 +104,11 @@ INFO_ROUTES: list[BaseRoute] = [
     route(
         "/png-info", info.png_info, "POST", access="generate", body=PngInfoRequest,
         answer=r.PngInfo,
+    ),
+    # No interrogator: the route answers 501 saying so, rather than a bare 404.
+    route(
+        "/interrogate", info.interrogate, "POST", access="generate", body=InterrogateRequest,
+        answer=NoneType,
     ),
     route(
         "/extra-single-image", extras.extra_single_image, "POST", access="generate",

@@ -277,3 +277,16 @@ def schedulers_listing() -> list[SchedulerItem]:
         )
         for info in SCHEDULERS
     ]
+
+
+def split_combined_name(sampler: str) -> tuple[str, str | None]:
+    """An old combined infotext name ("DPM++ 2M Karras") as (sampler name, scheduler label),
+    as A1111's png-info splits it; any other name is returned whole with no scheduler."""
+    key = _key(sampler)
+    if key in _SAMPLER_BY_KEY:
+        return sampler, None
+    base, suffix, _unsupported = _split_suffix(key)
+    info = _SAMPLER_BY_KEY.get(base)
+    if info is None or suffix is None:
+        return sampler, None
+    return info.name, suffix.label

@@ -7,17 +7,17 @@ only their own job (:func:`callers_job`); an admin, and the open server, the cur
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
-
+from sdrest.api.sdapi.options_table import PATH_OPTIONS, STOCK_OPTIONS
 from sdrest.api.sdapi.responses import ProgressAnswer, ProgressState
 from sdrest.auth import Principal
 from sdrest.errors import InvalidRequestError
 from sdrest.schemas import Job, QueueSnapshot, job_timing
-from sdrest.settings import SECRET_SETTINGS, Settings, setting_fields
+from sdrest.settings import SECRET_SETTINGS, Settings, public_settings, setting_fields
 
 MAX_OPTION_KEYS = 512
 _STEP_PHASES = frozenset({"sampling", "decoding", "encoding", "done"})
@@ -105,31 +105,47 @@ def options_view(
     checkpoint: str | None,
     checkpoint_hash: str | None,
     settings: Settings,
+    admin: bool = False,
 ) -> dict[str, Any]:  # free-form: A1111's options map, and any key a client stored
-    """``GET /options``: A1111's common options with this server's values, then stored ones."""
-    base: dict[str, Any] = {
-        "sd_model_checkpoint": checkpoint,
-        "sd_checkpoint_hash": checkpoint_hash,
-        "sd_vae": "Automatic",
-        "CLIP_stop_at_last_layers": 1,
-        "samples_format": "png",
-        "samples_save": True,
-        "save_images_add_number": True,
-        "outdir_samples": str(settings.output_path),
-        "outdir_txt2img_samples": str(settings.output_path),
-        "outdir_img2img_samples": str(settings.output_path),
-        "enable_pnginfo": True,
-        "eta_noise_seed_delta": 0,
-        "sd_checkpoints_limit": 1,
-        "live_previews_enable": False,
-        "show_progress_every_n_steps": -1,
-        "interrogate_keep_models_in_memory": False,
-    }
-    return {**base, **{k: v for k, v in stored.items() if k != "sd_model_checkpoint"}}
+    """``GET /options``: every A1111 stock option (its default, or this server's value where it
+    has one), then what clients stored. Folders on the server only for ``admin``."""
+    view: dict[str, Any] = copy.deepcopy(dict(STOCK_OPTIONS))
+    output = str(settings.output_path) if admin else ""
+    view.update(dict.fromkeys(PATH_OPTIONS, output))
+    view.update(
+        {
+            "sd_model_checkpoint": checkpoint,
+            "sd_checkpoint_hash": checkpoint_hash,
+            "live_previews_enable": settings.preview != "none",
+            "show_progress_every_n_steps": settings.preview_interval,
+        }
+    )
+    for key, value in stored.items():
+        if key not in ("sd_model_checkpoint", "sd_checkpoint_hash", *PATH_OPTIONS):
+            view[key] = value
+    return view
 
 
-def cmd_flags(settings: Settings) -> dict[str, Any]:  # free-form: A1111 flags + every setting
-    """``GET /cmd-flags``: A1111's main flags, then every sdrest setting (secrets left out)."""
+PATH_FLAGS = (
+    "ckpt_dir",
+    "lora_dir",
+    "data_dir",
+    "models_dir",
+    "output_dir",
+    "config_file",
+    "ui_dir",
+)
+"""Flags and settings that are folders or files on the server: shown to admins only (any other
+value that is an absolute path is left out for others too)."""
+
+
+def _is_server_path(value: Any) -> bool:
+    return isinstance(value, str) and (value.startswith(("/", "~", "\\")) or value[1:3] == ":\\")
+
+
+def cmd_flags(settings: Settings, *, admin: bool = False) -> dict[str, Any]:  # free-form
+    """``GET /cmd-flags``: A1111's main flags, then every sdrest setting (secrets left out;
+    server paths only for ``admin``)."""
     flags: dict[str, Any] = {
         "api": True,
         "nowebui": True,
@@ -142,10 +158,16 @@ def cmd_flags(settings: Settings) -> dict[str, Any]:  # free-form: A1111 flags +
         "xformers": False,
         "lowvram": settings.load.offload_to_cpu,
     }
-    tree = msgspec.to_builtins(settings)
+    tree = public_settings(settings)
     for name, (section, _info) in setting_fields().items():
         if name in SECRET_SETTINGS:
             continue
         value = tree.get(section, {}).get(name) if section else tree.get(name)
         flags.setdefault(name, value)
+    if not admin:
+        flags = {
+            name: value
+            for name, value in flags.items()
+            if name not in PATH_FLAGS and not _is_server_path(value)
+        }
     return flags

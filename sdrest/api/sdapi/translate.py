@@ -7,7 +7,7 @@ the client sent (only those it sent), then the first ``<sd_cpp_extra_args>`` blo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -15,7 +15,7 @@ import msgspec
 
 from sdrest.api.common import compose_request
 from sdrest.api.extra_args import split_extra_args
-from sdrest.api.sdapi import imageprep, samplers
+from sdrest.api.sdapi import imageprep, samplers, scripts
 from sdrest.api.sdapi.prompt_loras import extract_prompt_loras
 from sdrest.api.sdapi.responses import GenerationAnswer, InfoObject
 from sdrest.api.sdapi.schemas import Img2ImgBody, Txt2ImgBody
@@ -26,6 +26,7 @@ from sdrest.schemas import (
     ImgGenRequest,
     Job,
     LoraSpec,
+    ModelOptionsLayer,
     RequestLayer,
     SampleLayer,
     sample_layer,
@@ -48,7 +49,11 @@ class Context:
     prompt_lora_names: Collection[str] | None = None
     """Registry LoRA names when ``<lora:...>`` tags are on; None = tags stay prompt text."""
     options: Mapping[str, Any] = field(default_factory=dict)
-    """Options a client set through ``POST /options`` (CLIP_stop_at_last_layers, samples_format)."""
+    """Options a client set through ``POST /options`` (``options_table.HONOURED``)."""
+    resolve_vae: Callable[[str], str | None] = lambda name: None
+    """An A1111 ``sd_vae`` value -> a registry VAE (None: the model's own; raises 404)."""
+    upscaler_names: Sequence[str] = ("None", "Lanczos", "Nearest")
+    """What ``/upscalers`` lists, in order (SD upscale's upscaler may be an index into it)."""
 
 
 def samples_format(value: Any, field_name: str) -> str:
@@ -86,22 +91,37 @@ def _sample_fields(body: Txt2ImgBody) -> SampleLayer:
     )
 
 
-def _option_fields(body: Txt2ImgBody, ctx: Context) -> RequestLayer:
+def _option(body: Txt2ImgBody, ctx: Context, name: str) -> Any:
+    """An option's value for this request: ``override_settings``, else the stored options."""
     override = body.override_settings
+    value = getattr(override, name, None) if override is not None else None
+    return value if value is not None else ctx.options.get(name)
+
+
+def _option_fields(body: Txt2ImgBody, ctx: Context) -> RequestLayer:
     fields: RequestLayer = {}
-    clip = _first(
-        body.clip_skip,
-        override.CLIP_stop_at_last_layers if override else None,
-        ctx.options.get("CLIP_stop_at_last_layers"),
-    )
+    clip = _first(body.clip_skip, _option(body, ctx, "CLIP_stop_at_last_layers"))
     if clip is not None:
         fields["clip_skip"] = clip
-    if override is not None and override.samples_format is not None:
-        fields["output_format"] = samples_format(
-            override.samples_format, "override_settings.samples_format"
-        )
-    elif ctx.options.get("samples_format") is not None:
-        fields["output_format"] = samples_format(ctx.options["samples_format"], "samples_format")
+    fmt = _option(body, ctx, "samples_format")
+    if fmt is not None:
+        fields["output_format"] = samples_format(fmt, "samples_format")
+    quality = _option(body, ctx, "jpeg_quality")
+    if isinstance(quality, int) and fields.get("output_format", "png") != "png":
+        fields["output_compression"] = min(100, max(1, quality))
+    if _option(body, ctx, "enable_pnginfo") is False:
+        fields["embed_image_metadata"] = False
+    vae = _option(body, ctx, "sd_vae")
+    vae_name = ctx.resolve_vae(vae) if isinstance(vae, str) else None
+    tiling = _first(body.tiling, _option(body, ctx, "tiling"))
+    if vae_name is not None or tiling:
+        # Both are load options of the library: the request gets its own model context.
+        options: ModelOptionsLayer = {}
+        if vae_name is not None:
+            options["vae"] = vae_name
+        if tiling:
+            options["circular_x"] = options["circular_y"] = True
+        fields["model_options"] = options
     return fields
 
 
@@ -144,8 +164,11 @@ def _wire_fields(
         fields["ref_images"] = list(body.extra_images)
     if isinstance(body, Img2ImgBody):
         fields.update(_img2img_fields(body))
-    elif body.enable_hr:
-        fields["hires"] = hires_fields(body)
+        fields.update(scripts.script_fields(body, ctx.upscaler_names))
+    else:
+        scripts.script_fields(body, ctx.upscaler_names)  # txt2img has no script: refused
+        if body.enable_hr:
+            fields["hires"] = hires_fields(body)
     return fields
 
 
@@ -207,14 +230,13 @@ def _img2img_fields(body: Img2ImgBody) -> RequestLayer:
     fields["init_image"] = body.init_images[0]
     if body.mask is not None:
         fields["mask_image"] = body.mask
+        fields["inpaint"] = scripts.inpaint_fields(body)
     if body.denoising_strength is not None:
         fields["strength"] = body.denoising_strength
     return fields
 
 
-def to_request(
-    body: Txt2ImgBody, ctx: Context, hold: DecodeHold | None = None
-) -> ImgGenRequest:
+def to_request(body: Txt2ImgBody, ctx: Context, hold: DecodeHold | None = None) -> ImgGenRequest:
     """Translate a decoded txt2img or img2img body onto the canonical request (may decode images:
     call it off the event loop for img2img, under a decode ``hold``)."""
     prompt, extra = split_extra_args(body.prompt or "")
@@ -228,18 +250,26 @@ def to_request(
     # The extra-args block wins over the A1111 fields, which win over the preset's defaults.
     request = compose_request(ctx.defaults_for(model), fields, extra)
     if isinstance(body, Img2ImgBody):
-        request = _prepare_images(request, body, ctx.limits, hold)
+        request = _prepare_images(request, body, ctx, hold)
     return request
 
 
 def _prepare_images(
-    request: ImgGenRequest, body: Img2ImgBody, limits: Limits, hold: DecodeHold | None
+    request: ImgGenRequest, body: Img2ImgBody, ctx: Context, hold: DecodeHold | None
 ) -> ImgGenRequest:
+    limits = ctx.limits
     mode = body.resize_mode if body.resize_mode is not None else imageprep.JUST_RESIZE
     width, height = request.width, request.height
+    # SD upscale and full-resolution inpainting start from the image as sent (the job crops
+    # and scales it); A1111 resizes nothing either. The mask then follows the image's size.
+    keep_size = request.tiled_upscale.enabled or request.inpaint.full_res
     init = request.init_image
     if init is not None:
-        init = imageprep.prepare_init_image(init, width, height, mode, limits, hold=hold)
+        background = _option(body, ctx, "img2img_background_color")
+        init, (width, height) = imageprep.prepare_init_image(
+            init, width, height, mode, limits, hold=hold, keep_size=keep_size,
+            background=background if isinstance(background, str) else "#ffffff",
+        )  # fmt: skip
     mask = request.mask_image
     if mask is not None:
         mask = imageprep.prepare_mask(
@@ -249,8 +279,7 @@ def _prepare_images(
             mode,
             limits,
             invert=bool(body.inpainting_mask_invert),
-            blur=body.mask_blur if body.mask_blur is not None else 4,
-            hold=hold,
+            hold=hold,  # the blur is the job's (inpaint.mask_blur), so the infotext says it
         )
     return msgspec.structs.replace(request, init_image=init, mask_image=mask)
 

@@ -1,7 +1,8 @@
 """http(s) URLs where A1111 takes an image (``init_images``, ``mask``, ``extra_images``).
 
-A1111 fetches such URLs; sdrest does only when ``--allow-url-images`` is on, and then only
-through :func:`sdrest.net.fetch.fetch_image_bytes`, which refuses private addresses on every hop.
+A1111 fetches such URLs; so does sdrest unless started with ``--no-allow-url-images``, only
+through :func:`sdrest.net.fetch.fetch_image_bytes` (which refuses private addresses on every hop)
+and at most ``--fetch-per-minute`` times per client address, as on ``/api``.
 Fetched bytes become base64 so the rest of the path sees one kind of image value.
 """
 
@@ -13,6 +14,7 @@ import msgspec
 
 from sdrest.api.sdapi.schemas import Img2ImgBody, Txt2ImgBody
 from sdrest.errors import InvalidRequestError, SdrestError
+from sdrest.net.rate import FetchRateLimiter
 from sdrest.settings import Settings
 
 
@@ -61,10 +63,15 @@ async def _fetch(value: str, field: str, settings: Settings) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-async def fetch_url_images(body: Txt2ImgBody, settings: Settings) -> Txt2ImgBody:
-    """The body with every URL image replaced by its fetched bytes (base64)."""
+async def fetch_url_images(
+    body: Txt2ImgBody, settings: Settings, limiter: FetchRateLimiter, client: str
+) -> Txt2ImgBody:
+    """The body with every URL image replaced by its fetched bytes (base64); the fetches count
+    against ``client``'s ``--fetch-per-minute`` (429 past it, nothing fetched)."""
     if not has_urls(body):
         return body
+    if settings.fetch.allow_url_images:
+        limiter.check(client, sum(1 for v, _ in _image_values(body) if is_url(v)))
     changes: dict[str, object] = {}
     if body.extra_images is not None:
         changes["extra_images"] = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -43,16 +44,22 @@ async def capabilities(request: Request) -> Response:
         models.models_dir / "lora",
         cancel_generating=service.engine.supports_abort,
     )
+    if body.model is not None and body.model.path and not principal_of(request).is_admin:
+        # Folders on the server are the operator's business (as /api/config): relative path.
+        with contextlib.suppress(ValueError):
+            body.model.path = str(Path(body.model.path).relative_to(models.models_dir))
     return JSONResponse(body)
 
 
 async def img_gen(request: Request) -> Response:
     """Validate and queue a generation; 202 with the job id and its poll URL."""
     service = service_of(request)
-    gen_request = translate.to_request(await read_body(request), service.models.defaults_for)
+    gen_request, warnings = translate.to_request(
+        await read_body(request), service.models.defaults_for, service.settings.strict_requests
+    )
     owner = principal_of(request).username
     job = await service.submit(gen_request, owner=owner, family="sdcpp")
-    return JSONResponse(JobCreated.of(job), status_code=202)
+    return JSONResponse(JobCreated.of(job, warnings), status_code=202)
 
 
 async def _job_response(service: SdrestService, job: Job, wait: float = 0.0) -> Response:

@@ -23,7 +23,7 @@ class SdcppError(msgspec.Struct, omit_defaults=True):
     field: str | None = None
 
 
-class JobCreated(msgspec.Struct):
+class JobCreated(msgspec.Struct, omit_defaults=True):
     """The 202 body of ``POST /img_gen``."""
 
     id: str
@@ -31,11 +31,20 @@ class JobCreated(msgspec.Struct):
     status: str
     created: int
     poll_url: str
+    warnings: list[str] | None = None
+    """Request fields this server does not know, ignored (absent when there are none)."""
 
     @classmethod
-    def of(cls, job: Job) -> JobCreated:
+    def of(cls, job: Job, warnings: list[str] | None = None) -> JobCreated:
         """The answer for a job just queued."""
-        return cls(job.id, job.kind, job.status, int(job.created), f"/sdcpp/v1/jobs/{job.id}")
+        return cls(
+            job.id,
+            job.kind,
+            job.status,
+            int(job.created),
+            f"/sdcpp/v1/jobs/{job.id}",
+            warnings or None,
+        )
 
 
 class OutputImage(msgspec.Struct):

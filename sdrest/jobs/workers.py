@@ -1,0 +1,364 @@
+"""Engine workers: each claims jobs from the shared queue (the database) and runs them on its own
+engine, holding each job under a lease it renews while the job runs.
+
+A worker runs a claimed job through a private :class:`~sdrest.jobs.runner.JobRunner` (capacity
+one, its own engine): the very code that runs jobs on a single machine, so progress, previews,
+the encoding phase and cancellation behave the same. Its store is a view that writes only while
+this worker still holds the claim: a worker whose lease ran out (cut off from the database for
+too long) can never overwrite the run another worker took over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from sdrest import planning
+from sdrest.engine.base import Engine
+from sdrest.errors import RetryLaterError, SdrestError
+from sdrest.jobs.events import EventBus, JobEvent
+from sdrest.jobs.runner import JobRunner
+from sdrest.jobs.store import JobStoreBase, NodeInfo, Renewal, WorkerInfo
+from sdrest.models import ModelRegistry
+from sdrest.models.pull import PullOutcome
+from sdrest.schemas import Job, JobError
+from sdrest.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_IDLE_POLL = 0.5
+"""Seconds between claims while the queue is empty (a notification wakes a worker sooner)."""
+_RETRY_WRITE = 0.5
+"""Seconds between tries of a worker's write while the database is away."""
+LOST_LEASE = JobError("worker_lost", "this worker lost its claim on the job (lease ran out)")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How workers claim and hold jobs (from ``[engine]`` settings)."""
+
+    lease: float
+    """Seconds a claim lasts without renewal; renewed every third of it."""
+    affinity_wait: float
+    """Seconds an older job may wait while a worker prefers jobs for its loaded model."""
+    max_attempts: int
+    """Starts after which a job whose worker vanished fails instead of running again."""
+
+
+class ClaimedStore(JobStoreBase):
+    """The shared store as one worker's runner sees it: its writes need the worker's claim."""
+
+    def __init__(
+        self, store: JobStoreBase, worker: str, lease: float, on_lost: Callable[[str], None]
+    ) -> None:
+        self.inner, self.worker, self.lease = store, worker, lease
+        self.on_lost = on_lost
+        """Called with a job's id when a write finds the claim gone: what this worker does
+        with that job from now on is nobody's news."""
+        self.single_node = store.single_node
+
+    async def open(self) -> None:
+        """The shared store is opened by its owner."""
+
+    async def close(self) -> None:
+        """The shared store is closed by its owner."""
+
+    async def insert(self, job: Job) -> None:
+        """Workers never accept jobs."""
+        raise RuntimeError("a worker does not insert jobs")
+
+    async def update(self, job: Job, *, worker: str | None = None) -> bool:
+        """Write only while this worker holds the claim. While the database is away the write
+        is retried for up to one lease: past that the job is another worker's anyway."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease
+        while True:
+            try:
+                written = await self.inner.update(job, worker=self.worker)
+                break
+            except RetryLaterError:
+                if loop.time() > deadline:
+                    logger.warning("job %s: state not recorded, the database is away", job.id)
+                    written = False
+                    break
+                await asyncio.sleep(_RETRY_WRITE)
+        if not written:
+            self.on_lost(job.id)
+        return written
+
+    async def get(self, job_id: str, *, with_request: bool = False) -> Job | None:
+        """See :meth:`JobStoreBase.get`."""
+        return await self.inner.get(job_id, with_request=with_request)
+
+    async def unfinished(self) -> builtins.list[Job]:
+        """See :meth:`JobStoreBase.unfinished`."""
+        return await self.inner.unfinished()
+
+    async def active(self) -> builtins.list[Job]:
+        """See :meth:`JobStoreBase.active`."""
+        return await self.inner.active()
+
+    async def expire(self, finished_before: float) -> builtins.list[str]:
+        """See :meth:`JobStoreBase.expire`."""
+        return await self.inner.expire(finished_before)
+
+    async def list(
+        self,
+        *,
+        owner: str | None = None,
+        statuses: tuple[str, ...] = (),
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[Job]:
+        """See :meth:`JobStoreBase.list`."""
+        return await self.inner.list(owner=owner, statuses=statuses, limit=limit, offset=offset)
+
+    async def delete(self, job_id: str) -> bool:
+        """See :meth:`JobStoreBase.delete`."""
+        return await self.inner.delete(job_id)
+
+    async def count_queued(self) -> int:
+        """See :meth:`JobStoreBase.count_queued`."""
+        return await self.inner.count_queued()
+
+    async def claim(
+        self, worker: str, *, loaded: Sequence[str], affinity_wait: float, lease: float
+    ) -> Job | None:
+        """See :meth:`JobStoreBase.claim`."""
+        return await self.inner.claim(
+            worker, loaded=loaded, affinity_wait=affinity_wait, lease=lease
+        )
+
+    async def renew(self, job_id: str, worker: str, lease: float) -> Renewal:
+        """See :meth:`JobStoreBase.renew`."""
+        return await self.inner.renew(job_id, worker, lease)
+
+    async def requeue_expired(
+        self, max_attempts: int, *, everything: bool = False
+    ) -> builtins.list[Job]:
+        """See :meth:`JobStoreBase.requeue_expired`."""
+        return await self.inner.requeue_expired(max_attempts, everything=everything)
+
+    async def release(self, job_id: str, worker: str) -> bool:
+        """See :meth:`JobStoreBase.release`."""
+        return await self.inner.release(job_id, worker)
+
+    async def cancel_queued(self, job_id: str, error: JobError) -> Job | None:
+        """See :meth:`JobStoreBase.cancel_queued`."""
+        return await self.inner.cancel_queued(job_id, error)
+
+    async def request_stop(self, job_id: str, error: JobError) -> bool:
+        """See :meth:`JobStoreBase.request_stop`."""
+        return await self.inner.request_stop(job_id, error)
+
+    async def heartbeat(self, node: NodeInfo) -> None:
+        """See :meth:`JobStoreBase.heartbeat`."""
+        await self.inner.heartbeat(node)
+
+    async def nodes(self, *, within: float) -> builtins.list[NodeInfo]:
+        """See :meth:`JobStoreBase.nodes`."""
+        return await self.inner.nodes(within=within)
+
+    async def forget_node(self, name: str) -> None:
+        """See :meth:`JobStoreBase.forget_node`."""
+        await self.inner.forget_node(name)
+
+
+def worker_settings(settings: Settings, index: int, count: int) -> Settings:
+    """The settings of local worker ``index`` of ``count``: on a CPU the threads are split
+    between them (each gets its share of ``--threads``, or of the cores when it is 0)."""
+    if count <= 1:
+        return settings
+    total = settings.load.threads or max(1, (os.cpu_count() or 2) // 2)
+    share = max(1, total // count)
+    return msgspec.structs.replace(
+        settings, load=msgspec.structs.replace(settings.load, threads=share)
+    )
+
+
+class EngineWorker:
+    """One engine: claims the next job, runs it, renews its lease, and stops it when asked."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        store: JobStoreBase,
+        engine: Engine,
+        settings: Settings,
+        registry: ModelRegistry,
+        options: WorkerOptions,
+        emit: Callable[[JobEvent], None],
+        after_convert: Callable[[], Awaitable[None]],
+        after_download: Callable[[PullOutcome | None], Awaitable[None]] | None,
+        device: str = "",
+        share_preview: Callable[[str, int, bytes], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._share_preview = share_preview
+        """Hands each new preview (as PNG) to the other nodes; None: nobody else needs it."""
+        self._shared_step: dict[str, int] = {}
+        self._sharing: asyncio.Task[None] | None = None
+        self.device = device
+        self.store = store
+        self.settings = settings
+        self.registry = registry
+        self.options = options
+        self._emit = emit
+        self._lost: set[str] = set()
+        bus = EventBus()
+        bus.listen(self._forward)
+        self.runner = JobRunner(
+            capacity=1,
+            events=bus,
+            store=ClaimedStore(store, name, options.lease, self._lost.add),
+            output_dir=settings.output_path,
+            models_dir=registry.models_dir,
+            idle_unload=settings.engine.idle_unload,
+            after_convert=after_convert,
+            after_download=after_download,
+        )
+        """The private runner the claimed jobs run through (its engine is this worker's)."""
+        self.runner.attach(engine)
+        self.current: str | None = None
+        self._wake = asyncio.Event()
+
+    @property
+    def engine(self) -> Engine:
+        """This worker's engine."""
+        return self.runner.engine
+
+    def info(self) -> WorkerInfo:
+        """What this worker runs and holds, for heartbeats."""
+        try:
+            loaded = list(self.engine.info().loaded_models)
+        except Exception:  # an engine between processes: show nothing rather than fail
+            loaded = []
+        return WorkerInfo(
+            name=self.name, device=self.device, job=self.current, loaded_models=loaded
+        )
+
+    def _forward(self, event: JobEvent) -> None:
+        # A job whose claim was lost runs elsewhere now: its local end is nobody's news.
+        if event.job.id not in self._lost:
+            self._emit(event)
+            if event.type == "progress" and self._share_preview is not None:
+                self._maybe_share_preview(event.job)
+
+    def _maybe_share_preview(self, job: Job) -> None:
+        """Encode and share the job's newest preview, one at a time (a step that comes while
+        one is being encoded is skipped: the next one supersedes it)."""
+        step = job.progress.preview_step
+        if not step or self._shared_step.get(job.id) == step:
+            return
+        if self._sharing is not None and not self._sharing.done():
+            return
+        self._shared_step = {job.id: step}
+        self._sharing = asyncio.get_running_loop().create_task(self._share(job))
+
+    async def _share(self, job: Job) -> None:
+        preview = await self.runner.preview_png(job)
+        if preview is not None and self._share_preview is not None:
+            self._share_preview(job.id, *preview)
+
+    def wake(self) -> None:
+        """A job was queued: claim now instead of at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Claim and run jobs until cancelled."""
+        consumer = asyncio.create_task(self.runner.consume(), name=f"{self.name}-engine")
+        # A claimed download runs in the runner's download lane (a thread), not on the engine.
+        downloads = asyncio.create_task(self.runner.consume_downloads(), name=f"{self.name}-dl")
+        try:
+            while True:
+                job = await self._next()
+                self.current = job.id
+                try:
+                    await self._run(job)
+                except asyncio.CancelledError:
+                    # Stopping cleanly: the job's lease lapses now, so any node requeues it at
+                    # its next heartbeat instead of after the whole lease.
+                    with contextlib.suppress(Exception):
+                        await self.store.release(job.id, self.name)
+                    raise
+                finally:
+                    self.current = None
+                    self._lost.discard(job.id)
+        finally:
+            for task in (consumer, downloads):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _next(self) -> Job:
+        while True:
+            self._wake.clear()
+            job: Job | None = None
+            try:
+                loaded = self.engine.info().loaded_models
+                job = await self.store.claim(
+                    self.name,
+                    loaded=loaded,
+                    affinity_wait=self.options.affinity_wait,
+                    lease=self.options.lease,
+                )
+            except RetryLaterError:
+                pass  # the database is away: try again at the next poll
+            except Exception:
+                logger.exception("claiming a job failed")
+            if job is not None:
+                return job
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _IDLE_POLL)
+
+    async def _run(self, job: Job) -> None:
+        logger.info("%s claimed job %s (attempt %d)", self.name, job.id, job.attempts + 1)
+        try:
+            plan = await asyncio.to_thread(
+                planning.plan_for_job, job, self.settings, self.registry
+            )
+        except SdrestError as exc:
+            await self.runner.finish(job, "failed", error=JobError(exc.code, exc.message))
+            return
+        await self.runner.enqueue(job, plan, recovered=True)
+        keeper = asyncio.create_task(self._keep_lease(job.id), name=f"{self.name}-lease")
+        try:
+            await self.runner.wait_done(job.id, None)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep_lease(self, job_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.options.lease / 3)
+            try:
+                renewal = await self.store.renew(job_id, self.name, self.options.lease)
+            except RetryLaterError:
+                continue  # keep generating; the result is written only if the claim survives
+            if not renewal.held:
+                logger.warning("%s lost its claim on job %s: stopping it", self.name, job_id)
+                self._lost.add(job_id)
+                await self.stop(job_id, LOST_LEASE)
+                return
+            if renewal.stop is not None:
+                await self.stop(job_id, renewal.stop)
+
+    async def stop(self, job_id: str, reason: JobError) -> None:
+        """Stop ``job_id`` if this worker runs it (a cancel, a stop, a lost claim)."""
+        job = self.runner.live(job_id)
+        if job is None or job.finished or self.runner.stop_requested(job_id):
+            return
+        with contextlib.suppress(SdrestError):  # an engine that cannot abort finishes the job
+            if reason.code == "cancelled":
+                await self.runner.cancel(job)
+            else:
+                await self.runner.request_stop(job)
