@@ -45,6 +45,7 @@ def pull_command(
     env: dict[str, str] | None = None,
 ) -> int:
     """Run a pull and say what it wrote; 2 when the repository needs a file named."""
+    from sdrest.models.hashing import HASH_CACHE, HashCache
     from sdrest.models.hub import pull
     from sdrest.models.pull import ChoiceNeededError, PullOptions, parse_ref
 
@@ -72,6 +73,8 @@ def pull_command(
     except SdrestError as exc:
         sys.stderr.write(f"sdrest: {exc.message}\n")
         return 1
+    # Hashed while checked: the server's hash cache gets them, so it need not read them again.
+    HashCache(settings.data_path / HASH_CACHE).remember(outcome.digests())
     out.write("\n".join(outcome.messages) + "\n")
     return 0
 

@@ -235,6 +235,8 @@ class SdrestService:
         if outcome is not None and outcome.preset is not None:
             preset = msgspec.convert({**outcome.preset_fields, "name": outcome.preset}, ModelPreset)
             self.registry.add_preset(preset)  # False: configured already (pulled before)
+        if outcome is not None:  # hashed while checked: the rescan need not read them again
+            await asyncio.to_thread(self.registry.hashes.remember, outcome.digests())
         await self.models.refresh()
 
     def nodes(self) -> list[NodeInfo]:

@@ -118,12 +118,16 @@ class UserStore:
         self._ready = False
         self._lock = threading.Lock()
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _ensure_schema(self) -> None:
+        """Create the tables on first use (once, whichever thread gets there first)."""
         with self._lock:
             if not self._ready:
                 self._create()
                 self._ready = True
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        self._ensure_schema()
         db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
         try:
             db.execute("PRAGMA foreign_keys=ON")

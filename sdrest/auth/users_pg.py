@@ -115,10 +115,7 @@ class PgUserStore(UserStore):
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if not self._ready:
-                self._create()
-                self._ready = True
+        self._ensure_schema()
         try:
             with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
                 # Duck-typed: the store calls only what _PgConnection provides.

@@ -35,6 +35,7 @@ from sdrest.jobs.workers import EngineWorker, WorkerOptions, worker_settings
 from sdrest.models import ModelRegistry
 from sdrest.schemas import Job, JobError
 from sdrest.settings import Settings
+from sdrest.tasks import cancel_all
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ class ClusterRunner(JobRunner):
         return job_id in self._stops
 
     def _local_worker(self, job_id: str) -> EngineWorker | None:
-        return next((w for w in self.workers if w.current == job_id), None)
+        return next((w for w in self.workers if w.holds(job_id)), None)
 
     def preview(self, job_id: str) -> tuple[int, Image.Image] | None:
         """The latest preview of a job running on this node's workers."""
@@ -368,11 +369,7 @@ class ClusterRunner(JobRunner):
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_all(tasks)
             for engine in self._owned_engines:
                 with contextlib.suppress(Exception):
                     await engine.close()

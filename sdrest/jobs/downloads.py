@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sdrest.errors import EngineAbortedError
+from sdrest.jobs.queue import JobQueue
 from sdrest.models.pull import PullOptions, PullOutcome, PullStopped, RepoRef
-from sdrest.schemas import Progress
+from sdrest.schemas import Job, JobResult, Progress
 
 PROGRESS_INTERVAL = 0.25
 """Seconds between two progress events of a download (the last one is always sent)."""
@@ -63,3 +64,54 @@ async def run_download(
     except asyncio.CancelledError:
         abandoned = True  # the thread stops at its next chunk
         raise
+
+
+class DownloadLane:
+    """The download lane: its own FIFO of job ids, served one download at a time."""
+
+    def __init__(self, capacity: int) -> None:
+        self.queue = JobQueue(capacity)
+        self.running: str | None = None
+        """The download being run, if any."""
+
+    def ids(self) -> list[str]:
+        """The running download, then the waiting ones."""
+        return ([self.running] if self.running else []) + self.queue.ids()
+
+    async def serve(self, run: Callable[[str], Awaitable[None]]) -> None:
+        """Hand each queued job id to ``run``, one at a time, forever."""
+        while True:
+            item = await self.queue.pop()
+            if not isinstance(item, str):
+                continue  # the lane holds no engine operations
+            self.running = item
+            try:
+                await run(item)
+            finally:
+                self.running = None
+
+
+async def download_job(
+    job: Job,
+    plan: DownloadPlan,
+    publish: Callable[[Job], None],
+    stopped: Callable[[], bool],
+    after_download: Callable[[PullOutcome | None], Awaitable[None]] | None,
+) -> JobResult:
+    """Run a download job's pull, publishing its progress while it is ``generating``; the
+    result names the files placed and the preset written. ``after_download`` runs whatever
+    happens (files placed before a failure show in the registry too)."""
+
+    def on_progress(progress: Progress) -> None:
+        if job.status == "generating":
+            job.progress = progress
+            publish(job)
+
+    outcome: PullOutcome | None = None
+    try:
+        outcome = await run_download(plan, on_progress, stopped)
+    finally:
+        if after_download is not None:
+            await after_download(outcome)
+    presets = [outcome.preset] if outcome.preset else []
+    return JobResult("", [], files=outcome.files(plan.options.models_dir), presets=presets)

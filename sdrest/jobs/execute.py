@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 from PIL import Image
 
 from sdrest import outputs
@@ -25,7 +26,8 @@ from sdrest.engine.base import (
 from sdrest.errors import ConflictError
 from sdrest.images import build_infotext
 from sdrest.jobs import composite
-from sdrest.schemas import JobResult
+from sdrest.jobs.previews import PreviewCache
+from sdrest.schemas import Job, JobResult, Progress
 
 Plan = GenerationPlan | UpscalePlan | ConvertPlan
 
@@ -54,24 +56,26 @@ class PendingOutput:
         return JobResult(self.fmt, refs, [i for i in self.infos if i is not None])
 
 
-async def execute(
-    engine: Engine,
-    plan: Plan,
-    job_id: str,
-    model: str,
-    output_dir: Path,
-    models_dir: Path,
-    on_progress: ProgressFn,
-    on_preview: PreviewFn,
-    on_encoding: Callable[[], None],
-    stopped: Callable[[], bool],
-) -> JobResult | None:
-    """Run ``plan`` and write its images; None when a stop was requested while the engine
-    worked (nothing written)."""
-    ran = await run_on_engine(
-        engine, plan, job_id, model, output_dir, models_dir, on_progress, on_preview, stopped
-    )
-    return await ran.write(on_encoding) if isinstance(ran, PendingOutput) else ran
+def job_hooks(
+    job: Job, previews: PreviewCache, publish: Callable[[Job], None]
+) -> tuple[ProgressFn, PreviewFn]:
+    """The engine's progress and preview callbacks for ``job``: they update its record while it
+    is generating (the steps of a job already stopped are dropped)."""
+
+    def on_progress(progress: Progress) -> None:
+        if job.status == "generating":
+            # The engine knows steps, not previews: keep the latest preview's step.
+            job.progress = msgspec.structs.replace(
+                progress, preview_step=job.progress.preview_step
+            )
+            publish(job)
+
+    def on_preview(step: int, image: Image.Image) -> None:
+        if job.status == "generating":
+            previews.put(job.id, step, image)
+            job.progress = msgspec.structs.replace(job.progress, preview_step=step)
+
+    return on_progress, on_preview
 
 
 async def run_on_engine(

@@ -3,16 +3,18 @@
 :class:`JobRunner` runs jobs one at a time in FIFO order on the engine, with model loads and
 unloads waiting their turn in the same queue; it publishes every state change and progress step
 on the event bus and records finished jobs in the store. The service resolves ids (404, 410) and
-plans requests; the runner only works on :class:`Job` objects it was given.
+plans requests; the runner only works on :class:`Job` objects it was given. Its helpers: the
+download lane (``downloads.py``), the write-behind of images (``write_behind.py``) and the
+finished jobs kept in memory (``recent.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,24 +24,20 @@ from PIL import Image
 
 from sdrest.engine.base import ConvertPlan, Engine
 from sdrest.errors import ConflictError, EngineAbortedError, SdrestError
-from sdrest.jobs.downloads import DownloadPlan, run_download
+from sdrest.jobs.downloads import DownloadLane, DownloadPlan, download_job
 from sdrest.jobs.events import EventBus, JobEvent
-from sdrest.jobs.execute import PendingOutput, Plan, run_on_engine
+from sdrest.jobs.execute import PendingOutput, Plan, job_hooks, run_on_engine
 from sdrest.jobs.previews import PreviewCache
 from sdrest.jobs.queue import JobQueue, QueuedOperation
+from sdrest.jobs.recent import RECENT_BYTES, RECENT_COUNT, RecentJobs, mark_ended
 from sdrest.jobs.store import JobStoreBase
+from sdrest.jobs.write_behind import WriteBehind
 from sdrest.logs import job_context
 from sdrest.models.pull import PullOutcome
 from sdrest.schemas import ImgGenRequest, Job, JobError, JobResult, JobStatus, Progress
 
 logger = logging.getLogger(__name__)
 
-_RECENT_FINISHED = 256
-"""At most this many finished jobs are kept in memory (the store keeps them all)..."""
-_RECENT_BYTES = 32 * 1024 * 1024
-"""...and at most about this many bytes of them (:func:`job_size`): long prompts count."""
-_JOB_OVERHEAD = 2048
-"""Bytes of a finished job's record besides its texts (a rough measure, for :func:`job_size`)."""
 _STOP_WAIT = 5.0
 """Seconds a stop waits for the stopped job to be recorded as cancelled."""
 
@@ -55,28 +53,12 @@ class _Live:
     stop: JobError | None = None
     stored: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the store holds the job (or refused it): the consumer runs nothing before."""
+    ran: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the engine is done with the job: it ended, or only its files are being written."""
 
-
-def job_size(job: Job) -> int:
-    """An estimate of the memory a finished job holds: a fixed overhead plus its variable parts
-    (prompts, infotexts, messages: one byte a character; every other field is small)."""
-    size = _JOB_OVERHEAD
-    request = job.request
-    if request is not None:
-        size += len(request.prompt) + len(request.negative_prompt)
-        size += len(request.cache_option) + len(request.scm_mask)
-        size += 16 * len(request.sample_params.custom_sigmas)
-        size += sum(64 + len(lora.path) for lora in request.lora)
-        size += sum(len(image) for image in request.ref_images)  # none once finished
-    if job.upscale is not None:
-        size += len(job.upscale.image)
-    if job.result is not None:
-        size += sum(len(text) for text in job.result.infotexts)
-        size += sum(64 + len(ref.filename) for ref in job.result.images)
-        size += sum(len(name) for name in (*job.result.files, *job.result.presets))
-    if job.error is not None:
-        size += len(job.error.message)
-    return size
+    def stopped(self) -> bool:
+        """Whether a stop was asked for (read by the running job at each step or chunk)."""
+        return self.stop is not None
 
 
 def _copy(job: Job) -> Job:
@@ -113,21 +95,16 @@ class JobRunner:
         self._engine: Engine | None = None
         self._queue = JobQueue(capacity)
         self._live: dict[str, _Live] = {}
-        self._recent: OrderedDict[str, tuple[Job, int]] = OrderedDict()
-        """Finished jobs (with :func:`job_size`), oldest first, bounded by count and bytes."""
-        self._recent_bytes = 0
-        self.recent_limit = _RECENT_FINISHED
-        self.recent_bytes_limit = _RECENT_BYTES
+        self._recent = RecentJobs()
+        self.recent_limit = RECENT_COUNT
+        self.recent_bytes_limit = RECENT_BYTES
         self._current: str | None = None
-        self._downloads = JobQueue(capacity)
+        self._downloads = DownloadLane(capacity)
         """Model downloads: their own lane, beside the engine's queue (see jobs/downloads.py)."""
-        self._downloading: str | None = None
         self._previews = PreviewCache()
         self._background: set[asyncio.Task[None]] = set()
-        self._writing: asyncio.Task[None] | None = None
+        self._writes = WriteBehind(self.finish)
         """Encodes and writes the last job's images while the engine runs the next job."""
-        self._writing_id: str | None = None
-        """The job whose images are being written (still ``generating``, phase ``encoding``)."""
 
     @property
     def engine(self) -> Engine:
@@ -148,35 +125,20 @@ class JobRunner:
         if live is not None:
             return _copy(live.job)
         recent = self._recent.get(job_id)
-        return _copy(recent[0]) if recent is not None else None
+        return _copy(recent) if recent is not None else None
 
     def forget(self, job_id: str) -> None:
         """Drop a finished job from memory (it expired, or was deleted)."""
-        recent = self._recent.pop(job_id, None)
-        if recent is not None:
-            self._recent_bytes -= recent[1]
+        self._recent.forget(job_id)
 
     @property
     def recent_usage(self) -> tuple[int, int]:
         """(count, estimated bytes) of the finished jobs kept in memory."""
-        return len(self._recent), self._recent_bytes
-
-    def _remember(self, job: Job) -> None:
-        """Keep a finished job in memory, the oldest dropped past the count or byte bound (a
-        job bigger than the byte bound alone is not kept: the store has it)."""
-        self.forget(job.id)
-        size = job_size(job)
-        self._recent[job.id] = (job, size)
-        self._recent_bytes += size
-        while self._recent and (
-            len(self._recent) > self.recent_limit or self._recent_bytes > self.recent_bytes_limit
-        ):
-            _, (_, dropped) = self._recent.popitem(last=False)
-            self._recent_bytes -= dropped
+        return self._recent.usage
 
     def queue_position(self, job_id: str) -> int:
         """1-based queue position (in the download lane for a download); 0 when not queued."""
-        return self._queue.position(job_id) or self._downloads.position(job_id)
+        return self._queue.position(job_id) or self._downloads.queue.position(job_id)
 
     def queued_ids(self) -> list[str]:
         """Waiting jobs, next first."""
@@ -186,7 +148,7 @@ class JobRunner:
     def current_job(self) -> Job | None:
         """The job the engine is working on (a copy); between jobs, the one whose images are
         still being written."""
-        current = self._current or self._writing_id
+        current = self._current or self._writes.job_id
         live = self._live.get(current) if current else None
         return _copy(live.job) if live is not None else None
 
@@ -197,11 +159,11 @@ class JobRunner:
 
     def download_jobs(self) -> list[Job]:
         """The running download, then the waiting ones (copies)."""
-        ids = ([self._downloading] if self._downloading else []) + self._downloads.ids()
+        ids = self._downloads.ids()
         return [_copy(live.job) for job_id in ids if (live := self._live.get(job_id)) is not None]
 
     def _lane(self, plan: Plan | DownloadPlan) -> JobQueue:
-        return self._downloads if isinstance(plan, DownloadPlan) else self._queue
+        return self._downloads.queue if isinstance(plan, DownloadPlan) else self._queue
 
     def stop_requested(self, job_id: str) -> bool:
         """Whether a stop was asked for this (generating) job."""
@@ -216,6 +178,13 @@ class JobRunner:
         """(step, PNG) of a running job's latest live preview, scaled to the job's aspect."""
         request = job.request or ImgGenRequest()
         return await self._previews.png(job.id, request.width, request.height)
+
+    async def wait_engine_free(self, job_id: str) -> None:
+        """Wait until the engine no longer works on the job (at once for one that is not live):
+        it ended, or its images are being written while the engine may take the next job."""
+        live = self._live.get(job_id)
+        if live is not None:
+            await live.ran.wait()
 
     async def wait_done(self, job_id: str, timeout: float | None) -> None:
         """Wait until the job has finished (at once for one that is not live)."""
@@ -262,23 +231,12 @@ class JobRunner:
     ) -> None:
         """Record a job's end, publish it and wake whoever waits for it."""
         job = self._record(job)
-        job.status = status
-        job.completed = time.time()
-        job.result, job.error = result, error
-        if job.request is not None:
-            # The store keeps the whole request; memory keeps no megabytes of base64 per job.
-            job.request = job.request.without_images()
-        if job.upscale is not None:
-            job.upscale = msgspec.structs.replace(job.upscale, image="")
-        if status == "completed":
-            job.progress = msgspec.structs.replace(
-                job.progress, phase="done", step=job.progress.steps
-            )
+        ended = mark_ended(job, status, result, error)
         await self.store.update(job)
         live = self._drop(job.id)
-        self._remember(job)
+        self._recent.remember(job, limit=self.recent_limit, bytes_limit=self.recent_bytes_limit)
         self._publish("state", job)
-        took = f" in {job.completed - job.started:.2f}s" if job.started is not None else ""
+        took = f" in {ended - job.started:.2f}s" if job.started is not None else ""
         detail = f": {error.code}: {error.message}" if error is not None else ""
         logger.info("job %s %s%s%s", job.id, status, took, detail, extra={"job_id": job.id})
         if live is not None:
@@ -295,7 +253,7 @@ class JobRunner:
                 raise ConflictError("the job is already generating and cannot be cancelled")
             reason = JobError("cancelled", "job cancelled by client while generating")
             return await self._stop_generating(job, reason, wait=True)
-        self._queue.remove(job.id) or self._downloads.remove(job.id)
+        self._queue.remove(job.id) or self._downloads.queue.remove(job.id)
         await self.finish(job, "cancelled", error=JobError("cancelled", "job cancelled by client"))
         return _copy(job)
 
@@ -333,7 +291,7 @@ class JobRunner:
             await self.engine.abort()
         # Wait only for what ends promptly: an aborted generation, or a download (it stops at
         # its next chunk). An in-process native call runs to its end: do not wait for that.
-        if wait and (aborted or job.id in (self._downloading, self._writing_id)):
+        if wait and (aborted or job.id in (self._downloads.running, self._writes.job_id)):
             with contextlib.suppress(asyncio.TimeoutError):
                 await self.wait_done(job.id, _STOP_WAIT)
         return _copy(job)
@@ -353,9 +311,7 @@ class JobRunner:
         try:
             await self._consume_queue()
         finally:  # stopped: the job whose images are being written still completes
-            if self._writing is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(self._writing)
+            await self._writes.drain()
 
     async def _consume_queue(self) -> None:
         while True:
@@ -375,29 +331,21 @@ class JobRunner:
 
     async def consume_downloads(self) -> None:
         """Serve the download lane forever (a task of the service), one download at a time."""
-        while True:
-            item = await self._downloads.pop()
-            live = self._live.get(item) if isinstance(item, str) else None
-            if live is None:
-                continue
-            self._downloading = live.job.id
-            try:
-                with job_context(live.job.id):
-                    await self._run_live(live)
-            finally:
-                self._downloading = None
+        await self._downloads.serve(self._run_by_id)
 
     async def _run_next(self, job_id: str) -> None:
-        live = self._live.get(job_id)
-        if live is None:
-            return
         # Current from the moment it leaves the queue, so every snapshot shows it somewhere.
         self._current = job_id
         try:
-            with job_context(job_id):
-                await self._run_live(live)
+            await self._run_by_id(job_id)
         finally:
             self._current = None
+
+    async def _run_by_id(self, job_id: str) -> None:
+        live = self._live.get(job_id)
+        if live is not None:
+            with job_context(job_id):
+                await self._run_live(live)
 
     async def _run_live(self, live: _Live) -> None:
         job, job_id = live.job, live.job.id
@@ -416,6 +364,8 @@ class JobRunner:
         except Exception as exc:  # never let one job kill the consumer
             logger.exception("job %s failed unexpectedly", job_id)
             await self.finish(job, "failed", error=JobError("internal_error", str(exc)))
+        finally:
+            live.ran.set()
 
     async def _run(self, live: _Live) -> None:
         job, plan = live.job, live.plan
@@ -425,26 +375,13 @@ class JobRunner:
         await self.store.update(job)
         self._publish("state", job)
         logger.info("job %s started: %s on %s (%s)", job.id, job.kind, job.model, job.family)
+        publish = functools.partial(self._publish, "progress")
         if isinstance(plan, DownloadPlan):
-            await self._download(live, plan)
+            done = await download_job(job, plan, publish, live.stopped, self._after_download)
+            await self.finish(job, "completed", result=done)
             return
 
-        def on_progress(progress: Progress) -> None:
-            if job.status == "generating":
-                # The engine knows steps, not previews: keep the latest preview's step.
-                job.progress = msgspec.structs.replace(
-                    progress, preview_step=job.progress.preview_step
-                )
-                self._publish("progress", job)
-
-        def on_preview(step: int, image: Image.Image) -> None:
-            if job.status == "generating":
-                self._previews.put(job.id, step, image)
-                job.progress = msgspec.structs.replace(job.progress, preview_step=step)
-
-        def on_encoding() -> None:
-            job.progress = msgspec.structs.replace(job.progress, phase="encoding")
-
+        on_progress, on_preview = job_hooks(job, self._previews, publish)
         try:
             result = await run_on_engine(
                 self.engine,
@@ -455,68 +392,18 @@ class JobRunner:
                 self._models_dir,
                 on_progress,
                 on_preview,
-                lambda: live.stop is not None,
+                live.stopped,
             )
         finally:
             if isinstance(plan, ConvertPlan):  # the new file (or none) shows in the registry
                 await self._after_convert()
         if isinstance(result, PendingOutput):  # written while the engine takes the next job
-            self._write_behind(live, result, on_encoding)
+            self._writes.start(job, result)
         elif result is None:  # stopped while the native call ran (in-process)
             reason = live.stop or JobError("interrupted", "job stopped")
             await self.finish(job, "cancelled", error=reason)
         else:
             await self.finish(job, "completed", result=result)
-
-    def _write_behind(
-        self, live: _Live, output: PendingOutput, on_encoding: Callable[[], None]
-    ) -> None:
-        """Encode and write ``output`` in a task, after the previous job's write (jobs complete
-        in order); the job completes only once its files are written."""
-        previous = self._writing
-        self._writing = asyncio.create_task(self._write(live, output, on_encoding, previous))
-
-    async def _write(
-        self,
-        live: _Live,
-        output: PendingOutput,
-        on_encoding: Callable[[], None],
-        previous: asyncio.Task[None] | None,
-    ) -> None:
-        if previous is not None:
-            await previous  # never raises: each write ends its own job
-        job = live.job
-        self._writing_id = job.id
-        try:
-            result = await output.write(on_encoding)
-        except SdrestError as exc:
-            await self.finish(job, "failed", error=JobError(exc.code, exc.message))
-        except Exception as exc:  # the job fails; the consumer goes on
-            logger.exception("job %s: writing its images failed", job.id)
-            await self.finish(job, "failed", error=JobError("internal_error", str(exc)))
-        else:
-            await self.finish(job, "completed", result=result)
-        finally:
-            if self._writing_id == job.id:
-                self._writing_id = None
-
-    async def _download(self, live: _Live, plan: DownloadPlan) -> None:
-        job = live.job
-
-        def on_progress(progress: Progress) -> None:
-            if job.status == "generating":
-                job.progress = progress
-                self._publish("progress", job)
-
-        outcome: PullOutcome | None = None
-        try:
-            outcome = await run_download(plan, on_progress, lambda: live.stop is not None)
-        finally:  # files placed before a failure show in the registry too
-            if self._after_download is not None:
-                await self._after_download(outcome)
-        presets = [outcome.preset] if outcome.preset else []
-        files = outcome.files(plan.options.models_dir)
-        await self.finish(job, "completed", result=JobResult("", [], files=files, presets=presets))
 
     def _publish(self, kind: str, job: Job) -> None:
         self.events.publish(JobEvent(kind, job))
@@ -529,4 +416,7 @@ class JobRunner:
 
     def _drop(self, job_id: str) -> _Live | None:
         self._previews.forget(job_id)
-        return self._live.pop(job_id, None)
+        live = self._live.pop(job_id, None)
+        if live is not None:
+            live.ran.set()  # ended (perhaps before it ran): nothing of it is left to the engine
+        return live

@@ -228,6 +228,10 @@ class EngineWorker:
         """The private runner the claimed jobs run through (its engine is this worker's)."""
         self.runner.attach(engine)
         self.current: str | None = None
+        """The job on this worker's engine (claimed, not yet handed to the write-behind)."""
+        self._held: dict[str, asyncio.Task[None]] = {}
+        """Every job this worker holds the lease of, with the task that renews it until the job
+        has ended: the current one and those whose images are still being written."""
         self._wake = asyncio.Event()
 
     @property
@@ -268,6 +272,10 @@ class EngineWorker:
         if preview is not None and self._share_preview is not None:
             self._share_preview(job.id, *preview)
 
+    def holds(self, job_id: str) -> bool:
+        """Whether ``job_id`` runs here (on the engine, or still writing its images)."""
+        return job_id == self.current or job_id in self._held
+
     def wake(self) -> None:
         """A job was queued: claim now instead of at the next poll."""
         self._wake.set()
@@ -283,17 +291,17 @@ class EngineWorker:
                 self.current = job.id
                 try:
                     await self._run(job)
-                except asyncio.CancelledError:
-                    # Stopping cleanly: the job's lease lapses now, so any node requeues it at
-                    # its next heartbeat instead of after the whole lease.
-                    with contextlib.suppress(Exception):
-                        await self.store.release(job.id, self.name)
-                    raise
                 finally:
                     self.current = None
-                    self._lost.discard(job.id)
+        except asyncio.CancelledError:
+            # Stopping cleanly: the leases held lapse now, so any node requeues those jobs at
+            # its next heartbeat instead of after the whole lease.
+            for job_id in list(self._held):
+                with contextlib.suppress(Exception):
+                    await self.store.release(job_id, self.name)
+            raise
         finally:
-            for task in (consumer, downloads):
+            for task in (*self._held.values(), consumer, downloads):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -320,6 +328,8 @@ class EngineWorker:
                 await asyncio.wait_for(self._wake.wait(), _IDLE_POLL)
 
     async def _run(self, job: Job) -> None:
+        """Run a claimed job; return once the engine is free for the next claim. A job whose
+        images are still being written keeps its lease (renewed) until it has ended."""
         logger.info("%s claimed job %s (attempt %d)", self.name, job.id, job.attempts + 1)
         try:
             plan = await asyncio.to_thread(
@@ -327,15 +337,23 @@ class EngineWorker:
             )
         except SdrestError as exc:
             await self.runner.finish(job, "failed", error=JobError(exc.code, exc.message))
+            self._lost.discard(job.id)
             return
         await self.runner.enqueue(job, plan, recovered=True)
-        keeper = asyncio.create_task(self._keep_lease(job.id), name=f"{self.name}-lease")
+        self._held[job.id] = asyncio.create_task(self._hold(job.id), name=f"{self.name}-lease")
+        await self.runner.wait_engine_free(job.id)
+
+    async def _hold(self, job_id: str) -> None:
+        """Renew the job's lease until it has ended (its files written, or it stopped)."""
+        keeper = asyncio.create_task(self._keep_lease(job_id), name=f"{self.name}-renew")
         try:
-            await self.runner.wait_done(job.id, None)
+            await self.runner.wait_done(job_id, None)
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
+            self._held.pop(job_id, None)
+            self._lost.discard(job_id)
 
     async def _keep_lease(self, job_id: str) -> None:
         while True:

@@ -17,6 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
+HASH_CACHE = "hashes.json"
+"""The hash cache's file name, in the data folder."""
+
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1 << 20  # 1 MiB
@@ -117,6 +120,21 @@ class HashCache:
             self._hashes[key] = (size, mtime_ns, value)
         self.save()
         return value
+
+    def remember(self, digests: Iterable[tuple[Path, str]]) -> None:
+        """Record hashes computed elsewhere (a pull checks each file it downloads) for the
+        files as they are now, and persist the cache once."""
+        recorded = []
+        for path, sha256 in digests:
+            try:
+                recorded.append((*self._identity(path), sha256))
+            except OSError:
+                continue  # gone already: nothing to remember
+        with self._lock:
+            for key, size, mtime_ns, sha256 in recorded:
+                self._hashes[key] = (size, mtime_ns, sha256)
+        if recorded:
+            self.save()
 
     def save(self) -> None:
         """Write the cache atomically (never leaves half a file); errors are logged."""

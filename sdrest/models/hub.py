@@ -165,12 +165,17 @@ def find_existing(models_dir: Path, remote: RemoteFile) -> Path | None:
     return None
 
 
+def _checked(remote: RemoteFile) -> str | None:
+    """The digest a placed file was checked against (None: the hub gave none, nothing hashed)."""
+    return remote.sha256.lower() if remote.sha256 is not None else None
+
+
 def _place(repo: str, remote: RemoteFile, staged: Path, options: PullOptions) -> Placed:
     detection, error = read_detection(staged)
     target = target_path(options.models_dir, staged.name, detection)
     if target.exists() and same_bytes(target, remote.size, remote.sha256, sha256_file):
         staged.unlink()
-        return Placed(remote.path, target, detection, existed=True, error=error)
+        return Placed(remote.path, target, detection, True, error, _checked(remote))
     try:
         move_into_place(staged, target)
     except ConflictError as exc:
@@ -178,7 +183,7 @@ def _place(repo: str, remote: RemoteFile, staged: Path, options: PullOptions) ->
         raise ConflictError(
             f"{exc.message} and differs: not overwritten; the download is kept at {kept}"
         ) from None
-    return Placed(remote.path, target, detection, error=error)
+    return Placed(remote.path, target, detection, error=error, sha256=_checked(remote))
 
 
 class _Counter:
@@ -224,7 +229,8 @@ def pull(
             existing = find_existing(models_dir, remote)
             if existing is not None:
                 detection, error = read_detection(existing)
-                outcome.placed.append(Placed(remote.path, existing, detection, True, error))
+                placed = Placed(remote.path, existing, detection, True, error, _checked(remote))
+                outcome.placed.append(placed)
             else:
                 staged = fetch(ref.repo, remote, options, bar)
                 outcome.placed.append(_place(ref.repo, remote, staged, options))

@@ -74,6 +74,8 @@ class Placed:
     """It was there already (same bytes): not downloaded, not moved."""
     error: str | None = None
     """Why its header could not be read (then it lies at the models folder's top)."""
+    sha256: str | None = None
+    """Its SHA-256 as the pull checked it against the hub's (None: the hub gave none)."""
 
 
 class PullStopped(Exception):
@@ -95,6 +97,11 @@ class PullOutcome:
     def files(self, models_dir: Path) -> list[str]:
         """The placed files relative to the models folder."""
         return [str(p.path.relative_to(models_dir)) for p in self.placed]
+
+    def digests(self) -> list[tuple[Path, str]]:
+        """(path, SHA-256) of the placed files the pull hashed: for the hash cache, so the
+        registry does not read them all again."""
+        return [(p.path, p.sha256) for p in self.placed if p.sha256 is not None]
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ same key the middleware fills), so visibility rules are tested whatever the auth
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,6 +31,7 @@ from sdrest.schemas import Job
 from sdrest.service import SdrestService
 from sdrest.settings import Settings
 from tests.conftest import settings_in
+from tests.fakes import FakeEngine
 
 
 class TestUsers:
@@ -197,3 +200,13 @@ def url(path: str) -> str:
         .replace("{model_id}", "tiny")
         .replace("{model}", "tiny")
     )
+
+
+@contextlib.asynccontextmanager
+async def client_of(settings: Settings, **transport: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A started service with ``settings`` over the FakeEngine, and an HTTP client of its app
+    (``transport``: more options of the ASGI transport)."""
+    async with SdrestService(settings, engine=FakeEngine()) as service:
+        asgi = httpx.ASGITransport(app=create_app(service), **transport)
+        async with httpx.AsyncClient(transport=asgi, base_url="http://test") as client:
+            yield client

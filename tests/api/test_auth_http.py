@@ -87,13 +87,6 @@ async def submit(client: httpx.AsyncClient, headers: dict[str, str]) -> httpx.Re
     )
 
 
-@pytest.fixture
-def jwt_settings(tmp_path: Path, models_dir: Path) -> Settings:
-    settings = make_settings(tmp_path, models_dir, "jwt")
-    add_accounts(settings)
-    return settings
-
-
 # -- /sdcpp/v1 matrix (jwt mode) -------------------------------------------------------------
 
 SDCPP_CALLS = [

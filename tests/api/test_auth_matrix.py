@@ -10,28 +10,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from sdrest.app import create_app
-from sdrest.service import SdrestService
 from sdrest.settings import Settings
 from tests.api.support import (
     ADMIN_ONLY,
     PASSWORDS,
     PUBLIC,
-    add_accounts,
     all_routes,
     bearer,
-    make_settings,
+    client_of,
     route_specs,
     token_for,
     url,
 )
-from tests.fakes import FakeEngine
 
 ROUTES = all_routes()
 PROTECTED = [r for r in ROUTES if r not in PUBLIC]
@@ -56,18 +51,9 @@ def assert_auth_error(resp: httpx.Response, path: str, status: int) -> None:
 
 
 @pytest.fixture
-def jwt_settings(tmp_path: Path, models_dir: Path) -> Settings:
-    settings = make_settings(tmp_path, models_dir, "jwt")
-    add_accounts(settings)
-    return settings
-
-
-@pytest.fixture
 async def http(jwt_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with SdrestService(jwt_settings, engine=FakeEngine()) as service:
-        transport = httpx.ASGITransport(app=create_app(service))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with client_of(jwt_settings) as client:
+        yield client
 
 
 def test_the_matrix_classifies_real_routes() -> None:

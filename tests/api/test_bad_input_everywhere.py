@@ -13,11 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sdrest.app import create_app
-from sdrest.service import SdrestService
-from tests.api.support import all_routes, url
+from tests.api.support import all_routes, client_of, url
 from tests.conftest import settings_in
-from tests.fakes import FakeEngine
 
 pytestmark = pytest.mark.slow  # a property sweep over every route: scripts/test runs it
 
@@ -43,10 +40,8 @@ QUERIES = ["", "?wait=abc", "?limit=-1&page=zzz&sort_by=__class__", "?thumb=true
 @pytest.fixture
 async def http(tmp_path: Path, models_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
     settings = settings_in(tmp_path, models_dir, max_queue=3)
-    async with SdrestService(settings, engine=FakeEngine()) as service:
-        transport = httpx.ASGITransport(app=create_app(service), raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with client_of(settings, raise_app_exceptions=False) as client:
+        yield client
 
 
 def assert_clean(resp: httpx.Response, what: str) -> None:

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from sdrest.api.rest.views import ELLIPSIS, LISTED_PROMPT_CHARS, shorten
-from sdrest.jobs.runner import job_size
+from sdrest.jobs.recent import job_size
 from sdrest.schemas import ImgGenRequest, new_job
 from sdrest.service import SdrestService
 from tests.api.support import ADMIN

@@ -13,7 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+import sdrest.models.hub  # noqa: F401  (imported first: the pull's own check keeps the real hash)
 from sdrest.jobs import JobEvent
+from sdrest.models import hashing
 from sdrest.service import SdrestService
 from sdrest.settings import Settings, load_settings
 from tests.api.support import ALICE, assert_error, text2img
@@ -78,8 +80,20 @@ async def test_refuses_bad_input_and_users(api: httpx.AsyncClient) -> None:
 
 
 async def test_download_is_a_job_with_progress_and_a_preset(
-    api: httpx.AsyncClient, service: SdrestService, hub: FakeHub, settings: Settings
+    api: httpx.AsyncClient,
+    service: SdrestService,
+    hub: FakeHub,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    rehashed: list[str] = []  # files the registry's hash cache reads (the pull's own check aside)
+
+    def counted(path: Path) -> str:
+        rehashed.append(Path(path).name)
+        return real_sha256_file(path)
+
+    real_sha256_file = hashing.sha256_file
+    monkeypatch.setattr(hashing, "sha256_file", counted)
     events: list[JobEvent] = []
     stop = service.events.listen(events.append)
     job_id = await _download(api, repo="acme/klein-mini", all=True)
@@ -117,6 +131,12 @@ async def test_download_is_a_job_with_progress_and_a_preset(
     text = await asyncio.to_thread(Path(settings.config_file).read_text)
     assert tomllib.loads(text)["presets"]["klein-mini"]["llm"] == "qwen_3_4b"
     assert text.startswith("# the server's config\n")
+    # The pull hashed each file to check it, and handed the digest on: read once, not twice.
+    assert await asyncio.to_thread(service.registry.wait_for_hashes, 10)
+    vae = settings.models_path / "vae" / "flux2-vae.safetensors"
+    digest = service.registry.hashes.sha256_of(vae)
+    assert digest == real_sha256_file(vae)
+    assert "flux2-vae.safetensors" not in rehashed
 
 
 async def test_a_download_never_holds_a_generation_up(

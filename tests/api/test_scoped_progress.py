@@ -17,7 +17,7 @@ from sdrest.app import create_app
 from sdrest.errors import InvalidRequestError
 from sdrest.service import SdrestService
 from sdrest.settings import Settings, load_settings
-from tests.api.support import add_accounts, bearer, make_settings, token_for
+from tests.api.support import bearer, token_for
 from tests.conftest import settings_in
 from tests.fakes import FakeEngine
 
@@ -33,13 +33,6 @@ async def serve(
         transport = httpx.ASGITransport(app=create_app(service))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield service, client
-
-
-@pytest.fixture
-def jwt_settings(tmp_path: Path, models_dir: Path) -> Settings:
-    settings = make_settings(tmp_path, models_dir, "jwt")
-    add_accounts(settings)
-    return settings
 
 
 async def _submit(client: httpx.AsyncClient, headers: dict[str, str]) -> str:

@@ -14,24 +14,20 @@ import pytest
 from sdrest.app import create_app
 from sdrest.service import SdrestService
 from sdrest.settings import Settings
-from tests.api.support import PASSWORDS, add_accounts, assert_error, bearer, make_settings
+from tests.api.support import (
+    PASSWORDS,
+    assert_error,
+    bearer,
+    client_of,
+)
 from tests.conftest import settings_in
 from tests.fakes import FakeEngine
 
 
 @pytest.fixture
-def jwt_settings(tmp_path: Path, models_dir: Path) -> Settings:
-    settings = make_settings(tmp_path, models_dir, "jwt")
-    add_accounts(settings)
-    return settings
-
-
-@pytest.fixture
 async def http(jwt_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with SdrestService(jwt_settings, engine=FakeEngine()) as service:
-        transport = httpx.ASGITransport(app=create_app(service))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with client_of(jwt_settings) as client:
+        yield client
 
 
 async def login(http: httpx.AsyncClient, name: str, password: str | None = None) -> dict[str, str]:

@@ -20,6 +20,7 @@ from sdrest.schemas import ImgGenRequest, Job
 from sdrest.schemas.request import SampleParams
 from sdrest.service import SdrestService
 from tests.cluster.postgres import PrivatePostgres
+from tests.cluster.processes import stop_processes
 from tests.conftest import settings_in
 from tests.fakes import FakeEngine
 
@@ -50,15 +51,7 @@ class Nodes:
         return proc
 
     def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs)
 
 
 @pytest.fixture

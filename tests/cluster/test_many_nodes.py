@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from sdrest.jobs.events import JobEvent
+from tests.cluster.processes import stop_processes
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parents[2]
@@ -76,15 +77,7 @@ class Cluster:
         return proc, f"http://127.0.0.1:{port}"
 
     def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs)
 
 
 @pytest.fixture

@@ -42,12 +42,21 @@ class HeldWrites:
         assert await asyncio.to_thread(self.entered.acquire, True, TIMEOUT)
 
 
-@pytest.fixture
-def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldWrites]:
+@contextlib.contextmanager
+def holding_writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldWrites]:
+    """``outputs.write_images`` held (see :class:`HeldWrites`) until the block ends."""
     held = HeldWrites(outputs.write_images)
     monkeypatch.setattr(outputs, "write_images", held)
-    yield held
-    held.gate.set()  # never leave a thread waiting
+    try:
+        yield held
+    finally:
+        held.gate.set()  # never leave a thread waiting
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldWrites]:
+    with holding_writes(monkeypatch) as held:
+        yield held
 
 
 @pytest.fixture

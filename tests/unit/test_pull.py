@@ -3,6 +3,7 @@ for multi-file families, resume, checksums, and the decisions of :mod:`sdrest.mo
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tomllib
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from sdrest.errors import (
     ModelNotFoundError,
 )
 from sdrest.models import ModelRegistry
+from sdrest.models.hashing import HASH_CACHE, HashCache
 from sdrest.models.hub import pull
 from sdrest.models.pull import (
     ChoiceNeededError,
@@ -223,7 +225,8 @@ def test_cli_pull(hub: FakeHub, weights: dict[str, bytes], models: Path, tmp_pat
     add_family(hub, weights)
     config = tmp_path / "sdrest.toml"
     config.write_text("")
-    settings = load_settings({"models_dir": str(models)}, env={}, config_file=config)
+    data = {"data_dir": str(tmp_path / "data")}  # the hash cache goes there
+    settings = load_settings({"models_dir": str(models), **data}, env={}, config_file=config)
     out = io.StringIO()
     args = build_parser().parse_args(["pull", "acme/klein-mini", "--models-dir", str(models)])
     assert pull_command(args, settings, out, env={}) == 2
@@ -234,10 +237,14 @@ def test_cli_pull(hub: FakeHub, weights: dict[str, bytes], models: Path, tmp_pat
     assert "preset 'klein-mini' written to" in out.getvalue()
     assert "klein-mini" in tomllib.loads(config.read_text())["presets"]
     assert all(r.authorization == "Bearer hf_secret" for r in hub.requests[before:])
+    # Each file was hashed once, to check it: the server's hash cache has it from the pull.
+    cache = HashCache(settings.data_path / HASH_CACHE)
+    vae = models / "vae" / "flux2-vae.safetensors"
+    assert cache.sha256_of(vae) == hashlib.sha256(vae.read_bytes()).hexdigest()
     # No config file: the preset is printed for the user to paste.
     out = io.StringIO()
     other = tmp_path / "other"
     args = build_parser().parse_args(["pull", "acme/klein-mini", "--all"])
-    settings = load_settings({"models_dir": str(other)}, env={})
+    settings = load_settings({"models_dir": str(other), **data}, env={})
     assert pull_command(args, settings, out, env={}) == 0
     assert "[presets.klein-mini]" in out.getvalue()

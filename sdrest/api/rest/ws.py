@@ -39,6 +39,7 @@ from sdrest.errors import InvalidRequestError
 from sdrest.jobs import JobEvent
 from sdrest.schemas import Job, QueueSnapshot
 from sdrest.service import SdrestService
+from sdrest.tasks import cancel_all
 
 logger = logging.getLogger(__name__)
 
@@ -190,11 +191,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_all(tasks)
     failure = next((t.exception() for t in done if not t.cancelled() and t.exception()), None)
     if isinstance(failure, TimeoutError):
         logger.info("closing a /ws client that does not read (send took over %ss)", SEND_TIMEOUT)
