@@ -26,6 +26,7 @@ from sdrest.auth.pam import pam_for
 from sdrest.auth.passwords import verify_password
 from sdrest.auth.principal import (
     ANONYMOUS,
+    AUTHENTICATOR_KEY,
     GUEST,
     InvalidCredentialsError,
     Principal,
@@ -38,8 +39,6 @@ from sdrest.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-AUTHENTICATOR_KEY = "sdrest.authenticator"
-"""Scope key under which the middleware leaves the authenticator for the auth routes."""
 _CACHE_SECONDS = 60.0
 _CACHE_SIZE = 256
 LOGIN_FAILED = "invalid username or password"

@@ -13,9 +13,9 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sdrest.auth.authenticator import AUTHENTICATOR_KEY, Authenticator
+from sdrest.auth.authenticator import Authenticator
 from sdrest.auth.credentials import parse_credentials
-from sdrest.auth.principal import SCOPE_KEY
+from sdrest.auth.principal import AUTHENTICATOR_KEY, SCOPE_KEY
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -26,6 +26,9 @@ from sdrest.errors import AuthRequiredError, ForbiddenError, JobNotFoundError
 Role = Literal["anonymous", "guest", "user", "admin"]
 Credential = Literal["none", "token", "api_key", "password", "unix_header"]
 SCOPE_KEY = "sdrest.principal"
+AUTHENTICATOR_KEY = "sdrest.authenticator"
+"""Scope key under which the middleware leaves the authenticator for the auth routes (here, in
+this light module, so a route can tell that auth is off without importing the token stack)."""
 GUEST_OWNER = "guest"
 """Owner of jobs submitted by guests; no account may take this name."""
 

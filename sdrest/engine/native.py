@@ -46,7 +46,6 @@ from sdrest.engine.base import (
 )
 from sdrest.engine.params import generation_kwargs, load_kwargs
 from sdrest.errors import EngineError, ModelLoadError
-from sdrest.images import to_rgb
 from sdrest.schemas import Progress
 
 logger = logging.getLogger(__name__)
@@ -309,6 +308,9 @@ class NativeCore:
             if not ctx:
                 raise ModelLoadError(f"model load failed: upscaler {Path(plan.upscaler_path).name}")
             self._upscaler, self._upscaler_key = ctx, key
+        # Imported here: the image codecs it brings would delay the worker's start.
+        from sdrest.images import to_rgb
+
         image = to_rgb(plan.image)  # planning decoded it as RGB already: no copy
         for _ in range(plan.repeats):
             image = _run_upscale(self._upscaler, image, emit)

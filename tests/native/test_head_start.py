@@ -4,8 +4,11 @@ server's own start-up, and the service adopts that worker."""
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 
@@ -13,6 +16,8 @@ from sdrest.head_start import eligible, head_start
 from sdrest.jobs.roles import uses_cluster
 from sdrest.service import SdrestService
 from sdrest.settings import Settings
+from sdrest.testing import TinyModelSet
+from tests.live import serve_process
 from tests.native.helpers import quick, run
 
 pytestmark = pytest.mark.native
@@ -79,3 +84,27 @@ async def test_a_head_start_the_server_never_adopts_is_stopped(
     assert head is not None
     await head.engine.close()
     assert head.launched.process.poll() is not None
+
+
+@pytest.mark.slow
+def test_sdrest_serve_preloads_in_the_worker_it_started_first(
+    tiny_models: TinyModelSet, tmp_path: Path
+) -> None:
+    body = {"prompt": "a cat", "width": 64, "height": 64, "sample_params": {"sample_steps": 1}}
+    command = [sys.executable, "-m", "sdrest"]
+    with (
+        serve_process(command, tiny_models, tmp_path / "data", extra=["--preload"]) as (
+            process,
+            url,
+        ),
+        httpx.Client(base_url=url, timeout=60) as http,
+    ):
+        job = http.post("/sdcpp/v1/img_gen", json=body).json()
+        assert http.get(f"/sdcpp/v1/jobs/{job['id']}?wait=60").json()["status"] == "completed"
+        engine = http.get("/api/system").json()["system"]["engine"]
+        assert engine["worker_starts"] == 1 and engine["loaded_models"] == ["tiny-flux2"]
+        worker = int(engine["worker_pid"])
+        process.send_signal(signal.SIGINT)  # a graceful stop ends the adopted worker too
+        assert process.wait(timeout=30) in (0, 130)
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)

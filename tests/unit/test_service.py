@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,6 +55,16 @@ def test_unit_tests_do_not_load_the_native_binding() -> None:
         pytest.skip("the native tests' conftest was collected: it loads the binding on purpose")
     assert "stable_diffusion_cpp" not in sys.modules
     assert "sdrest.engine.native" not in sys.modules
+
+
+def test_an_app_without_auth_does_not_import_the_token_stack() -> None:
+    # authlib and cryptography cost ~80 ms of start-up; with auth off nothing needs them.
+    code = (
+        "import sys; from sdrest.app import create_app; "
+        "print(sorted(m for m in ('authlib', 'cryptography', 'psycopg') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 async def test_submit_plans_stores_and_runs_a_job(

@@ -15,7 +15,7 @@ operator out of these very endpoints.
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 from starlette.requests import Request
@@ -31,13 +31,25 @@ from sdrest.api.rest.users_responses import (
     KeyList,
     KeyView,
 )
-from sdrest.auth.authenticator import authenticator_of
 from sdrest.auth.passwords import check_password_policy, hash_password
-from sdrest.auth.principal import Principal, principal_of
+from sdrest.auth.principal import AUTHENTICATOR_KEY, Principal, principal_of
 from sdrest.auth.users import UserStore, check_username, open_user_store
 from sdrest.errors import AuthRequiredError, ConflictError, InvalidRequestError, NotFoundError
 
+if TYPE_CHECKING:
+    from sdrest.auth.authenticator import Authenticator
+
 MAX_ACCOUNT_BODY = 16 * 1024
+
+
+def _authenticator(request: Request) -> Authenticator | None:
+    """The middleware's authenticator, or None when auth is off. The token stack (authlib,
+    cryptography) is imported only when auth is on: it costs start-up time otherwise."""
+    if AUTHENTICATOR_KEY not in request.scope:
+        return None
+    from sdrest.auth.authenticator import authenticator_of
+
+    return authenticator_of(request.scope)
 
 
 class NewUserBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -83,7 +95,7 @@ _change_password = msgspec.json.Decoder(ChangePasswordBody)
 
 def _store(request: Request) -> UserStore:
     """The accounts database: the authenticator's, or the configured one with auth off."""
-    authenticator = authenticator_of(request.scope)
+    authenticator = _authenticator(request)
     if authenticator is not None:
         return authenticator.users
     return open_user_store(service_of(request).settings)
@@ -92,14 +104,14 @@ def _store(request: Request) -> UserStore:
 def _forget_password_checks(request: Request, username: str) -> None:
     """The account changed (password, role, removed): its remembered Basic-auth password checks
     go, so an old password stops working on the next request."""
-    authenticator = authenticator_of(request.scope)
+    authenticator = _authenticator(request)
     if authenticator is not None:
         authenticator.forget_user(username)
 
 
 def _account_of(request: Request) -> Principal:
     """The caller, who must have signed in to an account (not a guest, not the open server)."""
-    if authenticator_of(request.scope) is None:
+    if _authenticator(request) is None:
         raise AuthDisabledError("authentication is off on this server: there is no account")
     principal = principal_of(request)
     if not principal.authenticated or principal.user_id is None:
@@ -252,7 +264,7 @@ async def change_my_password(request: Request) -> Response:
     # The body first: a malformed one is a 400 about the body whatever the auth mode.
     body = decode_json(await read_body(request, MAX_ACCOUNT_BODY), _change_password)
     principal = _account_of(request)
-    authenticator = authenticator_of(request.scope)
+    authenticator = _authenticator(request)
     assert authenticator is not None  # _account_of checked it
     if authenticator.mode in ("pam", "unix"):
         raise InvalidRequestError(
