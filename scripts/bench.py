@@ -10,35 +10,19 @@ takes (the worker is killed and restarted) and what the next job then pays for t
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench_http import free_port, http_json  # scripts/ is on the path: this file runs as a script
+
 logger = logging.getLogger("bench")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _http(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        url, data=data, method=method, headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=120) as resp:
-        return json.loads(resp.read())  # type: ignore[no-any-return]
 
 
 def _rss_mib(pid: int) -> float:
@@ -80,14 +64,14 @@ def http_run(base: str, request: dict[str, Any], poll: float) -> float:
     """Submit, poll until completed (the last poll carries the images): what a client sees.
     ``poll`` 0 uses the long poll ``?wait=60``: one request that answers when the job is done."""
     start = time.perf_counter()
-    job = _http("POST", f"{base}/sdcpp/v1/img_gen", request)
+    job = http_json("POST", f"{base}/sdcpp/v1/img_gen", request)
     state: dict[str, Any] = job
     query = "?wait=60" if poll == 0 else ""
     deadline = start + 300
     while True:
         if time.perf_counter() > deadline:
             raise RuntimeError(f"job {job['id']} did not finish in 300 s: {state}")
-        state = _http("GET", f"{base}/sdcpp/v1/jobs/{job['id']}{query}")
+        state = http_json("GET", f"{base}/sdcpp/v1/jobs/{job['id']}{query}")
         if state["status"] in ("completed", "failed", "cancelled"):
             break
         time.sleep(poll)
@@ -109,7 +93,7 @@ def openai_run(base: str, request: dict[str, Any]) -> float:
         "cfg_scale": sample["guidance"]["txt_cfg"],
     }
     start = time.perf_counter()
-    answer = _http("POST", f"{base}/v1/images/generations", body)
+    answer = http_json("POST", f"{base}/v1/images/generations", body)
     if not answer.get("data"):
         raise RuntimeError(f"no image: {answer}")
     return time.perf_counter() - start
@@ -128,7 +112,7 @@ def sdapi_run(base: str, request: dict[str, Any]) -> float:
         "cfg_scale": sample["guidance"]["txt_cfg"],
     }
     start = time.perf_counter()
-    answer = _http("POST", f"{base}/sdapi/v1/txt2img", body)
+    answer = http_json("POST", f"{base}/sdapi/v1/txt2img", body)
     if not answer.get("images"):
         raise RuntimeError(f"no image: {answer}")
     return time.perf_counter() - start
@@ -138,7 +122,7 @@ def _start_server(
     models: Any, work: Path, args: argparse.Namespace, mode: str
 ) -> tuple[subprocess.Popen[bytes], str, float]:
     """``sdrest serve`` with ``--engine-mode mode``; (process, base URL, seconds to healthy)."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -171,7 +155,7 @@ def _start_server(
     )
     while True:
         try:
-            _http("GET", f"{base}/api/health")
+            http_json("GET", f"{base}/api/health")
             return server, base, time.perf_counter() - started
         except OSError:
             if server.poll() is not None or time.perf_counter() - started > 60:
@@ -181,18 +165,18 @@ def _start_server(
 
 
 def _worker_pid(base: str) -> int:
-    return int(_http("GET", f"{base}/api/system")["system"]["engine"]["worker_pid"])
+    return int(http_json("GET", f"{base}/api/system")["system"]["engine"]["worker_pid"])
 
 
 def cancel_run(base: str, request: dict[str, Any]) -> tuple[float, float]:
     """Cancel a long job once it samples: (seconds until the cancel answered with the job
     cancelled, seconds the next job then takes, model reload in a new worker included)."""
     slow = {**request, "sample_params": {**request["sample_params"], "sample_steps": 150}}
-    job = _http("POST", f"{base}/sdcpp/v1/img_gen", slow)
-    while _http("GET", f"{base}/sdcpp/v1/jobs/{job['id']}")["progress"]["step"] < 1:
+    job = http_json("POST", f"{base}/sdcpp/v1/img_gen", slow)
+    while http_json("GET", f"{base}/sdcpp/v1/jobs/{job['id']}")["progress"]["step"] < 1:
         time.sleep(0.02)
     start = time.perf_counter()
-    state = _http("POST", f"{base}/sdcpp/v1/jobs/{job['id']}/cancel")
+    state = http_json("POST", f"{base}/sdcpp/v1/jobs/{job['id']}/cancel")
     cancel = time.perf_counter() - start
     if state["status"] != "cancelled":
         raise RuntimeError(f"cancel did not stop the job: {state}")
@@ -207,11 +191,11 @@ def poll_during_generation(
     UI's progress bar feels while the engine keeps every core busy."""
     slow = {**request, "sample_params": {**request["sample_params"], "sample_steps": steps}}
     start = time.perf_counter()
-    job = _http("POST", f"{base}/sdcpp/v1/img_gen", slow)
+    job = http_json("POST", f"{base}/sdcpp/v1/img_gen", slow)
     latencies = []
     while True:
         sent = time.perf_counter()
-        state = _http("GET", f"{base}/sdcpp/v1/jobs/{job['id']}")
+        state = http_json("GET", f"{base}/sdcpp/v1/jobs/{job['id']}")
         latencies.append((time.perf_counter() - sent) * 1000)
         if state["status"] in ("completed", "failed", "cancelled"):
             break

@@ -18,11 +18,9 @@ so drift on the machine hits both alike, and every row is a median. Rows:
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench_http import free_port, http_json  # scripts/ is on the path when run by scripts/bench
+
 logger = logging.getLogger("bench.peer")
 
 SIZES: tuple[tuple[int, int], ...] = ((64, 2), (256, 4), (512, 4))
@@ -46,21 +46,6 @@ START_SIZE = (64, 2)
 POLL_STEPS = 40
 POLL_SIZE = 128
 _MP = 1024 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _http(method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        url, data=data, method=method, headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=300) as resp:
-        return json.loads(resp.read())  # type: ignore[no-any-return]
 
 
 def txt2img_body(size: int, steps: int, seed: int = 42) -> dict[str, Any]:
@@ -79,7 +64,9 @@ def txt2img_body(size: int, steps: int, seed: int = 42) -> dict[str, Any]:
 def txt2img(base: str, size: int, steps: int, seed: int = 42) -> float:
     """One synchronous txt2img; seconds until the answer (with its image) is read."""
     start = time.perf_counter()
-    answer = _http("POST", f"{base}/sdapi/v1/txt2img", txt2img_body(size, steps, seed))
+    answer = http_json(
+        "POST", f"{base}/sdapi/v1/txt2img", txt2img_body(size, steps, seed), timeout=300
+    )
     if not answer.get("images"):
         raise RuntimeError(f"no image from {base}: {str(answer)[:300]}")
     return time.perf_counter() - start
@@ -99,7 +86,7 @@ class Server:
 
     def start(self) -> float:
         """Start; seconds from the start until the first image is answered (``START_SIZE``)."""
-        port = _free_port()
+        port = free_port()
         self.base = f"http://127.0.0.1:{port}"
         started = time.perf_counter()
         with self.log_path.open("ab") as log:
@@ -145,12 +132,12 @@ def poll_latencies(base: str, interval: float = 0.01) -> list[float]:
             "guidance": {"txt_cfg": 1.0},
         },
     }
-    job = _http("POST", f"{base}/sdcpp/v1/img_gen", body)
+    job = http_json("POST", f"{base}/sdcpp/v1/img_gen", body)
     latencies = []
     deadline = time.perf_counter() + 300
     while time.perf_counter() < deadline:
         sent = time.perf_counter()
-        state = _http("GET", f"{base}/sdcpp/v1/jobs/{job['id']}")
+        state = http_json("GET", f"{base}/sdcpp/v1/jobs/{job['id']}")
         latencies.append((time.perf_counter() - sent) * 1000)
         if state["status"] in ("completed", "failed", "cancelled"):
             if state["status"] != "completed":

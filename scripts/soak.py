@@ -35,15 +35,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench_http import free_port  # scripts/ is on the path: this file runs as a script
+
 logger = logging.getLogger("soak")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _rss_mib(pid: int) -> float:
@@ -200,7 +194,7 @@ def _start(args: argparse.Namespace, work: Path) -> tuple[subprocess.Popen[bytes
         text=True,
     )
     key = made.stdout.strip().splitlines()[-1].strip()
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [

@@ -24,6 +24,7 @@ def _script(name: str) -> ModuleType:
     return module
 
 
+_script("bench_http")
 peer_build = _script("peer_build")
 bench_peer = _script("bench_peer")
 
