@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,24 @@ from sdrest.app import create_app
 from sdrest.service import SdrestService
 from sdrest.settings import Settings, load_settings
 from tests.fakes import FakeEngine, write_fake_checkpoint, write_fake_lora
+
+
+@pytest.fixture(autouse=True)
+def _process_logging_restored() -> Iterator[None]:
+    """Tests that run ``sdrest.cli.main`` in-process configure logging for the whole process:
+    handlers on the stderr pytest captured for that test (closed after it) and other loggers
+    disabled. Undo it, so later tests' server threads never log to a closed file."""
+    loggers = [logging.getLogger(), *map(logging.getLogger, list(logging.root.manager.loggerDict))]
+    saved = [(lg, list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    yield
+    for lg, handlers, level, propagate, disabled in saved:
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate, lg.disabled = propagate, disabled
+    known = {lg.name for lg in loggers}
+    for name, new in list(logging.root.manager.loggerDict.items()):
+        if name not in known and isinstance(new, logging.Logger):
+            new.handlers.clear()  # a logger the test's configuration created
 
 
 @pytest.fixture

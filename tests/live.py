@@ -16,6 +16,7 @@ import httpx
 import uvicorn
 
 from sdrest.app import create_app
+from sdrest.engine.base import Engine
 from sdrest.settings import Settings
 from sdrest.testing import TinyModelSet
 
@@ -30,10 +31,10 @@ def free_port() -> int:
 class LiveServer:
     """A started server: ``url`` is its base URL, ``app`` the Starlette app it serves."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(settings)
+        self.app = create_app(settings, engine=engine)
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
         )
@@ -59,9 +60,10 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(settings: Settings) -> Iterator[LiveServer]:
-    """Run a server for the duration of the block."""
-    server = LiveServer(settings)
+def live_server(settings: Settings, engine: Engine | None = None) -> Iterator[LiveServer]:
+    """Run a server for the duration of the block (over ``engine`` when given, e.g. the fake
+    one for pure HTTP behaviour)."""
+    server = LiveServer(settings, engine)
     server.start()
     try:
         yield server

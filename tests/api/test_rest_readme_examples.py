@@ -5,61 +5,23 @@ editing a line. The examples are in ``readme_examples/`` (see its README)."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import shutil
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from PIL import Image
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
-from sdrest.app import create_app
-from sdrest.service import SdrestService
-from sdrest.settings import Settings
 from tests.fakes import FakeEngine
-from tests.live import free_port
+from tests.live import live_server
 
 pytestmark = pytest.mark.slow  # starts a server and client processes
 
 EXAMPLES = Path(__file__).parent / "readme_examples"
 SPEC_HOST = "localhost:8080"
-
-
-@contextlib.contextmanager
-def fake_engine_server(settings: Settings) -> Iterator[str]:
-    """A uvicorn server (in a thread) over a service with the fake engine; yields its host."""
-    service = SdrestService(settings, engine=FakeEngine())
-    inner = create_app(service)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with service:
-            yield
-
-    app = Starlette(routes=[Mount("/", app=inner)], lifespan=lifespan)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="readme-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +36,8 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = load_settings(
         {"models_dir": str(root / "models"), "data_dir": str(root / "data")}, env={}
     )
-    with fake_engine_server(settings) as address:
-        yield address
+    with live_server(settings, engine=FakeEngine()) as server:
+        yield server.url.removeprefix("http://")
 
 
 def _example(name: str, host: str) -> str:
