@@ -75,16 +75,3 @@ def apply_model_options(
     load_options = msgspec.structs.replace(spec.options, **load) if load else spec.options
     changed = dataclasses.replace(spec, options=load_options, **files)
     return spec if changed == spec else changed
-
-
-def variant_label(spec: ModelSpec, base: ModelSpec) -> str:
-    """What sets ``spec`` apart from ``base`` (``"vae=x.safetensors, clip_on_cpu"``), for logs."""
-    parts = []
-    for spec_field in COMPONENT_SPEC_FIELDS.values():
-        value = getattr(spec, spec_field)
-        if value != getattr(base, spec_field):
-            parts.append(f"{spec_field.removesuffix('_path')}={Path(value).name or 'none'}")
-    for name in LOAD_OPTION_FIELDS:
-        if getattr(spec.options, name) != getattr(base.options, name):
-            parts.append(f"{name}={str(getattr(spec.options, name)).lower()}")
-    return ", ".join(parts)

@@ -21,6 +21,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
@@ -49,6 +50,18 @@ _NODE_TTL_HEARTBEATS = 3
 """A node is listed while its last heartbeat is at most this many heartbeats old."""
 
 
+@dataclass(frozen=True)
+class RelayHandlers:
+    """What a node does with what the relay brings from the other nodes."""
+
+    on_event: Callable[[JobEvent], None]
+    on_stop: Callable[[str], None]
+    """A stop was recorded for this job id: its worker checks now."""
+    on_wake: Callable[[], None]
+    """A job was queued (or may have been, while disconnected): idle workers look."""
+    on_preview: Callable[[PreviewEvent], None]
+
+
 class Relay(Protocol):
     """Carries events, stops and wake-ups between nodes (PostgreSQL LISTEN/NOTIFY)."""
 
@@ -64,13 +77,7 @@ class Relay(Protocol):
     def send_preview(self, job_id: str, step: int, png: bytes) -> None:
         """Deliver a running job's latest preview to every other node."""
 
-    async def run(
-        self,
-        on_event: Callable[[JobEvent], None],
-        on_stop: Callable[[str], None],
-        on_wake: Callable[[], None],
-        on_preview: Callable[[PreviewEvent], None],
-    ) -> None:
+    async def run(self, handlers: RelayHandlers) -> None:
         """Listen until cancelled (reconnecting by itself)."""
 
 
@@ -156,12 +163,6 @@ class ClusterRunner(JobRunner):
         """The oldest running job (a copy)."""
         running = [job for job in self._active.values() if job.status == "generating"]
         return msgspec.structs.replace(running[0]) if running else None
-
-    def running_jobs(self) -> list[Job]:
-        """Every running job, on any worker (copies)."""
-        return [
-            msgspec.structs.replace(j) for j in self._active.values() if j.status == "generating"
-        ]
 
     def queued_ids(self) -> list[str]:
         """Queued job ids in claim order."""
@@ -363,7 +364,9 @@ class ClusterRunner(JobRunner):
         tasks.append(asyncio.create_task(self._maintain(), name="sdrest-node"))
         if self.relay is not None:
             relay = self.relay.run(
-                self._relayed, self._relayed_stop, self._relayed_wake, self._relayed_preview
+                RelayHandlers(
+                    self._relayed, self._relayed_stop, self._relayed_wake, self._relayed_preview
+                )
             )
             tasks.append(asyncio.create_task(relay, name="sdrest-relay"))
         try:

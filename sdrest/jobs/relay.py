@@ -18,8 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import psycopg
@@ -28,6 +27,9 @@ from sdrest.errors import RetryLaterError
 from sdrest.jobs.events import JobEvent
 from sdrest.jobs.store import PreviewEvent
 from sdrest.jobs.store_pg import PgJobStore
+
+if TYPE_CHECKING:
+    from sdrest.jobs.cluster import RelayHandlers
 
 logger = logging.getLogger(__name__)
 
@@ -94,20 +96,14 @@ class PgRelay:
         """Tell every node's idle workers that a job was queued."""
         await self._notify("sdrest_wake", "")
 
-    async def run(
-        self,
-        on_event: Callable[[JobEvent], None],
-        on_stop: Callable[[str], None],
-        on_wake: Callable[[], None],
-        on_preview: Callable[[PreviewEvent], None],
-    ) -> None:
+    async def run(self, handlers: RelayHandlers) -> None:
         """Send and receive until cancelled, reconnecting by itself."""
         self._outbox = asyncio.Queue(_OUTBOX)
         sender = asyncio.create_task(self._send_forever(), name="sdrest-relay-send")
         try:
             while True:
                 try:
-                    await self._listen(on_event, on_stop, on_wake, on_preview)
+                    await self._listen(handlers)
                 except (psycopg.OperationalError, RetryLaterError) as exc:
                     logger.warning("event relay disconnected (%s): reconnecting", exc)
                 await asyncio.sleep(_RECONNECT)
@@ -147,13 +143,7 @@ class PgRelay:
                 (self.node, kind, job_id, _encoder.encode(event), time.time()),
             )
 
-    async def _listen(
-        self,
-        on_event: Callable[[JobEvent], None],
-        on_stop: Callable[[str], None],
-        on_wake: Callable[[], None],
-        on_preview: Callable[[PreviewEvent], None],
-    ) -> None:
+    async def _listen(self, handlers: RelayHandlers) -> None:
         async with await psycopg.AsyncConnection.connect(self.store.url, autocommit=True) as conn:
             for channel in ("sdrest_events", "sdrest_stop", "sdrest_wake"):
                 await conn.execute(f"LISTEN {channel}")
@@ -161,22 +151,21 @@ class PgRelay:
                 cursor = await conn.execute("SELECT COALESCE(MAX(id), 0) FROM job_events")
                 row = await cursor.fetchone()
                 self._last_id = int(row[0]) if row else 0
-            await self._read(conn, on_event, on_preview)
-            on_wake()  # a job may have been queued while this node was disconnected
+            await self._read(conn, handlers)
+            handlers.on_wake()  # a job may have been queued while this node was disconnected
             while True:
                 # One notification (or a quiet second: one may have been lost), then a read.
                 async for note in conn.notifies(timeout=_POLL, stop_after=1):
                     if note.channel == "sdrest_stop":
-                        on_stop(note.payload)
+                        handlers.on_stop(note.payload)
                     elif note.channel == "sdrest_wake":
-                        on_wake()
-                await self._read(conn, on_event, on_preview)
+                        handlers.on_wake()
+                await self._read(conn, handlers)
 
     async def _read(
         self,
         conn: psycopg.AsyncConnection[Any],
-        on_event: Callable[[JobEvent], None],
-        on_preview: Callable[[PreviewEvent], None],
+        handlers: RelayHandlers,
     ) -> None:
         cursor = await conn.execute(
             "SELECT id, node, type, body FROM job_events WHERE id > %s ORDER BY id",
@@ -187,6 +176,6 @@ class PgRelay:
             if node == self.node:
                 continue
             if kind == "preview":
-                on_preview(_preview_decoder.decode(bytes(body)))
+                handlers.on_preview(_preview_decoder.decode(bytes(body)))
             else:
-                on_event(_decoder.decode(bytes(body)))
+                handlers.on_event(_decoder.decode(bytes(body)))
