@@ -98,6 +98,7 @@ class SdrestService:
             after_download=self._downloaded,
         )
         """The queue, the consumer and the live jobs (the service resolves ids for it)."""
+        self.runner.coalesce = settings.coalesce
         self.models = ModelCatalog(
             self.registry, settings, lambda: self._engine, self.runner.between_jobs
         )

@@ -152,11 +152,11 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Keep several models loaded while their files' sizes add up to at most this many MiB
     (least recently used freed first); 0 = one model at a time."""
     lora_shape_check: bool = True
+    """Refuse, at submit time, LoRAs whose tensor shapes do not fit the model (the library would
+    abort). Without it a bad LoRA fails its job as ``engine_crashed`` in worker mode."""
     worker_nice: int = 10
     """Niceness added to the engine worker process (worker mode), so the server's event loop
     answers polls at once while the library uses every core; 0 = the server's own priority."""
-    """Refuse, at submit time, LoRAs whose tensor shapes do not fit the model (the library would
-    abort). Without it a bad LoRA fails its job as ``engine_crashed`` in worker mode."""
 
     engine_workers: int = 1
     """Engine workers this node runs, each with its own engine, all claiming from one queue;
@@ -230,6 +230,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     first by name."""
     vae_tiling: bool = False
     """Decode in tiles unless a request says otherwise (bounds VAE memory on small GPUs)."""
+    coalesce: bool = True
+    """Run waiting txt2img jobs that differ only in their seeds (which follow one another) as
+    one native call: the prompt is encoded once. Small images only; see README, Performance."""
     preload: bool = True
     """Start the engine and load the default model at start-up, in the background (health
     answers at once), so the first request does not pay for the load; nothing to do when no

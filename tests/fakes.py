@@ -56,12 +56,13 @@ class FakeEngine:
         self.holding.clear()
         self.started.set()
         steps = plan.request.sample_params.sample_steps
-        for step in range(1, steps + 1):
-            on_progress(Progress("sampling", step, steps, 0.01))
-            if on_preview is not None and plan.preview_method != "none":
-                size = (max(1, plan.request.width // 8), max(1, plan.request.height // 8))
-                on_preview(step, Image.new("RGB", size, (0, step % 256, 0)))
-            await asyncio.sleep(0)
+        for _image in range(plan.request.batch_count):  # like the library: steps per image
+            for step in range(1, steps + 1):
+                on_progress(Progress("sampling", step, steps, 0.01))
+                if on_preview is not None and plan.preview_method != "none":
+                    size = (max(1, plan.request.width // 8), max(1, plan.request.height // 8))
+                    on_preview(step, Image.new("RGB", size, (0, step % 256, 0)))
+                await asyncio.sleep(0)
         if self.hold is not None:
             self.holding.set()
             held, aborted = (

@@ -65,9 +65,7 @@ def job_hooks(
     def on_progress(progress: Progress) -> None:
         if job.status == "generating":
             # The engine knows steps, not previews: keep the latest preview's step.
-            job.progress = msgspec.structs.replace(
-                progress, preview_step=job.progress.preview_step
-            )
+            job.progress = msgspec.structs.replace(progress, preview_step=job.progress.preview_step)
             publish(job)
 
     def on_preview(step: int, image: Image.Image) -> None:
@@ -93,29 +91,33 @@ async def run_on_engine(
     None when a stop was requested while the engine worked."""
     if isinstance(plan, ConvertPlan):
         return await _convert(engine, plan, models_dir, on_progress)
-    infos: list[str | None]
-    images: list[Image.Image]
     if isinstance(plan, UpscalePlan):
         images = [await engine.upscale(plan, on_progress)]
-        seeds, infos = [0], [None]
+        if stopped():
+            return None
         fmt, quality = plan.output_format, plan.output_compression
-    else:
-        images = await composite.generate(engine, plan, on_progress, on_preview, stopped)
-        request = plan.request
-        seeds = [plan.seed + i for i in range(len(images))]
-        infos = [
-            build_infotext(
-                request.prompt,
-                request.negative_prompt,
-                outputs.infotext_params(request, seed, img.width, img.height, model),
-            )
-            if request.embed_image_metadata
-            else None
-            for seed, img in zip(seeds, images, strict=True)
-        ]
-        fmt, quality = request.output_format, request.output_compression
-    if stopped():
-        return None
+        return PendingOutput(output_dir, job_id, images, [0], fmt, quality, [None])
+    images = await composite.generate(engine, plan, on_progress, on_preview, stopped)
+    return None if stopped() else generation_output(plan, images, job_id, model, output_dir)
+
+
+def generation_output(
+    plan: GenerationPlan, images: list[Image.Image], job_id: str, model: str, output_dir: Path
+) -> PendingOutput:
+    """A generation's images with their seeds and infotexts, to be written."""
+    request = plan.request
+    seeds = [plan.seed + i for i in range(len(images))]
+    infos = [
+        build_infotext(
+            request.prompt,
+            request.negative_prompt,
+            outputs.infotext_params(request, seed, img.width, img.height, model),
+        )
+        if request.embed_image_metadata
+        else None
+        for seed, img in zip(seeds, images, strict=True)
+    ]
+    fmt, quality = request.output_format, request.output_compression
     return PendingOutput(output_dir, job_id, images, seeds, fmt, quality, infos)
 
 

@@ -77,6 +77,21 @@ class JobQueue:
         except ValueError:
             return 0
 
+    def push_front(self, job_id: str) -> None:
+        """Put a job back at the head (a coalesced call was stopped for another job)."""
+        self._items.appendleft(job_id)
+        self._jobs += 1
+        self._ready.set()
+
+    def leading_ids(self) -> list[str]:
+        """The job ids waiting before the first operation, next first."""
+        leading: list[str] = []
+        for item in self._items:
+            if not isinstance(item, str):
+                break
+            leading.append(item)
+        return leading
+
     def ids(self) -> list[str]:
         """Waiting job ids, next first."""
         return [item for item in self._items if isinstance(item, str)]

@@ -22,11 +22,18 @@ from pathlib import Path
 import msgspec
 from PIL import Image
 
-from sdrest.engine.base import ConvertPlan, Engine
+from sdrest.engine.base import ConvertPlan, Engine, GenerationPlan
 from sdrest.errors import ConflictError, EngineAbortedError, SdrestError
+from sdrest.jobs import coalesce
 from sdrest.jobs.downloads import DownloadLane, DownloadPlan, download_job
 from sdrest.jobs.events import EventBus, JobEvent
-from sdrest.jobs.execute import PendingOutput, Plan, job_hooks, run_on_engine
+from sdrest.jobs.execute import (
+    PendingOutput,
+    Plan,
+    generation_output,
+    job_hooks,
+    run_on_engine,
+)
 from sdrest.jobs.previews import PreviewCache
 from sdrest.jobs.queue import JobQueue, QueuedOperation
 from sdrest.jobs.recent import RECENT_BYTES, RECENT_COUNT, RecentJobs, mark_ended
@@ -59,6 +66,13 @@ class _Live:
     def stopped(self) -> bool:
         """Whether a stop was asked for (read by the running job at each step or chunk)."""
         return self.stop is not None
+
+
+def _job_error(exc: Exception) -> JobError:
+    """What a job that raised ``exc`` fails with."""
+    if isinstance(exc, SdrestError):
+        return JobError(exc.code, exc.message)
+    return JobError("internal_error", str(exc))
 
 
 def _copy(job: Job) -> Job:
@@ -99,6 +113,10 @@ class JobRunner:
         self.recent_limit = RECENT_COUNT
         self.recent_bytes_limit = RECENT_BYTES
         self._current: str | None = None
+        self._running: tuple[str, ...] = ()
+        """The jobs of the engine's current call (several when coalesced)."""
+        self.coalesce = True
+        """Run waiting jobs that differ only in their seeds as one call (``--coalesce``)."""
         self._downloads = DownloadLane(capacity)
         """Model downloads: their own lane, beside the engine's queue (see jobs/downloads.py)."""
         self._previews = PreviewCache()
@@ -194,9 +212,7 @@ class JobRunner:
 
     # -- accepting and ending jobs -----------------------------------------------------------
 
-    async def enqueue(
-        self, job: Job, plan: Plan | DownloadPlan, *, recovered: bool = False
-    ) -> Job:
+    async def enqueue(self, job: Job, plan: Plan | DownloadPlan, *, recovered: bool = False) -> Job:
         """Queue a job (a download in the download lane) and store it (a recovered one is
         stored already). Queue full: 429. The runner keeps ``job``; the caller gets a copy."""
         lane = self._lane(plan)
@@ -286,7 +302,7 @@ class JobRunner:
         if live is not None and live.stop is None:
             live.stop = reason
         self._publish("state", job)
-        aborted = self.engine.supports_abort and self._current == job.id
+        aborted = self.engine.supports_abort and job.id in self._running
         if aborted:
             await self.engine.abort()
         # Wait only for what ends promptly: an aborted generation, or a download (it stops at
@@ -337,9 +353,99 @@ class JobRunner:
         # Current from the moment it leaves the queue, so every snapshot shows it somewhere.
         self._current = job_id
         try:
-            await self._run_by_id(job_id)
+            group = self._coalesced(job_id)
+            self._running = tuple(live.job.id for live in group) or (job_id,)
+            if group:
+                with job_context(job_id):
+                    await self._run_group(group)
+            else:
+                await self._run_by_id(job_id)
         finally:
-            self._current = None
+            self._current, self._running = None, ()
+
+    def _coalesced(self, job_id: str) -> list[_Live]:
+        """``job_id`` and the waiting jobs its native call also runs (taken out of the queue),
+        or nothing when it runs alone (see jobs/coalesce.py)."""
+        head = self._coalescible(job_id) if self.coalesce else None
+        if head is None:
+            return []
+        waiting = [(other, self._coalescible(other)) for other in self._queue.leading_ids()]
+        chosen = coalesce.partners(head, waiting)
+        for other in chosen:
+            self._queue.remove(other)
+        return [self._live[each] for each in (job_id, *chosen)] if chosen else []
+
+    def _coalescible(self, job_id: str) -> GenerationPlan | None:
+        """The plan of a stored, waiting job that may share a call; None otherwise."""
+        live = self._live.get(job_id)
+        if live is None or not live.stored.is_set() or live.job.status != "queued":
+            return None
+        return live.plan if coalesce.eligible(live.plan) else None
+
+    async def _run_group(self, group: list[_Live]) -> None:
+        """Run coalesced jobs as one native call; each job ends (or is written) on its own.
+        Stopping one of them aborts the call: the others go back to the head of the queue."""
+        plans = [live.plan for live in group if coalesce.eligible(live.plan)]
+        members = []
+        publish = functools.partial(self._publish, "progress")
+        for live, plan in zip(group, plans, strict=True):
+            self._begin(live.job)  # all generating before the first await: no cancel between
+            hooks = job_hooks(live.job, self._previews, publish)
+            members.append(coalesce.Member(live.job.id, plan.request.batch_count, *hooks))
+        logger.info("jobs %s run as one call", ", ".join(self._running))
+        router = coalesce.ProgressRouter(members, self._set_current)
+        try:
+            for live in group:
+                await self._started(live.job)
+            images = await self.engine.generate(
+                coalesce.batch_plan(plans), router.on_progress, router.on_preview
+            )
+        except EngineAbortedError:
+            for live in reversed(group):
+                await self._abandoned(live)
+            return
+        except Exception as exc:
+            if not isinstance(exc, SdrestError):
+                logger.exception("coalesced jobs %s failed unexpectedly", self._running)
+            error = _job_error(exc)
+            for live in group:
+                await self.finish(live.job, "failed", error=error)
+            return
+        finally:
+            for live in group:
+                live.ran.set()
+        await self._hand_out(group, plans, images)
+
+    async def _hand_out(
+        self, group: list[_Live], plans: list[GenerationPlan], images: list[Image.Image]
+    ) -> None:
+        """Each coalesced job's share of the call's images, written behind (or dropped: a job
+        stopped while the call ran to its end)."""
+        for live, plan, share in zip(group, plans, coalesce.split(images, plans), strict=True):
+            job = live.job
+            if live.stop is not None:
+                await self.finish(job, "cancelled", error=live.stop)
+            else:
+                self._writes.start(
+                    job, generation_output(plan, share, job.id, job.model, self.output_dir)
+                )
+
+    async def _abandoned(self, live: _Live) -> None:
+        """A coalesced job whose call was stopped: cancelled when the stop was its own, else
+        back at the head of the queue."""
+        job = live.job
+        if live.stop is not None:
+            await self.finish(job, "cancelled", error=live.stop)
+            return
+        job.status, job.started, job.progress = "queued", None, Progress()
+        job.attempts -= 1  # not an attempt of its own
+        self._queue.push_front(job.id)
+        live.ran.clear()
+        await self.store.update(job)
+        self._publish("state", job)
+
+    def _set_current(self, job_id: str) -> None:
+        self._current = job_id
 
     async def _run_by_id(self, job_id: str) -> None:
         live = self._live.get(job_id)
@@ -359,22 +465,27 @@ class JobRunner:
         except EngineAbortedError:
             reason = live.stop or JobError("cancelled", "job stopped")
             await self.finish(job, "cancelled", error=reason)
-        except SdrestError as exc:
-            await self.finish(job, "failed", error=JobError(exc.code, exc.message))
         except Exception as exc:  # never let one job kill the consumer
-            logger.exception("job %s failed unexpectedly", job_id)
-            await self.finish(job, "failed", error=JobError("internal_error", str(exc)))
+            if not isinstance(exc, SdrestError):
+                logger.exception("job %s failed unexpectedly", job_id)
+            await self.finish(job, "failed", error=_job_error(exc))
         finally:
             live.ran.set()
 
-    async def _run(self, live: _Live) -> None:
-        job, plan = live.job, live.plan
+    def _begin(self, job: Job, phase: str = "loading") -> None:
         job.status, job.started = "generating", time.time()
         job.attempts += 1
-        job.progress = Progress("downloading" if isinstance(plan, DownloadPlan) else "loading")
+        job.progress = Progress(phase)
+
+    async def _started(self, job: Job) -> None:
         await self.store.update(job)
         self._publish("state", job)
         logger.info("job %s started: %s on %s (%s)", job.id, job.kind, job.model, job.family)
+
+    async def _run(self, live: _Live) -> None:
+        job, plan = live.job, live.plan
+        self._begin(job, "downloading" if isinstance(plan, DownloadPlan) else "loading")
+        await self._started(job)
         publish = functools.partial(self._publish, "progress")
         if isinstance(plan, DownloadPlan):
             done = await download_job(job, plan, publish, live.stopped, self._after_download)
