@@ -1,5 +1,5 @@
 """``python -m sdrest``: the same as the ``sdrest`` command."""
 
-from sdrest.cli import main
+from sdrest.entry import main
 
 raise SystemExit(main())

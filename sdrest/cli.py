@@ -17,6 +17,8 @@ import msgspec
 
 from sdrest import __version__, cli_generate, cli_pull
 from sdrest.cpu_cores import physical_cores
+from sdrest.engine.launch import LaunchedWorker
+from sdrest.entry import NOT_COMMANDS
 from sdrest.errors import SdrestError
 from sdrest.logs import configure_logging, log_config, log_level
 from sdrest.settings import Settings, load_settings, setting_fields
@@ -202,14 +204,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def serve(settings: Settings, argv: Sequence[str] | None = None) -> int:
+def serve(
+    settings: Settings,
+    argv: Sequence[str] | None = None,
+    early_worker: LaunchedWorker | None = None,
+) -> int:
     """Run the server until interrupted. ``POST /api/system/restart`` stops it gracefully and
-    re-executes ``sdrest <argv>`` (the same process id; queued jobs are recovered from disk)."""
+    re-executes ``sdrest <argv>`` (the same process id; queued jobs are recovered from disk).
+    ``early_worker``: an engine worker started before the settings were read (sdrest/entry.py).
+    """
     from sdrest.head_start import head_start
 
     # First: the engine worker imports the library and loads the default model while this
     # process imports the web stack below.
-    head = head_start(settings)
+    head = head_start(settings, early_worker)
     import uvicorn
 
     from sdrest.app import create_app
@@ -286,21 +294,21 @@ def list_models(settings: Settings, as_json: bool) -> int:
     return 0
 
 
-_NOT_COMMANDS = ("-h", "--help", "--version")
-
-
 def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """Parsed arguments ("serve" when only flags are given) and the deprecation notes."""
     argv = list(argv)
-    if not argv or (argv[0].startswith("-") and argv[0] not in _NOT_COMMANDS):
+    if not argv or (argv[0].startswith("-") and argv[0] not in NOT_COMMANDS):
         argv.insert(0, "serve")
     args = build_parser().parse_args(argv)
     return args, _apply_compat_flags(args)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``sdrest`` console script. With flags and no sub-command it serves
-    (``sdrest --models-dir m``, as the stable-diffusion.cpp-rest server is started)."""
+def main(
+    argv: Sequence[str] | None = None, *, early_worker: LaunchedWorker | None = None
+) -> int:
+    """Run the ``sdrest`` command (the console script enters through :mod:`sdrest.entry`).
+    With flags and no sub-command it serves (``sdrest --models-dir m``, as the
+    stable-diffusion.cpp-rest server is started)."""
     args, notes = _parse(sys.argv[1:] if argv is None else argv)
     try:
         settings = _settings_from(args)
@@ -314,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _report_compat_flags(settings, notes, getattr(args, "checkpoints", None))
     if args.command == "serve":
-        return serve(settings, argv)
+        return serve(settings, argv, early_worker)
     if args.command == "worker":
         from sdrest import cli_worker
 

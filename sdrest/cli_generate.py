@@ -15,8 +15,6 @@ import json
 import logging
 import shutil
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -214,6 +212,9 @@ def _call(
 ) -> Any:
     """One JSON request to the server (POST with a ``body``, or ``post``); its error answer
     becomes an :class:`SdrestError`."""
+    import urllib.error  # here: every sdrest command imports this module, few use the network
+    import urllib.request
+
     data = None if body is None else json.dumps(body).encode()
     method = "POST" if post or data is not None else "GET"
     request = urllib.request.Request(url, data=data, method=method)

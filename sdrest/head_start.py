@@ -51,17 +51,26 @@ def eligible(settings: Settings) -> bool:
     )
 
 
-def head_start(settings: Settings) -> HeadStart | None:
-    """Start the worker now and send it the default model's load (when the default is not a
-    guess among several models); None when this configuration gets no head start."""
+def head_start(settings: Settings, early: LaunchedWorker | None = None) -> HeadStart | None:
+    """Start the worker now (or take ``early``, started before the settings were read: see
+    sdrest/entry.py) and send it the default model's load (when the default is not a guess
+    among several models); None when this configuration gets no head start (``early`` is then
+    stopped)."""
     if not eligible(settings):
+        if early is not None:
+            early.discard()
         return None
-    launched = launch_worker(settings.engine.memory_budget_bytes, settings.engine.worker_nice)
+    budget, nice = settings.engine.memory_budget_bytes, settings.engine.worker_nice
+    launched = early if early is not None else launch_worker(budget, nice)
+    launched.kept = True
     # Imported after the start on purpose: these imports overlap the worker's own.
-    from sdrest import planning
-    from sdrest.engine.supervisor import WorkerEngine
-    from sdrest.engine.wire import LoadCall
+    from sdrest import model_specs
+    from sdrest.engine.wire import ConfigureCall, LoadCall
     from sdrest.models import ModelRegistry
+
+    if early is not None:
+        level = logging.getLogger("sdrest").getEffectiveLevel()
+        launched.send(ConfigureCall(budget, nice, level))
 
     registry = ModelRegistry(
         settings.models_path, settings.presets, hash_cache_path=settings.data_path / "hashes.json"
@@ -70,9 +79,11 @@ def head_start(settings: Settings) -> HeadStart | None:
         registry.scan()
         name = settings.model or _only_model(registry)
         if name is not None:
-            launched.send(LoadCall(planning.model_spec(name, settings, registry)))
+            launched.send(LoadCall(model_specs.model_spec(name, settings, registry)))
     except (SdrestError, OSError) as exc:  # the service's preload says it properly
         logger.debug("no head start for the default model: %s", exc)
+    from sdrest.engine.supervisor import WorkerEngine  # after the load was sent: not needed first
+
     engine = WorkerEngine(
         settings.engine.memory_budget_bytes, nice=settings.engine.worker_nice, launched=launched
     )

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from sdrest import planning
+from sdrest import model_specs, planning
 from sdrest.engine.base import Engine, ModelSpec
 from sdrest.errors import SdrestError
 from sdrest.models import FileHeader, ModelEntry, ModelPreset, ModelRegistry
@@ -115,7 +115,7 @@ class ModelCatalog:
         most recently loaded one, else the first by name (400 when there is none at all)."""
         if self._default is not None:
             return self._default
-        name = planning.default_model_name(self._settings, self._registry, self.last_loaded)
+        name = model_specs.default_model_name(self._settings, self._registry, self.last_loaded)
         if name != self._announced_default:  # logged when it changes, not per request
             self._announced_default = name
             if not self._settings.model:
@@ -162,7 +162,7 @@ class ModelCatalog:
 
     def spec(self, name: str) -> ModelSpec:
         """The files and load options that make up model (or preset) ``name``."""
-        return planning.model_spec(name, self._settings, self._registry)
+        return model_specs.model_spec(name, self._settings, self._registry)
 
     # -- loaded state ----------------------------------------------------------------------
 

@@ -26,10 +26,9 @@ from sdrest.images import decode_input_image, input_image_size, to_mask, to_rgb
 from sdrest.img2img_ops import MAX_MODEL_PASSES, check_tiled_upscale
 from sdrest.jobs.downloads import DownloadPlan
 from sdrest.model_options import apply_model_options
+from sdrest.model_specs import find_preset, model_spec, registry_entry
 from sdrest.models import (
     HeaderError,
-    ModelEntry,
-    ModelPreset,
     ModelRegistry,
     PathNotAllowedError,
     UnknownModelError,
@@ -48,94 +47,16 @@ from sdrest.schemas import (
 )
 from sdrest.settings import Limits, Settings, deep_merge
 
-# Roles a user can pick as "the model" and the ModelSpec field each one fills.
-_ROLE_FIELD = {"checkpoint": "model_path", "diffusion_model": "diffusion_model_path"}
-_PRESET_COMPONENTS = {
-    "vae": "vae_path",
-    "taesd": "taesd_path",
-    "clip_l": "clip_l_path",
-    "clip_g": "clip_g_path",
-    "t5xxl": "t5xxl_path",
-    "llm": "llm_path",
-    "clip_vision": "clip_vision_path",
-}
-
-
-def default_model_name(
-    settings: Settings, registry: ModelRegistry, recent: str | None = None
-) -> str:
-    """The configured default model, else the only model there is, else (several) ``recent``
-    (the most recently loaded) when it is one of them, else the first by name."""
-    if settings.model:
-        return settings.model
-    names = sorted(m.name for m in registry.generation_models())
-    if not names:
-        raise InvalidRequestError(
-            f"no model available: put a model file in {settings.models_path}", field="model"
-        )
-    return recent if recent in names else names[0]
-
 
 def request_defaults(name: str, settings: Settings, registry: ModelRegistry) -> RequestLayer:
     """Server-wide defaults under a preset's defaults (canonical field names); often nothing."""
     base: RequestLayer = {"vae_tiling_params": {"enabled": True}} if settings.vae_tiling else {}
-    preset = _find_preset(registry, name)
+    preset = find_preset(registry, name)
     if preset is None:
         return base
     # A preset's defaults are TOML of unknown shape: they are checked where the request layered
     # over them is converted (a bad one is a 400 naming the field), not here.
     return cast(RequestLayer, deep_merge(base, preset.defaults))
-
-
-def _find_preset(registry: ModelRegistry, name: str) -> ModelPreset | None:
-    try:
-        return registry.preset(name)
-    except (KeyError, LookupError):
-        return None
-
-
-def _component_path(registry: ModelRegistry, kind: str, value: str) -> str:
-    # The registry's own rule, the one presets are checked with at scan time: the component's
-    # type first, then any name, then a path that stays inside the models folder.
-    try:
-        return str(registry.resolve_component(kind, value))
-    except (UnknownModelError, PathNotAllowedError) as exc:
-        raise ModelNotFoundError(f"preset {kind} {value!r}: {exc}") from exc
-
-
-def _entry(registry: ModelRegistry, name: str, field: str, type: str | None = None) -> ModelEntry:
-    """A registry entry by name; 404 naming ``field`` when there is none."""
-    try:
-        return registry.get(name, type=type)
-    except UnknownModelError as exc:
-        raise ModelNotFoundError(str(exc), field=field) from exc
-
-
-def model_spec(name: str, settings: Settings, registry: ModelRegistry) -> ModelSpec:
-    """The files and load options that make up the model (or preset) called ``name``."""
-    lora_dir = str(registry.models_dir / "lora")
-    preset = _find_preset(registry, name)
-    if preset is not None:
-        fields: dict[str, str] = {}
-        main = preset.model or preset.diffusion_model
-        if main:
-            key = "model_path" if preset.model else "diffusion_model_path"
-            fields[key] = _component_path(registry, key.removesuffix("_path"), main)
-        for attr, field_name in _PRESET_COMPONENTS.items():
-            value = getattr(preset, attr)
-            if value:
-                fields[field_name] = _component_path(registry, attr, value)
-        return ModelSpec(name=name, lora_dir=lora_dir, options=settings.load, **fields)
-    entry = _entry(registry, name, "model")
-    field_name = _ROLE_FIELD.get(entry.role, _ROLE_FIELD.get(entry.type, ""))
-    if not field_name:
-        raise InvalidRequestError(
-            f"{name!r} is a {entry.type} ({entry.role}), not a model that generates images",
-            field="model",
-        )
-    return ModelSpec(
-        name=name, lora_dir=lora_dir, options=settings.load, **{field_name: entry.path}
-    )
 
 
 def check_limits(request: ImgGenRequest, limits: Limits) -> None:
@@ -218,9 +139,7 @@ def _lora_path(registry: ModelRegistry, path: str, field_name: str) -> str:
     except PathNotAllowedError as exc:
         raise InvalidRequestError(f"{field_name}: {exc}", field=field_name) from exc
     except UnknownModelError as exc:
-        raise ModelNotFoundError(
-            f"{field_name}: unknown LoRA {path!r}", field=field_name
-        ) from exc
+        raise ModelNotFoundError(f"{field_name}: unknown LoRA {path!r}", field=field_name) from exc
 
 
 def _check_lora_fits(registry: ModelRegistry, spec: ModelSpec, lora: str, field_name: str) -> None:
@@ -303,7 +222,9 @@ def plan_generation(
 def _hires_upscaler_path(request: ImgGenRequest, registry: ModelRegistry) -> str:
     if not request.hires.enabled or request.hires.upscaler != "model":
         return ""
-    return _entry(registry, request.hires.upscaler_model, "hires.upscaler_model", "upscaler").path
+    return registry_entry(
+        registry, request.hires.upscaler_model, "hires.upscaler_model", "upscaler"
+    ).path
 
 
 def _plan_tiled_upscale(request: ImgGenRequest, limits: Limits, registry: ModelRegistry) -> str:
@@ -323,7 +244,7 @@ def _plan_tiled_upscale(request: ImgGenRequest, limits: Limits, registry: ModelR
     if tiled.upscaler != "model":
         return ""
     field = "tiled_upscale.upscaler_model"
-    path = _entry(registry, tiled.upscaler_model, field, "upscaler").path
+    path = registry_entry(registry, tiled.upscaler_model, field, "upscaler").path
     native = esrgan_native_scale(registry, path)
     factor = 1
     for _ in range(MAX_MODEL_PASSES):  # the passes the job runs: until the factor is reached
@@ -342,7 +263,7 @@ def plan_upscale(
 ) -> UpscalePlan:
     """Resolve the upscaler by registry name, check the output size (from the image's header
     and the file's native scale) and only then decode the image."""
-    entry = _entry(registry, request.upscaler, "upscaler", "upscaler")
+    entry = registry_entry(registry, request.upscaler, "upscaler", "upscaler")
     width, height = input_image_size(request.image, "image", settings.limits)
     factor = esrgan_native_scale(registry, entry.path) ** request.repeats
     check_upscale_size(width, height, factor, settings.limits)
@@ -410,7 +331,7 @@ def convert_target(models_dir: Path, source: Path, weight_type: str, output: str
 def plan_convert(request: ConvertRequest, registry: ModelRegistry) -> ConvertPlan:
     """Resolve a conversion: the source file by registry name, the target inside the models folder
     (``request.output_path`` is relative to it; None: beside the source)."""
-    entry = _entry(registry, request.model, "model_name")
+    entry = registry_entry(registry, request.model, "model_name")
     target = convert_target(
         registry.models_dir, Path(entry.path), request.weight_type, request.output_path
     )

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from sdrest.errors import InvalidRequestError
-from sdrest.models import ModelPreset
+from sdrest.schemas.preset import ModelPreset
 from sdrest.schemas.request import ImgGenRequest
 
 logger = logging.getLogger(__name__)

@@ -60,6 +60,8 @@ class LaunchedWorker:
         self.process = process
         self.socket = sock
         self.sent: list[Call] = []
+        self.kept = False
+        """An engine will adopt it: :meth:`discard` leaves it alone."""
 
     def send(self, call: Call) -> None:
         """Send a call ahead; the worker runs it as soon as the library is imported."""
@@ -71,6 +73,17 @@ class LaunchedWorker:
             logger.debug("could not send %s ahead: %s", type(call).__name__, exc)
             return
         self.sent.append(call)
+
+    def discard(self) -> None:
+        """Stop it now unless an engine keeps it (an early worker the configuration has no use
+        for, or one left over when the command ends)."""
+        if self.kept:
+            return
+        self.socket.close()
+        self.process.kill()
+        self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
     def close(self) -> None:
         """Stop a worker that was never adopted (the server did not start)."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -44,6 +43,7 @@ from sdrest.engine.base import (
     ResolvedLora,
     UpscalePlan,
 )
+from sdrest.engine.libc import libc
 from sdrest.engine.params import generation_kwargs, load_kwargs
 from sdrest.errors import EngineError, ModelLoadError
 from sdrest.schemas import Progress
@@ -364,10 +364,10 @@ def footprint(spec: ModelSpec) -> int:
 
 
 def _libc_free() -> Callable[[Any], None] | None:
-    name = ctypes.util.find_library("c")
-    if not name:
+    c_library = libc()
+    if c_library is None:
         return None
-    free = ctypes.CDLL(name).free
+    free = c_library.free
     free.argtypes = [ctypes.c_void_p]
     free.restype = None
     return free

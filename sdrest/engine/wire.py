@@ -57,7 +57,16 @@ class UnloadCall(msgspec.Struct, tag="unload"):
     name: str
 
 
-Call = GenerateCall | UpscaleCall | ConvertCall | LoadCall | UnloadCall
+class ConfigureCall(msgspec.Struct, tag="configure"):
+    """The worker's settings, for a worker started before they were read (``sdrest serve``
+    starts its worker first thing: see sdrest/entry.py)."""
+
+    memory_budget: int
+    nice: int
+    log_level: int
+
+
+Call = GenerateCall | UpscaleCall | ConvertCall | LoadCall | UnloadCall | ConfigureCall
 
 
 # -- worker -> server ---------------------------------------------------------------------------

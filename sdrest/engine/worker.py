@@ -9,8 +9,6 @@ the whole process group; the worker ignores it and lets the server decide.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -25,6 +23,7 @@ import msgspec
 from PIL import Image
 
 from sdrest.engine import wire
+from sdrest.engine.libc import libc
 from sdrest.errors import SdrestError
 from sdrest.schemas import Progress
 
@@ -69,11 +68,9 @@ class _ForwardLogs(logging.Handler):
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    if sys.platform.startswith("linux"):
-        libc_name = ctypes.util.find_library("c")
-        if libc_name:
-            libc = ctypes.CDLL(libc_name, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    c_library = libc() if sys.platform.startswith("linux") else None
+    if c_library is not None:
+        c_library.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before the line above took effect
         os._exit(0)
 
@@ -168,6 +165,11 @@ def main(argv: list[str]) -> int:
             call = codec.call(body)
         except msgspec.DecodeError as exc:  # a server/worker version mismatch, never user input
             channel.send(wire.failure(exc, core.loaded_models))
+            continue
+        if isinstance(call, wire.ConfigureCall):
+            core.memory_budget, nice = call.memory_budget, call.nice
+            root.setLevel(call.log_level)
+            channel.send(wire.Done([], core.loaded_models))
             continue
         if not lowered and not isinstance(call, wire.LoadCall | wire.UnloadCall):
             # The start (the library's import, the preload) runs at the server's priority: at

@@ -10,11 +10,11 @@ from sdrest.models.registry import (
     GENERATION_TYPES,
     PRESET_FIELDS,
     ModelEntry,
-    ModelPreset,
     ModelRegistry,
     ScanReport,
     UnknownModelError,
 )
+from sdrest.schemas.preset import ModelPreset
 
 __all__ = [
     "FOLDER_TYPES",

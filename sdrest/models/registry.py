@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 
@@ -25,6 +25,7 @@ from sdrest.models.detect import UNKNOWN, Detection, detect
 from sdrest.models.hashing import HashCache, HashWorker, short_hash
 from sdrest.models.headers import FileHeader, HeaderError, read_header
 from sdrest.models.paths import MODEL_SUFFIXES, check_relative, contains, is_file, walk
+from sdrest.schemas.preset import ModelPreset
 
 logger = logging.getLogger(__name__)
 
@@ -79,23 +80,6 @@ class ModelEntry(msgspec.Struct, frozen=True):
             and self.role in (*GENERATION_TYPES, UNKNOWN)
             and self.error is None
         )
-
-
-class ModelPreset(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A model made of several files (registry names or paths in the models folder) + defaults."""
-
-    name: str
-    model: str | None = None
-    diffusion_model: str | None = None
-    vae: str | None = None
-    taesd: str | None = None
-    upscaler: str | None = None
-    clip_l: str | None = None
-    clip_g: str | None = None
-    t5xxl: str | None = None
-    llm: str | None = None
-    clip_vision: str | None = None
-    defaults: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class ScanReport(msgspec.Struct):

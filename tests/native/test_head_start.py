@@ -12,6 +12,7 @@ import httpx
 import msgspec
 import pytest
 
+from sdrest.entry import early_worker
 from sdrest.head_start import eligible, head_start
 from sdrest.jobs.roles import uses_cluster
 from sdrest.service import SdrestService
@@ -86,12 +87,49 @@ async def test_a_head_start_the_server_never_adopts_is_stopped(
     assert head.launched.process.poll() is not None
 
 
+async def test_a_worker_started_before_the_settings_gets_them_and_the_load(
+    native_settings: Settings,
+) -> None:
+    early = early_worker(["serve"])  # what sdrest/entry.py does first: no budget, no niceness
+    assert early is not None
+    settings = _preloading(native_settings)
+    head = head_start(settings, early)
+    assert head is not None and head.launched is early
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    async with SdrestService(settings, engine=head.engine, registry=head.registry) as service:
+        job = await run(service, quick())
+        assert job.status == "completed", job.error
+        info = service.engine.info()
+        assert info.worker_pid == early.process.pid and info.worker_starts == 1
+        assert info.loaded_models == ("tiny-flux2",)
+        # The niceness came with the settings sent after the start.
+        assert _thread_priorities(early.process.pid) == {
+            min(19, ours + settings.engine.worker_nice)
+        }
+    assert early.process.poll() is not None
+
+
+def test_an_early_worker_the_configuration_has_no_use_for_is_stopped(
+    native_settings: Settings,
+) -> None:
+    early = early_worker(["--port", "8080"])  # flags only: it serves
+    assert early is not None
+    in_process = msgspec.structs.replace(
+        _preloading(native_settings),
+        engine=msgspec.structs.replace(native_settings.engine, engine_mode="in-process"),
+    )
+    assert head_start(in_process, early) is None
+    assert early.process.poll() is not None
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("entry", ["python -m sdrest", "sdrest console script"])
 def test_sdrest_serve_preloads_in_the_worker_it_started_first(
-    tiny_models: TinyModelSet, tmp_path: Path
+    tiny_models: TinyModelSet, tmp_path: Path, entry: str
 ) -> None:
     body = {"prompt": "a cat", "width": 64, "height": 64, "sample_params": {"sample_steps": 1}}
-    command = [sys.executable, "-m", "sdrest"]
+    script = Path(sys.executable).with_name("sdrest")
+    command = [sys.executable, "-m", "sdrest"] if entry.startswith("python") else [str(script)]
     with (
         serve_process(command, tiny_models, tmp_path / "data", extra=["--preload"]) as (
             process,

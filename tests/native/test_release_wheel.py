@@ -70,7 +70,7 @@ def test_the_sdist_and_the_wheel_carry_everything_a_user_needs(dist: Path) -> No
     assert "sdrest/engine/worker.py" in in_wheel
     assert not any(name.startswith("tests/") for name in in_wheel)
     entry_points = next(n for n in in_wheel if n.endswith(".dist-info/entry_points.txt"))
-    assert "sdrest = sdrest.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "sdrest = sdrest.entry:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_the_wheel_serves_from_a_clean_environment(

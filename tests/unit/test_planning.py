@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from sdrest import planning
+from sdrest import model_specs, planning
 from sdrest.errors import InvalidRequestError, NotFoundError
 from sdrest.models import ModelRegistry
 from sdrest.schemas import ImgGenRequest
@@ -40,8 +40,8 @@ def registry(settings: Settings, tmp_path: Path) -> ModelRegistry:
 
 
 def test_the_only_model_is_the_default(settings: Settings, registry: ModelRegistry) -> None:
-    assert planning.default_model_name(settings, registry) == "tiny"
-    spec = planning.model_spec("tiny", settings, registry)
+    assert model_specs.default_model_name(settings, registry) == "tiny"
+    spec = model_specs.model_spec("tiny", settings, registry)
     assert spec.name == "tiny" and Path(spec.model_path).name == "tiny.safetensors"
     assert spec.lora_dir == str(settings.models_path / "lora")
 
@@ -53,17 +53,17 @@ def test_the_configured_default_wins_and_several_models_pick_one(
     unnamed = settings_in(tmp_path, models_dir)
     registry = registry_for(unnamed, tmp_path)
     # Several and no --model: the most recently loaded one, else the first by name.
-    assert planning.default_model_name(unnamed, registry) == "other"
-    assert planning.default_model_name(unnamed, registry, recent="tiny") == "tiny"
-    assert planning.default_model_name(unnamed, registry, recent="gone") == "other"
+    assert model_specs.default_model_name(unnamed, registry) == "other"
+    assert model_specs.default_model_name(unnamed, registry, recent="tiny") == "tiny"
+    assert model_specs.default_model_name(unnamed, registry, recent="gone") == "other"
     named = settings_in(tmp_path, models_dir, model="other")
-    assert planning.default_model_name(named, registry) == "other"
+    assert model_specs.default_model_name(named, registry) == "other"
 
 
 def test_no_model_at_all_is_a_400_naming_the_folder(tmp_path: Path) -> None:
     empty = settings_in(tmp_path, tmp_path / "empty")
     with pytest.raises(InvalidRequestError, match="no model available") as refused:
-        planning.default_model_name(empty, registry_for(empty, tmp_path))
+        model_specs.default_model_name(empty, registry_for(empty, tmp_path))
     assert str(empty.models_path) in refused.value.message
 
 
@@ -74,12 +74,12 @@ def test_an_unknown_model_is_a_404_naming_the_field(
         planning.plan_generation(request(), "no-such-model", settings, registry)
     assert refused.value.status == 404 and refused.value.field == "model"
     with pytest.raises(NotFoundError):
-        planning.model_spec("no-such-model", settings, registry)
+        model_specs.model_spec("no-such-model", settings, registry)
 
 
 def test_a_lora_is_not_a_model_that_generates(settings: Settings, registry: ModelRegistry) -> None:
     with pytest.raises(InvalidRequestError, match="not a model that generates") as refused:
-        planning.model_spec("style", settings, registry)
+        model_specs.model_spec("style", settings, registry)
     assert refused.value.status == 400 and refused.value.field == "model"
 
 
@@ -143,7 +143,7 @@ def test_without_server_defaults_a_plain_model_has_none(
 
 def test_a_preset_resolves_its_component_files(preset_settings: Settings, tmp_path: Path) -> None:
     registry = registry_for(preset_settings, tmp_path)
-    spec = planning.model_spec("fast", preset_settings, registry)
+    spec = model_specs.model_spec("fast", preset_settings, registry)
     assert spec.name == "fast"
     assert Path(spec.model_path).name == "tiny.safetensors"
     assert Path(spec.vae_path) == preset_settings.models_path / "vae" / "ae.safetensors"
