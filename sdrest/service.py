@@ -196,6 +196,8 @@ class SdrestService:
         """Validate, plan and queue a generation. Raises a 4xx :class:`SdrestError` on bad input."""
         model = request.model or self.models.default()
         plan = await self.check(request, model)
+        if request.seed < 0:  # left to chance: one that lets the job share the last one's call
+            plan = self.runner.continue_seed(plan)
         stored = msgspec.structs.replace(request, model=model, seed=plan.seed)
         job = new_job("img_gen", owner, family, model, request=stored)
         return await self.runner.enqueue(job, plan)

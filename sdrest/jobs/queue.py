@@ -83,6 +83,11 @@ class JobQueue:
         self._jobs += 1
         self._ready.set()
 
+    def last_id(self) -> str | None:
+        """The job id waiting last; None when nothing waits or an operation is last."""
+        last = self._items[-1] if self._items else None
+        return last if isinstance(last, str) else None
+
     def leading_ids(self) -> list[str]:
         """The job ids waiting before the first operation, next first."""
         leading: list[str] = []

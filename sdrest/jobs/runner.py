@@ -1,31 +1,32 @@
 """The live side of the job system: the queue, the one consumer, and the state of unfinished jobs.
 
-:class:`JobRunner` runs jobs one at a time in FIFO order on the engine, with model loads and
-unloads waiting their turn in the same queue; it publishes every state change and progress step
-on the event bus and records finished jobs in the store. The service resolves ids (404, 410) and
-plans requests; the runner only works on :class:`Job` objects it was given. Its helpers: the
-download lane (``downloads.py``), the write-behind of images (``write_behind.py``) and the
-finished jobs kept in memory (``recent.py``).
+:class:`JobRunner` runs jobs one native call at a time in FIFO order on the engine (waiting
+txt2img jobs that differ only in their seeds share a call: ``coalesce.py``), with model loads
+and unloads waiting their turn in the same queue; it publishes every state change and progress
+step on the event bus and records finished jobs in the store. The service resolves ids (404,
+410) and plans requests; the runner only works on :class:`Job` objects it was given. Its
+helpers: the live records and their read-only view (``live.py``), the download lane
+(``downloads.py``), the write-behind of images (``write_behind.py``) and the finished jobs kept
+in memory (``recent.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
 from PIL import Image
 
 from sdrest.engine.base import ConvertPlan, Engine, GenerationPlan
 from sdrest.errors import ConflictError, EngineAbortedError, SdrestError
 from sdrest.jobs import coalesce
-from sdrest.jobs.downloads import DownloadLane, DownloadPlan, download_job
+from sdrest.jobs.downloads import DownloadPlan, download_job
 from sdrest.jobs.events import EventBus, JobEvent
 from sdrest.jobs.execute import (
     PendingOutput,
@@ -34,38 +35,19 @@ from sdrest.jobs.execute import (
     job_hooks,
     run_on_engine,
 )
-from sdrest.jobs.previews import PreviewCache
-from sdrest.jobs.queue import JobQueue, QueuedOperation
-from sdrest.jobs.recent import RECENT_BYTES, RECENT_COUNT, RecentJobs, mark_ended
+from sdrest.jobs.live import LiveJob, LiveJobs, copy_job
+from sdrest.jobs.queue import QueuedOperation
+from sdrest.jobs.recent import mark_ended
 from sdrest.jobs.store import JobStoreBase
 from sdrest.jobs.write_behind import WriteBehind
 from sdrest.logs import job_context
 from sdrest.models.pull import PullOutcome
-from sdrest.schemas import ImgGenRequest, Job, JobError, JobResult, JobStatus, Progress
+from sdrest.schemas import Job, JobError, JobResult, JobStatus, Progress
 
 logger = logging.getLogger(__name__)
 
 _STOP_WAIT = 5.0
 """Seconds a stop waits for the stopped job to be recorded as cancelled."""
-
-
-@dataclass
-class _Live:
-    """One unfinished job: its record (mutated only by the runner), its plan, the event its
-    waiters wait on, and the error it ends with once a stop was asked for."""
-
-    job: Job
-    plan: Plan | DownloadPlan
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    stop: JobError | None = None
-    stored: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set once the store holds the job (or refused it): the consumer runs nothing before."""
-    ran: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set once the engine is done with the job: it ended, or only its files are being written."""
-
-    def stopped(self) -> bool:
-        """Whether a stop was asked for (read by the running job at each step or chunk)."""
-        return self.stop is not None
 
 
 def _job_error(exc: Exception) -> JobError:
@@ -75,13 +57,7 @@ def _job_error(exc: Exception) -> JobError:
     return JobError("internal_error", str(exc))
 
 
-def _copy(job: Job) -> Job:
-    """A snapshot for readers: the runner replaces a job's fields, never mutates them in place
-    (they are frozen Structs), so a shallow copy never changes under its holder."""
-    return msgspec.structs.replace(job)
-
-
-class JobRunner:
+class JobRunner(LiveJobs):
     """Queue, consumer and live job state over one engine (attached when the service starts).
 
     Every job it hands out is a copy: only the runner changes its own records.
@@ -106,20 +82,10 @@ class JobRunner:
         self._models_dir = models_dir
         self._after_convert = after_convert
         self._after_download = after_download
+        super().__init__(capacity)
         self._engine: Engine | None = None
-        self._queue = JobQueue(capacity)
-        self._live: dict[str, _Live] = {}
-        self._recent = RecentJobs()
-        self.recent_limit = RECENT_COUNT
-        self.recent_bytes_limit = RECENT_BYTES
-        self._current: str | None = None
-        self._running: tuple[str, ...] = ()
-        """The jobs of the engine's current call (several when coalesced)."""
         self.coalesce = True
         """Run waiting jobs that differ only in their seeds as one call (``--coalesce``)."""
-        self._downloads = DownloadLane(capacity)
-        """Model downloads: their own lane, beside the engine's queue (see jobs/downloads.py)."""
-        self._previews = PreviewCache()
         self._background: set[asyncio.Task[None]] = set()
         self._writes = WriteBehind(self.finish)
         """Encodes and writes the last job's images while the engine runs the next job."""
@@ -135,81 +101,6 @@ class JobRunner:
         """Run jobs on ``engine`` from now on."""
         self._engine = engine
 
-    # -- what is live ----------------------------------------------------------------------
-
-    def live(self, job_id: str) -> Job | None:
-        """An unfinished job, or one finished recently, from memory (a copy); None otherwise."""
-        live = self._live.get(job_id)
-        if live is not None:
-            return _copy(live.job)
-        recent = self._recent.get(job_id)
-        return _copy(recent) if recent is not None else None
-
-    def forget(self, job_id: str) -> None:
-        """Drop a finished job from memory (it expired, or was deleted)."""
-        self._recent.forget(job_id)
-
-    @property
-    def recent_usage(self) -> tuple[int, int]:
-        """(count, estimated bytes) of the finished jobs kept in memory."""
-        return self._recent.usage
-
-    def queue_position(self, job_id: str) -> int:
-        """1-based queue position (in the download lane for a download); 0 when not queued."""
-        return self._queue.position(job_id) or self._downloads.queue.position(job_id)
-
-    def queued_ids(self) -> list[str]:
-        """Waiting jobs, next first."""
-        return self._queue.ids()
-
-    @property
-    def current_job(self) -> Job | None:
-        """The job the engine is working on (a copy); between jobs, the one whose images are
-        still being written."""
-        current = self._current or self._writes.job_id
-        live = self._live.get(current) if current else None
-        return _copy(live.job) if live is not None else None
-
-    def queued_jobs(self) -> list[Job]:
-        """The queued jobs in run order (copies)."""
-        ids = self.queued_ids()
-        return [_copy(live.job) for job_id in ids if (live := self._live.get(job_id)) is not None]
-
-    def download_jobs(self) -> list[Job]:
-        """The running download, then the waiting ones (copies)."""
-        ids = self._downloads.ids()
-        return [_copy(live.job) for job_id in ids if (live := self._live.get(job_id)) is not None]
-
-    def _lane(self, plan: Plan | DownloadPlan) -> JobQueue:
-        return self._downloads.queue if isinstance(plan, DownloadPlan) else self._queue
-
-    def stop_requested(self, job_id: str) -> bool:
-        """Whether a stop was asked for this (generating) job."""
-        live = self._live.get(job_id)
-        return live is not None and live.stop is not None
-
-    def preview(self, job_id: str) -> tuple[int, Image.Image] | None:
-        """(step, image) of the running job's latest live preview; None when there is none."""
-        return self._previews.get(job_id)
-
-    async def preview_png(self, job: Job) -> tuple[int, bytes] | None:
-        """(step, PNG) of a running job's latest live preview, scaled to the job's aspect."""
-        request = job.request or ImgGenRequest()
-        return await self._previews.png(job.id, request.width, request.height)
-
-    async def wait_engine_free(self, job_id: str) -> None:
-        """Wait until the engine no longer works on the job (at once for one that is not live):
-        it ended, or its images are being written while the engine may take the next job."""
-        live = self._live.get(job_id)
-        if live is not None:
-            await live.ran.wait()
-
-    async def wait_done(self, job_id: str, timeout: float | None) -> None:
-        """Wait until the job has finished (at once for one that is not live)."""
-        live = self._live.get(job_id)
-        if live is not None:
-            await asyncio.wait_for(live.done.wait(), timeout)
-
     # -- accepting and ending jobs -----------------------------------------------------------
 
     async def enqueue(self, job: Job, plan: Plan | DownloadPlan, *, recovered: bool = False) -> Job:
@@ -217,7 +108,7 @@ class JobRunner:
         stored already). Queue full: 429. The runner keeps ``job``; the caller gets a copy."""
         lane = self._lane(plan)
         lane.push(job.id, force=recovered)  # raises QueueFullError first: nothing stored
-        live = self._live[job.id] = _Live(job, plan)
+        live = self._live[job.id] = LiveJob(job, plan)
         # Published before the insert awaits: the consumer may take the job meanwhile (it then
         # waits for ``stored``), and a stream must never see "generating" before "queued".
         self._publish("state", job)
@@ -235,7 +126,7 @@ class JobRunner:
             finally:
                 live.stored.set()
         live.stored.set()
-        return _copy(job)
+        return copy_job(job)
 
     async def finish(
         self,
@@ -263,7 +154,7 @@ class JobRunner:
         the engine cannot). Returns the job once it has ended."""
         job = self._record(job)
         if job.finished:
-            return _copy(job)
+            return copy_job(job)
         if job.status == "generating":
             if job.kind != "download" and not self.engine.supports_abort:
                 raise ConflictError("the job is already generating and cannot be cancelled")
@@ -271,14 +162,14 @@ class JobRunner:
             return await self._stop_generating(job, reason, wait=True)
         self._queue.remove(job.id) or self._downloads.queue.remove(job.id)
         await self.finish(job, "cancelled", error=JobError("cancelled", "job cancelled by client"))
-        return _copy(job)
+        return copy_job(job)
 
     async def request_stop(self, job: Job, *, wait: bool = False) -> Job:
         """Stop a job whatever its state; a generating one ends as ``interrupted`` (at once
         when the engine can abort, else when its native call returns)."""
         job = self._record(job)
         if job.finished:
-            return _copy(job)
+            return copy_job(job)
         if job.status == "queued":
             return await self.cancel(job)
         reason = JobError("interrupted", "job stopped by client")
@@ -310,7 +201,7 @@ class JobRunner:
         if wait and (aborted or job.id in (self._downloads.running, self._writes.job_id)):
             with contextlib.suppress(asyncio.TimeoutError):
                 await self.wait_done(job.id, _STOP_WAIT)
-        return _copy(job)
+        return copy_job(job)
 
     async def between_jobs(self, operation: Callable[[], Awaitable[None]]) -> None:
         """Run an engine operation from the job queue, in FIFO order with the jobs."""
@@ -363,7 +254,7 @@ class JobRunner:
         finally:
             self._current, self._running = None, ()
 
-    def _coalesced(self, job_id: str) -> list[_Live]:
+    def _coalesced(self, job_id: str) -> list[LiveJob]:
         """``job_id`` and the waiting jobs its native call also runs (taken out of the queue),
         or nothing when it runs alone (see jobs/coalesce.py)."""
         head = self._coalescible(job_id) if self.coalesce else None
@@ -375,14 +266,24 @@ class JobRunner:
             self._queue.remove(other)
         return [self._live[each] for each in (job_id, *chosen)] if chosen else []
 
-    def _coalescible(self, job_id: str) -> GenerationPlan | None:
-        """The plan of a stored, waiting job that may share a call; None otherwise."""
+    def _coalescible(self, job_id: str, *, stored: bool = True) -> GenerationPlan | None:
+        """The plan of a (stored) waiting job that may share a call; None otherwise."""
         live = self._live.get(job_id)
-        if live is None or not live.stored.is_set() or live.job.status != "queued":
+        if live is None or (stored and not live.stored.is_set()) or live.job.status != "queued":
             return None
         return live.plan if coalesce.eligible(live.plan) else None
 
-    async def _run_group(self, group: list[_Live]) -> None:
+    def continue_seed(self, plan: GenerationPlan) -> GenerationPlan:
+        """``plan`` (whose seed the client left to chance) with the seed that continues the
+        batch of the job waiting last, when that job asks for the same txt2img: the two then
+        share one native call. Any other plan comes back as it is."""
+        last = self._queue.last_id()
+        tail = self._coalescible(last, stored=False) if self.coalesce and last else None
+        if tail is None or not coalesce.eligible(plan) or not coalesce.same_call(tail, plan):
+            return plan
+        return dataclasses.replace(plan, seed=tail.seed + tail.request.batch_count)
+
+    async def _run_group(self, group: list[LiveJob]) -> None:
         """Run coalesced jobs as one native call; each job ends (or is written) on its own.
         Stopping one of them aborts the call: the others go back to the head of the queue."""
         plans = [live.plan for live in group if coalesce.eligible(live.plan)]
@@ -417,7 +318,7 @@ class JobRunner:
         await self._hand_out(group, plans, images)
 
     async def _hand_out(
-        self, group: list[_Live], plans: list[GenerationPlan], images: list[Image.Image]
+        self, group: list[LiveJob], plans: list[GenerationPlan], images: list[Image.Image]
     ) -> None:
         """Each coalesced job's share of the call's images, written behind (or dropped: a job
         stopped while the call ran to its end)."""
@@ -430,7 +331,7 @@ class JobRunner:
                     job, generation_output(plan, share, job.id, job.model, self.output_dir)
                 )
 
-    async def _abandoned(self, live: _Live) -> None:
+    async def _abandoned(self, live: LiveJob) -> None:
         """A coalesced job whose call was stopped: cancelled when the stop was its own, else
         back at the head of the queue."""
         job = live.job
@@ -453,7 +354,7 @@ class JobRunner:
             with job_context(job_id):
                 await self._run_live(live)
 
-    async def _run_live(self, live: _Live) -> None:
+    async def _run_live(self, live: LiveJob) -> None:
         job, job_id = live.job, live.job.id
         try:
             await live.stored.wait()  # a job the store refused is dropped meanwhile: skip it
@@ -482,7 +383,7 @@ class JobRunner:
         self._publish("state", job)
         logger.info("job %s started: %s on %s (%s)", job.id, job.kind, job.model, job.family)
 
-    async def _run(self, live: _Live) -> None:
+    async def _run(self, live: LiveJob) -> None:
         job, plan = live.job, live.plan
         self._begin(job, "downloading" if isinstance(plan, DownloadPlan) else "loading")
         await self._started(job)
@@ -518,16 +419,3 @@ class JobRunner:
 
     def _publish(self, kind: str, job: Job) -> None:
         self.events.publish(JobEvent(kind, job))
-
-    def _record(self, job: Job) -> Job:
-        """The runner's own record of ``job`` (callers may hold a copy), or ``job`` itself when
-        it is not live (a stored job being recovered or failed)."""
-        live = self._live.get(job.id)
-        return live.job if live is not None else job
-
-    def _drop(self, job_id: str) -> _Live | None:
-        self._previews.forget(job_id)
-        live = self._live.pop(job_id, None)
-        if live is not None:
-            live.ran.set()  # ended (perhaps before it ran): nothing of it is left to the engine
-        return live

@@ -21,6 +21,8 @@ from sdrest.engine.base import GenerationPlan, ModelSpec
 from sdrest.jobs import coalesce
 from sdrest.schemas import HiresParams, ImgGenRequest, Job, Progress, SampleParams
 from sdrest.schemas.job import new_job
+from sdrest.service import SdrestService
+from sdrest.settings import Settings
 from tests.fakes import FakeEngine
 from tests.unit.test_runner import TIMEOUT, Harness
 
@@ -229,3 +231,54 @@ async def test_coalescing_can_be_turned_off(harness: Harness) -> None:
         (11, 1),
         (12, 1),
     ]
+
+
+# -- seeds left to chance ------------------------------------------------------------------------
+
+
+async def test_jobs_that_leave_the_seed_to_chance_continue_the_last_ones_batch(
+    settings: Settings,
+) -> None:
+    engine = FakeEngine()
+    engine.hold = asyncio.Event()
+    async with SdrestService(settings, engine=engine) as service:
+        blocker = await service.submit(_small(seed=1, prompt="blocker"))
+        await asyncio.wait_for(engine.holding.wait(), TIMEOUT)
+        chance = [await service.submit(_small(seed=-1)) for _ in range(2)]
+        chosen = await service.submit(_small(seed=5))  # a seed of its own: kept as it is
+        first = chance[0].request
+        assert first is not None and first.seed >= 0
+        assert [job.request.seed for job in chance if job.request] == [first.seed, first.seed + 1]
+        assert chosen.request is not None and chosen.request.seed == 5
+        engine.hold.set()
+        finals = [await service.wait(job.id, TIMEOUT) for job in (blocker, *chance, chosen)]
+    assert [job.status for job in finals] == ["completed"] * 4
+    assert _calls(engine)[1:] == [(first.seed, 2), (5, 1)]
+    assert [ref.seed for job in finals[1:3] if job.result for ref in job.result.images] == [
+        first.seed,
+        first.seed + 1,
+    ]
+
+
+async def test_a_seed_left_to_chance_is_drawn_afresh_behind_a_different_job(
+    settings: Settings,
+) -> None:
+    engine = FakeEngine()
+    engine.hold = asyncio.Event()
+    async with SdrestService(settings, engine=engine) as service:
+        await service.submit(_small(seed=1, prompt="blocker"))
+        await asyncio.wait_for(engine.holding.wait(), TIMEOUT)
+        other = await service.submit(_small(seed=100, prompt="a dog"))
+        chance = await service.submit(_small(seed=-1))
+        service.runner.coalesce = False  # --no-coalesce: every seed left to chance is drawn
+        apart = await service.submit(_small(seed=-1))
+        engine.hold.set()
+    assert other.request is not None and chance.request is not None and apart.request
+    assert chance.request.seed != 101  # not the dog's batch: drawn at random
+    assert apart.request.seed != chance.request.seed + 1
+
+
+def _small(*, seed: int, prompt: str = "a cat") -> ImgGenRequest:
+    return ImgGenRequest(
+        prompt=prompt, width=64, height=64, seed=seed, sample_params=SampleParams(sample_steps=2)
+    )
