@@ -196,6 +196,13 @@ async def test_honoured_options_change_the_generation(
     assert request.output_format == "jpeg" and request.output_compression == 55
     assert request.embed_image_metadata is False
     assert decode(resp.json()["images"][0]).format == "JPEG"
+    # webp_lossless: WebP outputs are lossless whatever jpeg_quality says.
+    lossless = {"samples_format": "webp", "webp_lossless": True}
+    resp = await api.post("txt2img", json={**TXT2IMG, "override_settings": lossless})
+    request = fake_engine.calls[-1].request
+    assert request.output_format == "webp" and request.output_compression == 100
+    webp = io.BytesIO(base64.b64decode(resp.json()["images"][0]))
+    assert webp.getvalue()[12:16] == b"VP8L"  # the lossless WebP bitstream
     # sd_vae selects a VAE file (by the name /sd-vae lists); unknown names change nothing.
     vaes = (await api.get("sd-vae")).json()
     assert vaes == [{"model_name": "ae.safetensors", "filename": "vae/ae.safetensors"}]

@@ -9,6 +9,7 @@ tests/native/test_coalesce_native.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -236,14 +237,24 @@ async def test_coalescing_can_be_turned_off(harness: Harness) -> None:
 # -- seeds left to chance ------------------------------------------------------------------------
 
 
-async def test_jobs_that_leave_the_seed_to_chance_continue_the_last_ones_batch(
-    settings: Settings,
-) -> None:
+@contextlib.asynccontextmanager
+async def _blocked_service(settings: Settings) -> AsyncIterator[tuple[SdrestService, Job]]:
+    """A service over the fake engine, holding a first job (its own prompt) while the test
+    submits the others."""
     engine = FakeEngine()
     engine.hold = asyncio.Event()
     async with SdrestService(settings, engine=engine) as service:
         blocker = await service.submit(_small(seed=1, prompt="blocker"))
         await asyncio.wait_for(engine.holding.wait(), TIMEOUT)
+        yield service, blocker
+
+
+async def test_jobs_that_leave_the_seed_to_chance_continue_the_last_ones_batch(
+    settings: Settings,
+) -> None:
+    async with _blocked_service(settings) as (service, blocker):
+        engine = service.engine
+        assert isinstance(engine, FakeEngine) and engine.hold is not None
         chance = [await service.submit(_small(seed=-1)) for _ in range(2)]
         chosen = await service.submit(_small(seed=5))  # a seed of its own: kept as it is
         first = chance[0].request
@@ -263,16 +274,11 @@ async def test_jobs_that_leave_the_seed_to_chance_continue_the_last_ones_batch(
 async def test_a_seed_left_to_chance_is_drawn_afresh_behind_a_different_job(
     settings: Settings,
 ) -> None:
-    engine = FakeEngine()
-    engine.hold = asyncio.Event()
-    async with SdrestService(settings, engine=engine) as service:
-        await service.submit(_small(seed=1, prompt="blocker"))
-        await asyncio.wait_for(engine.holding.wait(), TIMEOUT)
+    async with _blocked_service(settings) as (service, _blocker):
         other = await service.submit(_small(seed=100, prompt="a dog"))
         chance = await service.submit(_small(seed=-1))
         service.runner.coalesce = False  # --no-coalesce: every seed left to chance is drawn
         apart = await service.submit(_small(seed=-1))
-        engine.hold.set()
     assert other.request is not None and chance.request is not None and apart.request
     assert chance.request.seed != 101  # not the dog's batch: drawn at random
     assert apart.request.seed != chance.request.seed + 1

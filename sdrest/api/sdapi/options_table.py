@@ -18,6 +18,7 @@ HONOURED: Mapping[str, str] = {
     "CLIP_stop_at_last_layers": "clip_skip of every generation",
     "samples_format": "the output format (png, jpg, webp)",
     "jpeg_quality": "the quality of jpg and webp outputs",
+    "webp_lossless": "lossless webp outputs (jpeg_quality is then ignored for webp)",
     "enable_pnginfo": "whether outputs carry the infotext",
     "tiling": "seamless images for requests that do not send tiling",
     "img2img_background_color": "the colour under transparent init images",

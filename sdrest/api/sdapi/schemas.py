@@ -31,6 +31,7 @@ class OverrideSettings(msgspec.Struct, kw_only=True):
     samples_format: str | None = None
     sd_vae: str | None = None
     jpeg_quality: Annotated[int, Meta(ge=1, le=100)] | None = None
+    webp_lossless: bool | None = None
     enable_pnginfo: bool | None = None
     tiling: bool | None = None
     img2img_background_color: Annotated[str, Meta(pattern=r"^#[0-9a-fA-F]{6}$")] | None = None

@@ -109,6 +109,8 @@ def _option_fields(body: Txt2ImgBody, ctx: Context) -> RequestLayer:
     quality = _option(body, ctx, "jpeg_quality")
     if isinstance(quality, int) and fields.get("output_format", "png") != "png":
         fields["output_compression"] = min(100, max(1, quality))
+    if fields.get("output_format") == "webp" and _option(body, ctx, "webp_lossless") is True:
+        fields["output_compression"] = 100  # what lossless WebP is here (see images.encode)
     if _option(body, ctx, "enable_pnginfo") is False:
         fields["embed_image_metadata"] = False
     vae = _option(body, ctx, "sd_vae")
