@@ -28,7 +28,7 @@ from sdrest.errors import (
     SdrestError,
 )
 from sdrest.images import image_to_b64
-from sdrest.jobs import EventBus, JobEvent, open_job_store
+from sdrest.jobs import EventBus, open_job_store
 from sdrest.jobs.cluster import ClusterRunner
 from sdrest.jobs.roles import runner_for
 from sdrest.model_catalog import ModelCatalog
@@ -297,7 +297,7 @@ class SdrestService:
             raise JobNotFoundError(job_id)  # deleted meanwhile by another request
         self.runner.forget(job_id)
         await asyncio.to_thread(outputs.remove_job_files, self.output_dir, job_id)
-        self.events.publish(JobEvent("deleted", job))
+        self.runner.announce_deleted(job)
         return job
 
     def request_stop_soon(self, job_id: str) -> None:

@@ -216,6 +216,10 @@ class ClusterRunner(JobRunner):
 
     # -- accepting and stopping jobs ---------------------------------------------------------
 
+    def announce_deleted(self, job: Job) -> None:
+        """Tell the views of every node that a finished job was deleted."""
+        self._emit(JobEvent("deleted", job))
+
     def _emit(self, event: JobEvent) -> None:
         """Publish on this node and on every other one."""
         self.events.publish(event)

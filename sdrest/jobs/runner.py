@@ -417,5 +417,9 @@ class JobRunner(LiveJobs):
         else:
             await self.finish(job, "completed", result=result)
 
+    def announce_deleted(self, job: Job) -> None:
+        """Tell every view that a finished job was deleted (``/ws`` ``job_deleted``)."""
+        self._publish("deleted", job)
+
     def _publish(self, kind: str, job: Job) -> None:
         self.events.publish(JobEvent(kind, job))

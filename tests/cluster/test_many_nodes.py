@@ -19,6 +19,7 @@ import httpx
 import msgspec
 import psycopg
 import pytest
+from websockets.asyncio.client import connect
 
 from sdrest.jobs.events import JobEvent
 from tests.cluster.processes import stop_processes
@@ -207,3 +208,30 @@ async def test_a_killed_api_node_s_jobs_finish_and_a_new_api_node_serves_them(
             assert done["result"]["images"][0]["b64_json"]  # read from the shared outputs
     finally:
         await fresh.aclose()
+
+
+async def test_a_job_deleted_on_one_api_node_is_announced_on_the_others_ws(
+    cluster: Cluster,
+) -> None:
+    _, base_a = cluster.api("api-a")
+    _, base_b = cluster.api("api-b")
+    cluster.worker("worker-0")
+    a, b = await _ready(base_a), await _ready(base_b)
+    body = {"prompt": "a cat", "width": 64, "height": 64}
+    try:
+        created = await a.post("/sdcpp/v1/img_gen", json=body)
+        job_id = created.json()["id"]
+        assert (await _poll_sdcpp(a, job_id))["status"] == "completed"
+        async with connect(base_b.replace("http://", "ws://") + "/ws") as socket:
+            assert json.loads(await socket.recv())["type"] == "connected"
+            assert (await a.delete(f"/api/queue/job/{job_id}")).status_code == 200
+            async with asyncio.timeout(15):
+                while True:
+                    message = json.loads(await socket.recv())
+                    if message["type"] == "job_deleted":
+                        break
+            assert message["data"]["job_id"] == job_id
+        assert (await b.get(f"/sdcpp/v1/jobs/{job_id}")).status_code == 404
+    finally:
+        await a.aclose()
+        await b.aclose()
