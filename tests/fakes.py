@@ -19,7 +19,7 @@ from sdrest.engine.base import (
     ProgressFn,
     UpscalePlan,
 )
-from sdrest.errors import ConflictError, EngineAbortedError, EngineError
+from sdrest.errors import ConflictError, EngineAbortedError, EngineCrashedError, EngineError
 from sdrest.schemas import Progress
 
 
@@ -37,6 +37,8 @@ class FakeEngine:
         self.holding = asyncio.Event()
         """Set while a generation waits on ``hold``, every step's progress and preview reported."""
         self.fail_with: str | None = None
+        self.crash_call: int | None = None
+        """The generation with this index in ``calls`` fails as a native crash would."""
         self._loaded: str | None = None
         self.converted: list[ConvertPlan] = []
 
@@ -50,6 +52,7 @@ class FakeEngine:
         on_progress: ProgressFn,
         on_preview: PreviewFn | None = None,
     ) -> list[Image.Image]:
+        index = len(self.calls)
         self.calls.append(plan)
         self._loaded = plan.model.name
         self.aborted.clear()  # an abort is for the call running when it comes
@@ -77,6 +80,8 @@ class FakeEngine:
                 aborted.cancel()
             if self.aborted.is_set():
                 raise EngineAbortedError("the running job was stopped")
+        if self.crash_call == index:
+            raise EngineCrashedError("the engine worker died (SIGSEGV)")
         if self.fail_with:
             raise EngineError(self.fail_with)
         req = plan.request

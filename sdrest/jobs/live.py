@@ -37,6 +37,8 @@ class LiveJob:
     """Set once the store holds the job (or refused it): the consumer runs nothing before."""
     ran: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the engine is done with the job: it ended, or only its files are being written."""
+    solo: bool = False
+    """Never coalesced again: it was in a call that crashed (see JobRunner._run_group)."""
 
     def stopped(self) -> bool:
         """Whether a stop was asked for (read by the running job at each step or chunk)."""

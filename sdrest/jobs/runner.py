@@ -24,7 +24,7 @@ from pathlib import Path
 from PIL import Image
 
 from sdrest.engine.base import ConvertPlan, Engine, GenerationPlan
-from sdrest.errors import ConflictError, EngineAbortedError, SdrestError
+from sdrest.errors import ConflictError, EngineAbortedError, EngineCrashedError, SdrestError
 from sdrest.jobs import coalesce
 from sdrest.jobs.downloads import DownloadPlan, download_job
 from sdrest.jobs.events import EventBus, JobEvent
@@ -271,6 +271,8 @@ class JobRunner(LiveJobs):
         live = self._live.get(job_id)
         if live is None or (stored and not live.stored.is_set()) or live.job.status != "queued":
             return None
+        if live.solo:
+            return None
         return live.plan if coalesce.eligible(live.plan) else None
 
     def continue_seed(self, plan: GenerationPlan) -> GenerationPlan:
@@ -285,7 +287,8 @@ class JobRunner(LiveJobs):
 
     async def _run_group(self, group: list[LiveJob]) -> None:
         """Run coalesced jobs as one native call; each job ends (or is written) on its own.
-        Stopping one of them aborts the call: the others go back to the head of the queue."""
+        Stopping one of them aborts the call: the others go back to the head of the queue (as
+        after a crash, which fails the first job only)."""
         plans = [live.plan for live in group if coalesce.eligible(live.plan)]
         members = []
         publish = functools.partial(self._publish, "progress")
@@ -301,21 +304,34 @@ class JobRunner(LiveJobs):
             images = await self.engine.generate(
                 coalesce.batch_plan(plans), router.on_progress, router.on_preview
             )
-        except EngineAbortedError:
-            for live in reversed(group):
-                await self._abandoned(live)
-            return
         except Exception as exc:
-            if not isinstance(exc, SdrestError):
-                logger.exception("coalesced jobs %s failed unexpectedly", self._running)
-            error = _job_error(exc)
-            for live in group:
-                await self.finish(live.job, "failed", error=error)
+            await self._group_failed(group, exc)
             return
         finally:
             for live in group:
-                live.ran.set()
+                if live.job.status != "queued":  # one put back waits for the engine again
+                    live.ran.set()
         await self._hand_out(group, plans, images)
+
+    async def _group_failed(self, group: list[LiveJob], exc: Exception) -> None:
+        """A coalesced call that raised: stopped (the jobs not stopped go back to the head of
+        the queue), crashed (the first job fails, as it would alone; the others run again,
+        each by itself: the crash may have been the machine's, an OOM kill, not theirs), or
+        failed (they all fail: they asked for the same)."""
+        if isinstance(exc, EngineAbortedError | EngineCrashedError):
+            head, *others = group
+            crashed = isinstance(exc, EngineCrashedError)
+            for live in reversed(others if crashed else group):
+                live.solo = live.solo or crashed
+                await self._abandoned(live)
+            if crashed:
+                await self.finish(head.job, "failed", error=_job_error(exc))
+            return
+        if not isinstance(exc, SdrestError):
+            logger.exception("coalesced jobs %s failed unexpectedly", self._running)
+        error = _job_error(exc)
+        for live in group:
+            await self.finish(live.job, "failed", error=error)
 
     async def _hand_out(
         self, group: list[LiveJob], plans: list[GenerationPlan], images: list[Image.Image]

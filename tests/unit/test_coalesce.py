@@ -288,3 +288,20 @@ def _small(*, seed: int, prompt: str = "a cat") -> ImgGenRequest:
     return ImgGenRequest(
         prompt=prompt, width=64, height=64, seed=seed, sample_params=SampleParams(sample_steps=2)
     )
+
+
+async def test_a_crash_of_a_coalesced_call_fails_one_job_and_the_others_run_alone(
+    harness: Harness,
+) -> None:
+    engine = harness.engine
+    engine.crash_call = 1  # the call after the blocker's: the coalesced one
+    await _blocked(harness)
+    a, b, c = [await _submit(harness, seed) for seed in (10, 11, 12)]
+    assert engine.hold is not None
+    engine.hold.set()
+    finals = [await harness.ended(job) for job in (a, b, c)]
+    assert [job.status for job in finals] == ["failed", "completed", "completed"]
+    assert finals[0].error is not None and finals[0].error.code == "engine_crashed"
+    assert [_red(harness, job) for job in finals[1:]] == [[11], [12]]
+    # b and c were not coalesced again: a crash may be theirs too.
+    assert _calls(engine)[1:] == [(10, 3), (11, 1), (12, 1)]
