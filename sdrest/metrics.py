@@ -137,6 +137,8 @@ class Metrics:
         self._define_load_and_http_metrics(registry)
         registry.register(_ServiceCollector(service))
         self._running: dict[str, _Running] = {}
+        self._accepted: set[str] = set()
+        """The unfinished jobs this node accepted: the ones it counts."""
         self._stop_listening = service.events.listen(self.on_event)
 
     def _define_load_and_http_metrics(self, registry: CollectorRegistry) -> None:
@@ -187,14 +189,19 @@ class Metrics:
     # -- the event bus ---------------------------------------------------------------------
 
     def on_event(self, event: JobEvent) -> None:
-        """Called by the event bus for every job event."""
+        """Called by the event bus for every job event. A node counts the jobs it accepted
+        (with ``--database-url`` the others' reach it through the relay, and are counted where
+        they were accepted), each once, however often it goes back to the queue."""
         job = event.job
-        if event.type == "deleted":  # a finished job was counted when it finished
+        if event.type == "state" and job.status == "queued":
+            if not event.relayed and job.id not in self._accepted:
+                self._accepted.add(job.id)
+                self.jobs_submitted.labels(job.family, job.kind).inc()
             return
+        if event.type == "deleted" or job.id not in self._accepted:
+            return  # counted when it finished; or another node's job
         if event.type == "progress":
             self._on_progress(event)
-        elif job.status == "queued":
-            self.jobs_submitted.labels(job.family, job.kind).inc()
         elif job.status == "generating":
             if job.id not in self._running:
                 loaded = job.model in self.service.models.loaded
@@ -217,6 +224,7 @@ class Metrics:
 
     def _on_finished(self, event: JobEvent) -> None:
         job = event.job
+        self._accepted.discard(job.id)
         self.jobs_finished.labels(job.family, job.kind, job.status).inc()
         if job.started is not None:
             self.queue_wait.labels(job.kind, job.model).observe(max(0.0, job.started - job.created))

@@ -388,7 +388,7 @@ class ClusterRunner(JobRunner):
         await asyncio.Event().wait()
 
     def _relayed(self, event: JobEvent) -> None:
-        self.events.publish(event)
+        self.events.publish(msgspec.structs.replace(event, relayed=True))
 
     def _relayed_preview(self, preview: PreviewEvent) -> None:
         if preview.job_id in self._active:

@@ -25,6 +25,10 @@ class JobEvent(msgspec.Struct, frozen=True):
 
     type: str
     job: Job
+    relayed: bool = False
+    """It happened on another node (``--database-url``) and reached this one through the
+    relay: views show it, but this node's ``/metrics`` leaves it to the node where it happened,
+    so the nodes' counts add up to the cluster's."""
 
 
 class EventBus:
@@ -49,7 +53,7 @@ class EventBus:
         """
         if not self._subscribers and not self._listeners:
             return
-        event = JobEvent(event.type, msgspec.structs.replace(event.job))
+        event = msgspec.structs.replace(event, job=msgspec.structs.replace(event.job))
         for listener in list(self._listeners):
             try:
                 listener(event)

@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sdrest.app import create_app
+from sdrest.jobs.events import JobEvent
+from sdrest.schemas import ImgGenRequest
+from sdrest.schemas.job import new_job
 from sdrest.service import SdrestService
 from sdrest.settings import Settings
 from tests.api.support import add_accounts, bearer, make_settings, token_for
@@ -133,3 +138,32 @@ async def test_only_admins_and_the_metrics_token_may_scrape(
     # The token is a secret: no settings listing shows it.
     config = await http.get("/api/config", headers=admin)
     assert METRICS_TOKEN not in config.text
+
+
+async def test_a_node_counts_the_jobs_it_accepted_and_each_once(
+    client: httpx.AsyncClient, service: SdrestService
+) -> None:
+    request = ImgGenRequest(prompt="a cat", width=64, height=64)
+    job = 'family="sdcpp",kind="img_gen"'
+
+    def lifecycle(job_id: str, *, relayed: bool, requeued: bool = False) -> None:
+        base = new_job("img_gen", "", "sdcpp", "tiny", request=request)
+        base = msgspec.structs.replace(base, id=job_id)
+        states = ["queued", "generating", *(["queued", "generating"] if requeued else [])]
+        for status in [*states, "completed"]:
+            now = time.time()
+            current = msgspec.structs.replace(
+                base, status=status, started=now, completed=now if status == "completed" else None
+            )
+            service.events.publish(JobEvent("state", current, relayed=relayed))
+
+    # Another node's job, seen through the relay: counted there, not here.
+    lifecycle("job_1_elsewhere", relayed=True)
+    samples = await scrape(client)
+    assert f"sdrest_jobs_submitted_total{{{job}}}" not in samples
+    assert not any(name.startswith("sdrest_jobs_finished_total{") for name in samples)
+    # A job of this node that went back to the queue once (a coalesced call was stopped).
+    lifecycle("job_2_here", relayed=False, requeued=True)
+    samples = await scrape(client)
+    assert samples[f"sdrest_jobs_submitted_total{{{job}}}"] == 1
+    assert samples[f'sdrest_jobs_finished_total{{{job},state="completed"}}'] == 1
