@@ -87,7 +87,7 @@ class JobRunner(LiveJobs):
         self.coalesce = True
         """Run waiting jobs that differ only in their seeds as one call (``--coalesce``)."""
         self._background: set[asyncio.Task[None]] = set()
-        self._writes = WriteBehind(self.finish)
+        self._writes = WriteBehind(self.finish, functools.partial(self._publish, "progress"))
         """Encodes and writes the last job's images while the engine runs the next job."""
 
     @property

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
@@ -22,8 +23,9 @@ from sdrest.schemas import Job, JobError, JobResult, JobStatus
 logger = logging.getLogger(__name__)
 
 
-def _encoding(job: Job) -> None:
+def _encoding(job: Job, announce: Callable[[Job], None]) -> None:
     job.progress = msgspec.structs.replace(job.progress, phase="encoding")
+    announce(job)  # streams, /ws and (--database-url) the other nodes see the phase too
 
 
 class Finish(Protocol):
@@ -43,8 +45,10 @@ class Finish(Protocol):
 class WriteBehind:
     """The chain of pending writes of one runner; each write ends its own job."""
 
-    def __init__(self, finish: Finish) -> None:
+    def __init__(self, finish: Finish, announce: Callable[[Job], None]) -> None:
         self._finish = finish
+        self._announce = announce
+        """Publishes a job's progress (its ``encoding`` phase)."""
         self._last: asyncio.Task[None] | None = None
         self.job_id: str | None = None
         """The job whose images are being written (still ``generating``, phase ``encoding``)."""
@@ -70,7 +74,7 @@ class WriteBehind:
             await previous  # never raises: each write ends its own job
         self.job_id = job.id
         try:
-            result = await output.write(functools.partial(_encoding, job))
+            result = await output.write(functools.partial(_encoding, job, self._announce))
         except SdrestError as exc:
             await self._finish(job, "failed", error=JobError(exc.code, exc.message))
         except Exception as exc:  # the job fails; the consumer goes on

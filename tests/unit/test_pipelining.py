@@ -5,6 +5,7 @@ the write is held on a thread event so each state can be looked at."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +16,7 @@ import pytest
 
 from sdrest import outputs
 from sdrest.jobs import EventBus, JobStore
+from sdrest.jobs.events import JobEvent
 from sdrest.jobs.runner import JobRunner
 from sdrest.schemas import Job
 from tests.fakes import FakeEngine
@@ -103,11 +105,14 @@ async def test_the_next_job_generates_while_the_previous_ones_images_are_written
     runner: tuple[JobRunner, FakeEngine, asyncio.Task[None]], writes: HeldWrites, tmp_path: Path
 ) -> None:
     jobs_runner, engine, _ = runner
+    seen: dict[str, list[JobEvent]] = collections.defaultdict(list)
+    jobs_runner.events.listen(lambda event: seen[event.job.id].append(event))
     first, second = await _submit(jobs_runner, 1), await _submit(jobs_runner, 2)
     await writes.wait_entered()  # the first job's write is under way (and held)
     await _until(lambda: len(engine.calls) == 2)  # the engine went on to the second job
     held = jobs_runner.live(first.id)
     assert held is not None and held.status == "generating" and held.progress.phase == "encoding"
+    assert ("progress", "encoding") in [(e.type, e.job.progress.phase) for e in seen[first.id]]
     assert not (tmp_path / "outputs" / first.id).exists()  # nothing written: not completed
     # The second job waits for the first one's write: jobs complete in queue order.
     await asyncio.sleep(0.05)
