@@ -4,11 +4,11 @@ The library generates a batch of ``n`` images from seeds ``seed, seed+1, ... see
 computes the prompt's conditioning once for the whole batch; image ``i`` of a batch is the very
 image a single call with seed ``seed+i`` makes (pixel for pixel, tested). So when the jobs
 waiting at the head of the queue ask for the same thing with seeds that follow one another
-(a client's ``seed, seed+1, ...`` loop; or one request sent several times at once with its seed
-left to chance, since :meth:`JobRunner.continue_seed` then gives each the seed that continues the
-last one's batch), the runner runs them as one call and hands each job its own images. On the tiny test model the
-conditioning is about 40% of a 64 px image: ten such jobs take about 0.6 of the time one by
-one (see README, Performance).
+(a client's ``seed, seed+1, ...`` loop; or one request sent several times at once with its
+seed left to chance, since :meth:`JobRunner.continue_seed` then gives each the seed that
+continues the last one's batch), the runner runs them as one call and hands each job its own
+images. On the tiny test model the conditioning is about 40% of a 64 px image: ten such jobs
+take about 0.6 of the time one by one (see README, Performance).
 
 What coalesces, and what never does:
 

@@ -183,6 +183,18 @@ class JobStoreBase(ABC):
         request and its stored state (status ``queued``: the worker marks it started)."""
 
     @abstractmethod
+    async def waiting(self, limit: int) -> builtins.list[Job]:
+        """The first ``limit`` queued jobs in the order they were queued, with their full
+        requests (read only: a worker looks for jobs to coalesce with the one it claimed)."""
+
+    @abstractmethod
+    async def claim_these(
+        self, job_ids: Sequence[str], worker: str, lease: float
+    ) -> builtins.list[Job]:
+        """Take the listed jobs that are still queued for ``worker`` (as :meth:`claim` does),
+        in the order listed; the others are left alone (taken or cancelled meanwhile)."""
+
+    @abstractmethod
     async def renew(self, job_id: str, worker: str, lease: float) -> Renewal:
         """Extend ``worker``'s lease on a job; says whether it still holds it, and any stop."""
 

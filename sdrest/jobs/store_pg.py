@@ -240,6 +240,27 @@ class PgJobStore(JobStoreBase):
         )
         return jobs[0] if jobs else None
 
+    async def waiting(self, limit: int) -> builtins.list[Job]:
+        """The first queued jobs (see :meth:`JobStoreBase.waiting`)."""
+        return await self._jobs(
+            "SELECT state, expired, request FROM jobs WHERE status = 'queued' ORDER BY seq"
+            " LIMIT %s",
+            (limit,),
+        )
+
+    async def claim_these(
+        self, job_ids: Sequence[str], worker: str, lease: float
+    ) -> builtins.list[Job]:
+        """Take the listed jobs still queued (see :meth:`JobStoreBase.claim_these`)."""
+        jobs = await self._jobs(
+            f"UPDATE jobs SET status = 'generating', worker = %s, lease_until = {NOW} + %s,"
+            " stop = NULL WHERE id = ANY(%s) AND status = 'queued'"
+            " RETURNING state, expired, request",
+            (worker, lease, list(job_ids)),
+        )
+        order = {job_id: n for n, job_id in enumerate(job_ids)}
+        return sorted(jobs, key=lambda job: order[job.id])
+
     async def renew(self, job_id: str, worker: str, lease: float) -> Renewal:
         """Extend ``worker``'s lease on a job; says whether it still holds it, and any stop."""
         rows = await self._rows(

@@ -268,6 +268,39 @@ class JobStore(JobStoreBase):
 
         return await self._run(take)
 
+    async def waiting(self, limit: int) -> builtins.list[Job]:
+        """The first queued jobs (see :meth:`JobStoreBase.waiting`)."""
+
+        def read(db: sqlite3.Connection) -> builtins.list[Job]:
+            rows = db.execute(
+                "SELECT state, expired, request FROM jobs WHERE status = 'queued' ORDER BY rowid"
+                " LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [job_of(*row) for row in rows]
+
+        return await self._run(read)
+
+    async def claim_these(
+        self, job_ids: Sequence[str], worker: str, lease: float
+    ) -> builtins.list[Job]:
+        """Take the listed jobs still queued (see :meth:`JobStoreBase.claim_these`)."""
+
+        def take(db: sqlite3.Connection) -> builtins.list[Job]:
+            taken = []
+            for job_id in job_ids:
+                row = db.execute(
+                    "UPDATE jobs SET status = 'generating', worker = ?, lease_until = ?,"
+                    " stop = NULL WHERE id = ? AND status = 'queued'"
+                    " RETURNING state, expired, request",
+                    (worker, time.time() + lease, job_id),
+                ).fetchone()
+                if row is not None:
+                    taken.append(job_of(*row))
+            return taken
+
+        return await self._run(take)
+
     async def renew(self, job_id: str, worker: str, lease: float) -> Renewal:
         """Extend ``worker``'s lease on a job; says whether it still holds it, and any stop."""
 

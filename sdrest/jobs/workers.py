@@ -1,17 +1,18 @@
 """Engine workers: each claims jobs from the shared queue (the database) and runs them on its own
 engine, holding each job under a lease it renews while the job runs.
 
-A worker runs a claimed job through a private :class:`~sdrest.jobs.runner.JobRunner` (capacity
-one, its own engine): the very code that runs jobs on a single machine, so progress, previews,
-the encoding phase and cancellation behave the same. Its store is a view that writes only while
-this worker still holds the claim: a worker whose lease ran out (cut off from the database for
-too long) can never overwrite the run another worker took over.
+A worker runs a claimed job through a private :class:`~sdrest.jobs.runner.JobRunner` (its own
+engine): the very code that runs jobs on a single machine, so progress, previews, the encoding
+phase and cancellation behave the same. With a txt2img job it also claims the waiting jobs that
+can share its native call (:mod:`sdrest.jobs.coalesce`), and the runner runs them together. Its
+store is a view that writes only while this worker still holds the claim
+(:mod:`sdrest.jobs.claimed`): a worker whose lease ran out (cut off from the database for too
+long) can never overwrite the run another worker took over.
 """
 
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import logging
 import os
@@ -21,11 +22,13 @@ from dataclasses import dataclass
 import msgspec
 
 from sdrest import planning
-from sdrest.engine.base import Engine
+from sdrest.engine.base import Engine, GenerationPlan
 from sdrest.errors import RetryLaterError, SdrestError
+from sdrest.jobs import coalesce
+from sdrest.jobs.claimed import ClaimedStore
 from sdrest.jobs.events import EventBus, JobEvent
 from sdrest.jobs.runner import JobRunner
-from sdrest.jobs.store import JobStoreBase, NodeInfo, Renewal, WorkerInfo
+from sdrest.jobs.store import JobStoreBase, WorkerInfo
 from sdrest.models import ModelRegistry
 from sdrest.models.pull import PullOutcome
 from sdrest.schemas import Job, JobError
@@ -35,8 +38,6 @@ logger = logging.getLogger(__name__)
 
 _IDLE_POLL = 0.5
 """Seconds between claims while the queue is empty (a notification wakes a worker sooner)."""
-_RETRY_WRITE = 0.5
-"""Seconds between tries of a worker's write while the database is away."""
 LOST_LEASE = JobError("worker_lost", "this worker lost its claim on the job (lease ran out)")
 
 
@@ -50,125 +51,6 @@ class WorkerOptions:
     """Seconds an older job may wait while a worker prefers jobs for its loaded model."""
     max_attempts: int
     """Starts after which a job whose worker vanished fails instead of running again."""
-
-
-class ClaimedStore(JobStoreBase):
-    """The shared store as one worker's runner sees it: its writes need the worker's claim."""
-
-    def __init__(
-        self, store: JobStoreBase, worker: str, lease: float, on_lost: Callable[[str], None]
-    ) -> None:
-        self.inner, self.worker, self.lease = store, worker, lease
-        self.on_lost = on_lost
-        """Called with a job's id when a write finds the claim gone: what this worker does
-        with that job from now on is nobody's news."""
-        self.single_node = store.single_node
-
-    async def open(self) -> None:
-        """The shared store is opened by its owner."""
-
-    async def close(self) -> None:
-        """The shared store is closed by its owner."""
-
-    async def insert(self, job: Job) -> None:
-        """Workers never accept jobs."""
-        raise RuntimeError("a worker does not insert jobs")
-
-    async def update(self, job: Job, *, worker: str | None = None) -> bool:
-        """Write only while this worker holds the claim. While the database is away the write
-        is retried for up to one lease: past that the job is another worker's anyway."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.lease
-        while True:
-            try:
-                written = await self.inner.update(job, worker=self.worker)
-                break
-            except RetryLaterError:
-                if loop.time() > deadline:
-                    logger.warning("job %s: state not recorded, the database is away", job.id)
-                    written = False
-                    break
-                await asyncio.sleep(_RETRY_WRITE)
-        if not written:
-            self.on_lost(job.id)
-        return written
-
-    async def get(self, job_id: str, *, with_request: bool = False) -> Job | None:
-        """See :meth:`JobStoreBase.get`."""
-        return await self.inner.get(job_id, with_request=with_request)
-
-    async def unfinished(self) -> builtins.list[Job]:
-        """See :meth:`JobStoreBase.unfinished`."""
-        return await self.inner.unfinished()
-
-    async def active(self) -> builtins.list[Job]:
-        """See :meth:`JobStoreBase.active`."""
-        return await self.inner.active()
-
-    async def expire(self, finished_before: float) -> builtins.list[str]:
-        """See :meth:`JobStoreBase.expire`."""
-        return await self.inner.expire(finished_before)
-
-    async def list(
-        self,
-        *,
-        owner: str | None = None,
-        statuses: tuple[str, ...] = (),
-        limit: int = 100,
-        offset: int = 0,
-    ) -> builtins.list[Job]:
-        """See :meth:`JobStoreBase.list`."""
-        return await self.inner.list(owner=owner, statuses=statuses, limit=limit, offset=offset)
-
-    async def delete(self, job_id: str) -> bool:
-        """See :meth:`JobStoreBase.delete`."""
-        return await self.inner.delete(job_id)
-
-    async def count_queued(self) -> int:
-        """See :meth:`JobStoreBase.count_queued`."""
-        return await self.inner.count_queued()
-
-    async def claim(
-        self, worker: str, *, loaded: Sequence[str], affinity_wait: float, lease: float
-    ) -> Job | None:
-        """See :meth:`JobStoreBase.claim`."""
-        return await self.inner.claim(
-            worker, loaded=loaded, affinity_wait=affinity_wait, lease=lease
-        )
-
-    async def renew(self, job_id: str, worker: str, lease: float) -> Renewal:
-        """See :meth:`JobStoreBase.renew`."""
-        return await self.inner.renew(job_id, worker, lease)
-
-    async def requeue_expired(
-        self, max_attempts: int, *, everything: bool = False
-    ) -> builtins.list[Job]:
-        """See :meth:`JobStoreBase.requeue_expired`."""
-        return await self.inner.requeue_expired(max_attempts, everything=everything)
-
-    async def release(self, job_id: str, worker: str) -> bool:
-        """See :meth:`JobStoreBase.release`."""
-        return await self.inner.release(job_id, worker)
-
-    async def cancel_queued(self, job_id: str, error: JobError) -> Job | None:
-        """See :meth:`JobStoreBase.cancel_queued`."""
-        return await self.inner.cancel_queued(job_id, error)
-
-    async def request_stop(self, job_id: str, error: JobError) -> bool:
-        """See :meth:`JobStoreBase.request_stop`."""
-        return await self.inner.request_stop(job_id, error)
-
-    async def heartbeat(self, node: NodeInfo) -> None:
-        """See :meth:`JobStoreBase.heartbeat`."""
-        await self.inner.heartbeat(node)
-
-    async def nodes(self, *, within: float) -> builtins.list[NodeInfo]:
-        """See :meth:`JobStoreBase.nodes`."""
-        return await self.inner.nodes(within=within)
-
-    async def forget_node(self, name: str) -> None:
-        """See :meth:`JobStoreBase.forget_node`."""
-        await self.inner.forget_node(name)
 
 
 def worker_settings(settings: Settings, index: int, count: int) -> Settings:
@@ -227,6 +109,7 @@ class EngineWorker:
         )
         """The private runner the claimed jobs run through (its engine is this worker's)."""
         self.runner.attach(engine)
+        self.runner.coalesce = settings.coalesce
         self.current: str | None = None
         """The job on this worker's engine (claimed, not yet handed to the write-behind)."""
         self._held: dict[str, asyncio.Task[None]] = {}
@@ -332,16 +215,46 @@ class EngineWorker:
         images are still being written keeps its lease (renewed) until it has ended."""
         logger.info("%s claimed job %s (attempt %d)", self.name, job.id, job.attempts + 1)
         try:
-            plan = await asyncio.to_thread(
-                planning.plan_for_job, job, self.settings, self.registry
-            )
+            plan = await asyncio.to_thread(planning.plan_for_job, job, self.settings, self.registry)
         except SdrestError as exc:
             await self.runner.finish(job, "failed", error=JobError(exc.code, exc.message))
             self._lost.discard(job.id)
             return
-        await self.runner.enqueue(job, plan, recovered=True)
-        self._held[job.id] = asyncio.create_task(self._hold(job.id), name=f"{self.name}-lease")
+        claimed = [(job, plan), *await self._partners(plan)]
+        # Queued with no await between: the runner's consumer finds them together and runs the
+        # partners in the first one's native call (see jobs/coalesce.py).
+        for each, its_plan in claimed:
+            await self.runner.enqueue(each, its_plan, recovered=True)
+        for each, _ in claimed:
+            self._held[each.id] = asyncio.create_task(
+                self._hold(each.id), name=f"{self.name}-lease"
+            )
         await self.runner.wait_engine_free(job.id)
+
+    async def _partners(self, plan: object) -> list[tuple[Job, GenerationPlan]]:
+        """The waiting jobs that can share ``plan``'s native call (the same txt2img, seeds that
+        continue its batch), claimed by this worker; none when coalescing is off."""
+        if not (self.runner.coalesce and coalesce.eligible(plan)):
+            return []
+        try:
+            waiting = await self.store.waiting(coalesce.MAX_IMAGES)
+            plans = await asyncio.to_thread(self._plans, waiting)
+            chosen = coalesce.partners(plan, list(plans.items()))
+            taken = await self.store.claim_these(chosen, self.name, self.options.lease)
+        except RetryLaterError:  # the database is away: the claimed job runs alone
+            return []
+        return [(each, plan_) for each in taken if (plan_ := plans.get(each.id)) is not None]
+
+    def _plans(self, jobs: Sequence[Job]) -> dict[str, GenerationPlan | None]:
+        """Each waiting job's plan when it could share a call (None otherwise), in order."""
+        plans: dict[str, GenerationPlan | None] = {}
+        for each in jobs:
+            try:
+                planned = planning.plan_for_job(each, self.settings, self.registry)
+            except SdrestError:  # it fails when it is claimed, and says why then
+                planned = None
+            plans[each.id] = planned if coalesce.eligible(planned) else None
+        return plans
 
     async def _hold(self, job_id: str) -> None:
         """Renew the job's lease until it has ended (its files written, or it stopped)."""

@@ -168,3 +168,23 @@ async def test_delete_removes_only_finished_jobs(any_store: JobStoreBase) -> Non
     assert await any_store.get("job_0002") is None
     assert [j.id for j in await any_store.list()] == ["job_0001"]
     assert not await any_store.delete("job_0002")  # gone already
+
+
+async def test_waiting_lists_the_queue_in_order_and_claim_these_takes_what_is_left(
+    any_store: JobStoreBase,
+) -> None:
+    for n in range(1, 6):
+        await any_store.insert(make_job(n))
+    head = await claim(any_store)
+    assert head is not None and head.id == "job_0001"
+    waiting = await any_store.waiting(3)
+    assert [job.id for job in waiting] == ["job_0002", "job_0003", "job_0004"]
+    assert waiting[0].request is not None and waiting[0].request.init_image == "AAAA"  # full
+    assert await any_store.cancel_queued("job_0003", _STOP) is not None
+    other = await claim(any_store, "w2")  # another worker got there first
+    assert other is not None and other.id == "job_0002"
+    taken = await any_store.claim_these(["job_0004", "job_0003", "job_0002"], "w1", 30.0)
+    assert [job.id for job in taken] == ["job_0004"]  # in the order listed; the rest left
+    assert [job.id for job in await any_store.waiting(10)] == ["job_0005"]
+    renewal = await any_store.renew("job_0004", "w1", 30.0)
+    assert renewal.held  # w1 holds it under a lease like any claim

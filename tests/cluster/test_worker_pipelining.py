@@ -13,6 +13,7 @@ import pytest
 
 from sdrest.jobs.cluster import ClusterRunner
 from sdrest.schemas import ImgGenRequest
+from sdrest.schemas.request import SampleParams
 from sdrest.service import SdrestService
 from tests.conftest import settings_in
 from tests.fakes import FakeEngine
@@ -72,3 +73,47 @@ async def test_a_worker_runs_the_next_job_while_the_last_ones_images_are_written
     for job in finals:
         assert job.result is not None and job.attempts == 1
         assert (tmp_path / "outputs" / job.id / job.result.images[0].filename).is_file()
+
+
+async def test_a_worker_claims_the_jobs_that_share_its_jobs_native_call(
+    tmp_path: Path, models_dir: Path, database_url: str
+) -> None:
+    settings = settings_in(
+        tmp_path,
+        models_dir,
+        max_queue=8,
+        engine_workers=1,
+        database_url=database_url,
+        heartbeat_seconds=0.2,
+        lease_seconds=LEASE,
+        affinity_wait=0.0,
+    )
+    engine = FakeEngine()
+    engine.hold = asyncio.Event()
+    async with SdrestService(settings, engine=engine) as service:
+        blocker = await service.submit(_small("blocker", 1))
+        await asyncio.wait_for(engine.holding.wait(), TIMEOUT)
+        jobs = [await service.submit(_small("a cat", seed)) for seed in (12, 10, 11)]
+        other = await service.submit(_small("a dog", 13))
+        engine.hold.set()
+        for job in (blocker, *jobs, other):
+            await service.runner.wait_done(job.id, TIMEOUT)
+        finals = [await service.get(job.id) for job in (*jobs, other)]
+    # 12 was claimed first (the oldest), then 10 and 11 would not continue its batch: 12 ran
+    # alone; 10 claimed 11 with it. The dog never shared a call.
+    calls = [(call.seed, call.request.batch_count, call.request.prompt) for call in engine.calls]
+    assert calls == [(1, 1, "blocker"), (12, 1, "a cat"), (10, 2, "a cat"), (13, 1, "a dog")]
+    assert [job.status for job in finals] == ["completed"] * 4
+    assert [[ref.seed for ref in job.result.images] for job in finals if job.result] == [
+        [12],
+        [10],
+        [11],
+        [13],
+    ]
+    assert all(job.attempts == 1 for job in finals)
+
+
+def _small(prompt: str, seed: int) -> ImgGenRequest:
+    """Small enough to coalesce (see sdrest/jobs/coalesce.py, MAX_WORK)."""
+    steps = SampleParams(sample_steps=2)
+    return ImgGenRequest(prompt=prompt, width=64, height=64, seed=seed, sample_params=steps)
