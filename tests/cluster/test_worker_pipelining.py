@@ -15,6 +15,7 @@ from sdrest.jobs.cluster import ClusterRunner
 from sdrest.schemas import ImgGenRequest
 from sdrest.schemas.request import SampleParams
 from sdrest.service import SdrestService
+from sdrest.settings import Settings
 from tests.conftest import settings_in
 from tests.fakes import FakeEngine
 from tests.unit.test_pipelining import HeldWrites, holding_writes
@@ -29,6 +30,20 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldWrites]:
         yield held
 
 
+def _one_worker(tmp_path: Path, models_dir: Path, database_url: str) -> Settings:
+    """One engine worker on the PostgreSQL queue, with short leases and heartbeats."""
+    return settings_in(
+        tmp_path,
+        models_dir,
+        max_queue=8,
+        engine_workers=1,
+        database_url=database_url,
+        heartbeat_seconds=0.2,
+        lease_seconds=LEASE,
+        affinity_wait=0.0,
+    )
+
+
 async def _until(check: Callable[[], bool]) -> None:
     deadline = time.monotonic() + TIMEOUT
     while not check():
@@ -39,16 +54,7 @@ async def _until(check: Callable[[], bool]) -> None:
 async def test_a_worker_runs_the_next_job_while_the_last_ones_images_are_written(
     tmp_path: Path, models_dir: Path, database_url: str, writes: HeldWrites
 ) -> None:
-    settings = settings_in(
-        tmp_path,
-        models_dir,
-        max_queue=8,
-        engine_workers=1,
-        database_url=database_url,
-        heartbeat_seconds=0.2,
-        lease_seconds=LEASE,
-        affinity_wait=0.0,
-    )
+    settings = _one_worker(tmp_path, models_dir, database_url)
     engine = FakeEngine()
     service = SdrestService(settings, engine=engine)
     assert isinstance(service.runner, ClusterRunner)
@@ -78,16 +84,7 @@ async def test_a_worker_runs_the_next_job_while_the_last_ones_images_are_written
 async def test_a_worker_claims_the_jobs_that_share_its_jobs_native_call(
     tmp_path: Path, models_dir: Path, database_url: str
 ) -> None:
-    settings = settings_in(
-        tmp_path,
-        models_dir,
-        max_queue=8,
-        engine_workers=1,
-        database_url=database_url,
-        heartbeat_seconds=0.2,
-        lease_seconds=LEASE,
-        affinity_wait=0.0,
-    )
+    settings = _one_worker(tmp_path, models_dir, database_url)
     engine = FakeEngine()
     engine.hold = asyncio.Event()
     async with SdrestService(settings, engine=engine) as service:
