@@ -43,18 +43,26 @@ MAX_WORK = 4 * 1024 * 1024
 64x64 at 4 steps or 4 of 256x256 at 4 steps fit; one 512x512 at 16 steps fills it alone."""
 
 
+def may_coalesce(request: ImgGenRequest | None) -> bool:
+    """Whether a request could share a native call: known before it is planned (planning
+    decodes its images, which a worker looking for partners should not pay for)."""
+    return (
+        request is not None
+        and not request.has_images
+        and not request.hires.enabled
+        and not request.tiled_upscale.enabled
+    )
+
+
 def eligible(plan: object) -> TypeGuard[GenerationPlan]:
     """Whether ``plan`` may share a native call with others."""
-    if not isinstance(plan, GenerationPlan):
-        return False
-    request = plan.request
     return (
-        plan.init_image is None
+        isinstance(plan, GenerationPlan)
+        and may_coalesce(plan.request)
+        and plan.init_image is None
         and plan.mask_image is None
         and plan.control_image is None
         and not plan.ref_images
-        and not request.hires.enabled
-        and not request.tiled_upscale.enabled
     )
 
 

@@ -249,6 +249,9 @@ class EngineWorker:
         """Each waiting job's plan when it could share a call (None otherwise), in order."""
         plans: dict[str, GenerationPlan | None] = {}
         for each in jobs:
+            if each.kind != "img_gen" or not coalesce.may_coalesce(each.request):
+                plans[each.id] = None  # not planned: it would decode its images for nothing
+                continue
             try:
                 planned = planning.plan_for_job(each, self.settings, self.registry)
             except SdrestError:  # it fails when it is claimed, and says why then
