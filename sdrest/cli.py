@@ -18,7 +18,7 @@ import msgspec
 from sdrest import __version__, cli_generate, cli_pull
 from sdrest.cpu_cores import physical_cores
 from sdrest.engine.launch import LaunchedWorker
-from sdrest.entry import NOT_COMMANDS
+from sdrest.entry import serve_implied
 from sdrest.errors import SdrestError
 from sdrest.logs import configure_logging, log_config, log_level
 from sdrest.settings import Settings, load_settings, setting_fields
@@ -297,7 +297,7 @@ def list_models(settings: Settings, as_json: bool) -> int:
 def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """Parsed arguments ("serve" when only flags are given) and the deprecation notes."""
     argv = list(argv)
-    if not argv or (argv[0].startswith("-") and argv[0] not in NOT_COMMANDS):
+    if serve_implied(argv):
         argv.insert(0, "serve")
     args = build_parser().parse_args(argv)
     return args, _apply_compat_flags(args)

@@ -25,11 +25,17 @@ NOT_COMMANDS = ("-h", "--help", "--version")
 """Flags that do not mean "serve" when they come first."""
 
 
+def serve_implied(argv: Sequence[str]) -> bool:
+    """Whether a command line without a sub-command means ``serve`` (flags only, as the
+    stable-diffusion.cpp-rest server is started)."""
+    return not argv or (argv[0].startswith("-") and argv[0] not in NOT_COMMANDS)
+
+
 def serves(argv: Sequence[str]) -> bool:
-    """Whether the command line runs the server (``serve``, or flags only)."""
+    """Whether the command line runs the server (``serve``, or flags only; not its help)."""
     if any(arg in NOT_COMMANDS for arg in argv):
         return False
-    return not argv or argv[0] == "serve" or argv[0].startswith("-")
+    return serve_implied(argv) or argv[0] == "serve"
 
 
 def early_worker(argv: Sequence[str]) -> LaunchedWorker | None:
@@ -37,7 +43,7 @@ def early_worker(argv: Sequence[str]) -> LaunchedWorker | None:
     if not serves(argv):
         return None
     try:
-        return launch_worker(memory_budget=0, nice=0)  # head_start sends the real settings
+        return launch_worker()  # head_start sends it its settings
     except SdrestError as exc:  # the service starts its own, and reports the failure there
         logger.debug("no early engine worker: %s", exc.message)
         return None

@@ -60,17 +60,16 @@ def head_start(settings: Settings, early: LaunchedWorker | None = None) -> HeadS
         if early is not None:
             early.discard()
         return None
-    budget, nice = settings.engine.memory_budget_bytes, settings.engine.worker_nice
-    launched = early if early is not None else launch_worker(budget, nice)
+    launched = early if early is not None else launch_worker()
     launched.kept = True
     # Imported after the start on purpose: these imports overlap the worker's own.
     from sdrest import model_specs
     from sdrest.engine.wire import ConfigureCall, LoadCall
     from sdrest.models import ModelRegistry
 
-    if early is not None:
-        level = logging.getLogger("sdrest").getEffectiveLevel()
-        launched.send(ConfigureCall(budget, nice, level))
+    budget, nice = settings.engine.memory_budget_bytes, settings.engine.worker_nice
+    level = logging.getLogger("sdrest").getEffectiveLevel()
+    launched.send(ConfigureCall(budget, nice, level))
 
     registry = ModelRegistry(
         settings.models_path, settings.presets, hash_cache_path=settings.data_path / "hashes.json"
@@ -84,10 +83,7 @@ def head_start(settings: Settings, early: LaunchedWorker | None = None) -> HeadS
         logger.debug("no head start for the default model: %s", exc)
     from sdrest.engine.supervisor import WorkerEngine  # after the load was sent: not needed first
 
-    engine = WorkerEngine(
-        settings.engine.memory_budget_bytes, nice=settings.engine.worker_nice, launched=launched
-    )
-    return HeadStart(engine, registry, launched)
+    return HeadStart(WorkerEngine(budget, nice=nice, launched=launched), registry, launched)
 
 
 def _only_model(registry: ModelRegistry) -> str | None:

@@ -77,19 +77,15 @@ class LaunchedWorker:
     def discard(self) -> None:
         """Stop it now unless an engine keeps it (an early worker the configuration has no use
         for, or one left over when the command ends)."""
-        if self.kept:
-            return
-        self.socket.close()
-        self.process.kill()
-        self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        if not self.kept:
+            self.close(grace=0)
 
-    def close(self) -> None:
-        """Stop a worker that was never adopted (the server did not start)."""
-        self.socket.close()  # EOF: the worker exits on its own
+    def close(self, grace: float = 5.0) -> None:
+        """Stop a worker that was never adopted (the server did not start): it exits on the
+        socket's EOF, or is killed after ``grace`` seconds."""
+        self.socket.close()
         try:
-            self.process.wait(timeout=5)
+            self.process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
@@ -97,14 +93,14 @@ class LaunchedWorker:
             self.process.stdout.close()
 
 
-def launch_worker(
-    memory_budget: int, nice: int, env: Mapping[str, str] | None = None
-) -> LaunchedWorker:
-    """Start a worker process now, from plain (loop-less) code."""
+def launch_worker(env: Mapping[str, str] | None = None) -> LaunchedWorker:
+    """Start a worker process now, from plain (loop-less) code, before the settings are known:
+    it imports the library meanwhile, and its budget and niceness come with its first call
+    (``ConfigureCall``, sent by :func:`sdrest.head_start.head_start`)."""
     ours, theirs = socket.socketpair()
     try:
         process = subprocess.Popen(
-            worker_argv(theirs.fileno(), memory_budget, nice),
+            worker_argv(theirs.fileno(), memory_budget=0, nice=0),
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

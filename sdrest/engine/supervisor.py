@@ -154,7 +154,7 @@ class WorkerEngine:
         self._last_ready: wire.Ready | None = None
         self._launched = launched
         """A worker started before the event loop (``sdrest serve``), adopted on the first call;
-        it was started with this engine's budget and niceness."""
+        its budget and niceness were sent to it ahead (``ConfigureCall``)."""
 
     # -- Engine protocol ---------------------------------------------------------------------
 

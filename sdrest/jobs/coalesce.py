@@ -27,7 +27,7 @@ the one call are routed to the job whose image is being sampled (:class:`Progres
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeGuard
 
 import msgspec
@@ -75,16 +75,19 @@ def _seedless(request: ImgGenRequest) -> ImgGenRequest:
     return msgspec.structs.replace(request, seed=0, batch_count=1)
 
 
+def _call_key(plan: GenerationPlan) -> GenerationPlan:
+    """``plan`` without its seed and image count: what two plans sharing a call have alike."""
+    return dataclasses.replace(plan, seed=0, request=_seedless(plan.request))
+
+
 def same_call(first: GenerationPlan, other: GenerationPlan) -> bool:
     """Whether ``other`` asks for what ``first`` asks for, apart from its seed and image count
     (and so can be appended to ``first``'s batch when its seed follows)."""
-    return dataclasses.replace(
-        other, seed=0, request=_seedless(other.request)
-    ) == dataclasses.replace(first, seed=0, request=_seedless(first.request))
+    return _call_key(other) == _call_key(first)
 
 
 def partners(
-    head: GenerationPlan, waiting: Sequence[tuple[str, GenerationPlan | None]]
+    head: GenerationPlan, waiting: Iterable[tuple[str, GenerationPlan | None]]
 ) -> list[str]:
     """The waiting jobs to run in ``head``'s call, in batch order.
 
@@ -92,9 +95,10 @@ def partners(
     that cannot coalesce), next first; the run ends at the first job that is not like ``head``.
     A partner's seed is where the batch so far ends; the batch stays within the limits.
     """
+    key = _call_key(head)
     by_seed: dict[int, tuple[str, GenerationPlan]] = {}
-    for job_id, plan in waiting:
-        if plan is None or not same_call(head, plan):
+    for job_id, plan in waiting:  # read lazily: the run usually ends at the first job
+        if plan is None or _call_key(plan) != key:
             break
         by_seed.setdefault(plan.seed, (job_id, plan))
     chosen: list[str] = []

@@ -260,7 +260,7 @@ class JobRunner(LiveJobs):
         head = self._coalescible(job_id) if self.coalesce else None
         if head is None:
             return []
-        waiting = [(other, self._coalescible(other)) for other in self._queue.leading_ids()]
+        waiting = ((other, self._coalescible(other)) for other in self._queue.leading_ids())
         chosen = coalesce.partners(head, waiting)
         for other in chosen:
             self._queue.remove(other)
